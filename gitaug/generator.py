@@ -1,0 +1,432 @@
+"""The class-agnostic, input-conditioned generator G(x' | x).
+
+A single-domain MUNIT: an image is split into a *content* code (a spatial
+feature map that keeps what the image shows) and a *style* code (a small
+vector that holds the nuisance: rotation, lighting, background, stroke width).
+Decoding the content of ``x`` with a style drawn from N(0, I) gives a new
+image of the same thing under a different nuisance, which is what GIT feeds
+to the classifier in place of a tail-class input.
+
+The generator works on images in [-1, 1] (its decoder ends in ``tanh``);
+:class:`gitaug.GITAugment` converts to and from the user's value range.
+
+Example::
+
+    >>> import torch
+    >>> from gitaug import MUNITConfig, MUNITGenerator
+    >>> config = MUNITConfig.preset("small", in_channels=1, image_size=28)
+    >>> generator = MUNITGenerator(config)
+    >>> x = torch.rand(4, 1, 28, 28) * 2 - 1
+    >>> generator.sample(x).shape
+    torch.Size([4, 1, 28, 28])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MUNITConfig", "MUNITGenerator", "PRESETS"]
+
+_PAD_TYPES = ("reflect", "replicate", "zeros")
+_ACTIVATIONS = ("relu", "lrelu", "prelu", "tanh", "none")
+
+
+@dataclass(frozen=True)
+class MUNITConfig:
+    """Architecture of a :class:`MUNITGenerator`.
+
+    The defaults are the configuration of the GIT paper's reference code.
+
+    Args:
+        in_channels: image channels, 1 (gray) or 3 (RGB).
+        image_size: side of the square images the generator is fitted on;
+            must be divisible by ``2 ** n_downsample``.
+        dim: channels of the first convolution; doubled at every downsampling.
+        mlp_dim: hidden width of the MLP mapping a style code to AdaIN
+            parameters.
+        style_dim: length of the style code.
+        n_downsample: stride-2 convolutions in the content encoder (and
+            upsampling stages in the decoder).
+        n_res: residual blocks in the content encoder and in the decoder.
+        style_n_downsample: stride-2 convolutions in the style encoder.
+        n_mlp: linear layers of the style MLP.
+        activation: ``"relu"``, ``"lrelu"``, ``"prelu"``, ``"tanh"`` or ``"none"``.
+        pad_type: ``"reflect"``, ``"replicate"`` or ``"zeros"``.
+
+    Example::
+
+        >>> MUNITConfig(in_channels=3, image_size=32).dim
+        64
+        >>> MUNITConfig.preset("small", in_channels=1, image_size=28).dim
+        16
+    """
+
+    in_channels: int
+    image_size: int
+    dim: int = 64
+    mlp_dim: int = 256
+    style_dim: int = 8
+    n_downsample: int = 2
+    n_res: int = 4
+    style_n_downsample: int = 4
+    n_mlp: int = 3
+    activation: str = "relu"
+    pad_type: str = "reflect"
+
+    def __post_init__(self) -> None:
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels!r}")
+        for name in ("image_size", "dim", "mlp_dim", "style_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("n_downsample", "n_res", "style_n_downsample"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not isinstance(self.n_mlp, int) or self.n_mlp < 2:
+            raise ValueError(f"n_mlp must be an integer >= 2, got {self.n_mlp!r}")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
+        if self.pad_type not in _PAD_TYPES:
+            raise ValueError(f"pad_type must be one of {_PAD_TYPES}, got {self.pad_type!r}")
+        stride = 2**self.n_downsample
+        if self.image_size % stride:
+            raise ValueError(
+                f"image_size must be divisible by 2 ** n_downsample = {stride}, got {self.image_size}"
+            )
+        if self.image_size // stride < 4 and self.pad_type == "reflect":
+            # Reflect padding of the 3x3 residual convolutions needs a map of at least 2x2;
+            # a content map smaller than 4x4 also has too little room for the nuisance.
+            raise ValueError(
+                f"image_size {self.image_size} is too small for n_downsample={self.n_downsample}: "
+                f"the content map would be {self.image_size // stride}x{self.image_size // stride}, "
+                "at least 4x4 is needed"
+            )
+
+    @classmethod
+    def preset(cls, name: str, *, in_channels: int, image_size: int, **overrides: Any) -> "MUNITConfig":
+        """A named configuration; see :data:`PRESETS`.
+
+        ``"paper"`` is the reference configuration (about 15 M parameters);
+        ``"small"`` is a narrow one meant for 28x28 grayscale data and CPUs.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; available: {sorted(PRESETS)}")
+        fields = {**PRESETS[name], **overrides}
+        return cls(in_channels=in_channels, image_size=image_size, **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MUNITConfig":
+        """Build from a mapping (as read from JSON); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown MUNITConfig field(s) {unknown}; known fields: {sorted(known)}")
+        missing = sorted(f for f in ("in_channels", "image_size") if f not in data)
+        if missing:
+            raise ValueError(f"MUNITConfig is missing required field(s) {missing}")
+        return cls(**data)
+
+
+#: Named architecture presets (everything but ``in_channels`` and ``image_size``).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"dim": 64, "mlp_dim": 256, "style_dim": 8, "n_downsample": 2, "n_res": 4},
+    "small": {"dim": 16, "mlp_dim": 64, "style_dim": 8, "n_downsample": 2, "n_res": 2},
+}
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def _activation(name: str) -> nn.Module:
+    return {
+        "relu": lambda: nn.ReLU(inplace=True),
+        "lrelu": lambda: nn.LeakyReLU(0.2, inplace=True),
+        "prelu": nn.PReLU,
+        "tanh": nn.Tanh,
+        "none": nn.Identity,
+    }[name]()
+
+
+class LayerNorm2d(nn.Module):
+    """Layer norm over (C, H, W) per sample with a per-channel affine, as MUNIT's decoder uses."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        mean = flat.mean(1).view(-1, 1, 1, 1)
+        std = flat.std(1).view(-1, 1, 1, 1)
+        x = (x - mean) / (std + self.eps)
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class ConvBlock(nn.Module):
+    """Padding, convolution, optional normalization, activation."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        norm: str = "none",
+        activation: str = "relu",
+        pad_type: str = "reflect",
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            padding_mode=pad_type,
+            bias=True,
+        )
+        if norm == "instance":
+            self.norm: nn.Module = nn.InstanceNorm2d(out_channels, affine=False)
+        elif norm == "layer":
+            self.norm = LayerNorm2d(out_channels)
+        elif norm == "none":
+            self.norm = nn.Identity()
+        else:  # pragma: no cover - internal misuse
+            raise ValueError(f"unknown norm {norm!r}")
+        self.act = _activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions with instance norm and a skip connection."""
+
+    def __init__(self, channels: int, activation: str, pad_type: str) -> None:
+        super().__init__()
+        self.conv1 = ConvBlock(channels, channels, 3, 1, 1, "instance", activation, pad_type)
+        self.conv2 = ConvBlock(channels, channels, 3, 1, 1, "instance", "none", pad_type)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.conv1(x))
+
+
+def _adain(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Adaptive instance norm: normalize each channel per sample, then apply a per-sample affine."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    var = x.var(dim=(2, 3), keepdim=True, unbiased=False)
+    x = (x - mean) * torch.rsqrt(var + eps)
+    return x * scale[:, :, None, None] + shift[:, :, None, None]
+
+
+class AdaINResBlock(nn.Module):
+    """A residual block whose two normalizations take their affine from the style code."""
+
+    def __init__(self, channels: int, activation: str, pad_type: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode=pad_type)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode=pad_type)
+        self.act = _activation(activation)
+        self.channels = channels
+
+    def num_adain_params(self) -> int:
+        """AdaIN parameters one block consumes: a (scale, shift) pair for each of its two norms."""
+        return 4 * self.channels
+
+    def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        # The style MLP's output is centred on 0, so scales are taken as 1 + output:
+        # a zero style code then starts from the identity affine.
+        scale1, shift1, scale2, shift2 = params.split(self.channels, dim=1)
+        h = self.act(_adain(self.conv1(x), 1 + scale1, shift1))
+        h = _adain(self.conv2(h), 1 + scale2, shift2)
+        return x + h
+
+
+class ContentEncoder(nn.Module):
+    """7x7 conv, ``n_downsample`` stride-2 convs doubling the width, residual blocks."""
+
+    def __init__(self, config: MUNITConfig) -> None:
+        super().__init__()
+        act, pad = config.activation, config.pad_type
+        layers: list[nn.Module] = [ConvBlock(config.in_channels, config.dim, 7, 1, 3, "instance", act, pad)]
+        width = config.dim
+        for _ in range(config.n_downsample):
+            layers.append(ConvBlock(width, 2 * width, 4, 2, 1, "instance", act, pad))
+            width *= 2
+        layers += [ResBlock(width, act, pad) for _ in range(config.n_res)]
+        self.model = nn.Sequential(*layers)
+        self.out_channels = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class StyleEncoder(nn.Module):
+    """Convolutions without normalization, global average pooling, 1x1 conv to the style code."""
+
+    def __init__(self, config: MUNITConfig) -> None:
+        super().__init__()
+        act, pad = config.activation, config.pad_type
+        layers: list[nn.Module] = [ConvBlock(config.in_channels, config.dim, 7, 1, 3, "none", act, pad)]
+        width = config.dim
+        for i in range(config.style_n_downsample):
+            # The width doubles for the first two downsamplings only, as in MUNIT.
+            out = width * 2 if i < 2 else width
+            layers.append(ConvBlock(width, out, 4, 2, 1, "none", act, pad))
+            width = out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Conv2d(width, config.style_dim, 1)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).flatten(1)
+
+
+class Decoder(nn.Module):
+    """AdaIN residual blocks, then (upsample x2, 5x5 conv, layer norm) stages, then 7x7 conv and tanh."""
+
+    def __init__(self, config: MUNITConfig, in_channels: int) -> None:
+        super().__init__()
+        act, pad = config.activation, config.pad_type
+        self.res_blocks = nn.ModuleList(AdaINResBlock(in_channels, act, pad) for _ in range(config.n_res))
+        width = in_channels
+        up: list[nn.Module] = []
+        for _ in range(config.n_downsample):
+            up += [nn.Upsample(scale_factor=2, mode="nearest"), ConvBlock(width, width // 2, 5, 1, 2, "layer", act, pad)]
+            width //= 2
+        up.append(ConvBlock(width, config.in_channels, 7, 1, 3, "none", "tanh", pad))
+        self.upsample = nn.Sequential(*up)
+
+    def num_adain_params(self) -> int:
+        return sum(block.num_adain_params() for block in self.res_blocks)
+
+    def forward(self, content: torch.Tensor, adain_params: torch.Tensor) -> torch.Tensor:
+        x = content
+        offset = 0
+        for block in self.res_blocks:
+            n = block.num_adain_params()
+            x = block(x, adain_params[:, offset : offset + n])
+            offset += n
+        return self.upsample(x)
+
+
+class StyleMLP(nn.Module):
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, n_layers: int, activation: str) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Linear(in_dim, hidden), _activation(activation)]
+        for _ in range(n_layers - 2):
+            layers += [nn.Linear(hidden, hidden), _activation(activation)]
+        layers.append(nn.Linear(hidden, out_dim))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, style: torch.Tensor) -> torch.Tensor:
+        return self.model(style)
+
+
+# --------------------------------------------------------------------------- the generator
+
+
+class MUNITGenerator(nn.Module):
+    """Single-domain MUNIT generator: content encoder, style encoder, style MLP, AdaIN decoder.
+
+    Args:
+        config: the architecture, a :class:`MUNITConfig`.
+
+    Inputs and outputs are images in [-1, 1] of shape
+    ``(N, config.in_channels, config.image_size, config.image_size)``.
+
+    Example::
+
+        >>> import torch
+        >>> g = MUNITGenerator(MUNITConfig.preset("small", in_channels=1, image_size=28))
+        >>> x = torch.rand(2, 1, 28, 28) * 2 - 1
+        >>> content, style = g.encode_content(x), g.encode_style(x)
+        >>> g.decode(content, style).shape          # reconstruction
+        torch.Size([2, 1, 28, 28])
+        >>> seed = torch.Generator().manual_seed(0)
+        >>> g.sample(x, generator=seed).shape       # x under a new, random nuisance
+        torch.Size([2, 1, 28, 28])
+    """
+
+    def __init__(self, config: MUNITConfig) -> None:
+        super().__init__()
+        if not isinstance(config, MUNITConfig):
+            raise TypeError(f"config must be a MUNITConfig, got {type(config).__name__}")
+        self.config = config
+        self.content_encoder = ContentEncoder(config)
+        self.style_encoder = StyleEncoder(config)
+        self.decoder = Decoder(config, self.content_encoder.out_channels)
+        self.mlp = StyleMLP(config.style_dim, config.mlp_dim, self.decoder.num_adain_params(), config.n_mlp, config.activation)
+
+    def _check_images(self, x: torch.Tensor) -> None:
+        expected = (self.config.in_channels, self.config.image_size, self.config.image_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"expected images of shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+
+    def encode_content(self, x: torch.Tensor) -> torch.Tensor:
+        """Content code of images in [-1, 1]: a (N, dim * 2**n_downsample, H', W') map."""
+        self._check_images(x)
+        return self.content_encoder(x)
+
+    def encode_style(self, x: torch.Tensor) -> torch.Tensor:
+        """Style code of images in [-1, 1]: a (N, style_dim) vector."""
+        self._check_images(x)
+        return self.style_encoder(x)
+
+    def decode(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """Image in [-1, 1] from a content map and a style vector."""
+        if style.dim() != 2 or style.shape[1] != self.config.style_dim:
+            raise ValueError(f"style must have shape (N, {self.config.style_dim}), got {tuple(style.shape)}")
+        if style.shape[0] != content.shape[0]:
+            raise ValueError(f"content and style batch sizes differ: {content.shape[0]} vs {style.shape[0]}")
+        return self.decoder(content, self.mlp(style))
+
+    def random_style(
+        self,
+        batch_size: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Style codes drawn from N(0, I).
+
+        With a ``generator``, the draw happens on the generator's device (so the
+        same seed gives the same codes whatever device the model is on) and is
+        then moved to ``device``.
+        """
+        param = next(self.parameters())
+        device = torch.device(device) if device is not None else param.device
+        dtype = dtype or param.dtype
+        draw_device = generator.device if generator is not None else device
+        style = torch.randn(batch_size, self.config.style_dim, generator=generator, device=draw_device)
+        return style.to(device=device, dtype=dtype)
+
+    def sample(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Re-draw ``x`` under a random nuisance: decode its content with a style from N(0, I).
+
+        The style encoder is not run.
+        """
+        content = self.encode_content(x)
+        style = self.random_style(x.shape[0], generator=generator, device=x.device, dtype=content.dtype)
+        return self.decode(content, style)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction of ``x`` from its own content and style."""
+        return self.decode(self.encode_content(x), self.encode_style(x))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
