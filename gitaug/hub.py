@@ -226,13 +226,14 @@ def _resolve(
         raise FileNotFoundError(f"Hub repo {name!r} was not found (or is private and no token was given)") from err
     except RevisionNotFoundError as err:
         raise FileNotFoundError(f"revision {revision!r} of Hub repo {name!r} was not found") from err
-    except EntryNotFoundError as err:
-        raise FileNotFoundError(f"Hub repo {name!r} has no file {filename!r}: it is not a gitaug generator") from err
+    # LocalEntryNotFoundError subclasses EntryNotFoundError, so it must be caught first.
     except LocalEntryNotFoundError as err:
         raise FileNotFoundError(
             f"{filename!r} of Hub repo {name!r} is not in the local cache and the Hub cannot be reached "
             "(offline mode or no network)"
         ) from err
+    except EntryNotFoundError as err:
+        raise FileNotFoundError(f"Hub repo {name!r} has no file {filename!r}: it is not a gitaug generator") from err
     except HfHubHTTPError as err:
         raise OSError(f"downloading {filename!r} from Hub repo {name!r} failed: {err}") from err
 
