@@ -1,0 +1,73 @@
+import pytest
+import torch
+from torch import nn
+
+from gitaug.diagnostics import class_preservation
+
+
+class Brightness(nn.Module):
+    """Class 1 if the image is bright on average, else class 0: a classifier we can reason about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.flatten(1).mean(1)
+        return torch.stack([0.5 - mean, mean - 0.5], dim=1) + 0 * self.dummy
+
+
+def data():
+    dark = torch.rand(20, 1, 8, 8) * 0.3
+    bright = 0.7 + torch.rand(20, 1, 8, 8) * 0.3
+    return torch.cat([dark, bright]), torch.tensor([0] * 20 + [1] * 20)
+
+
+def test_identity_keeps_every_prediction():
+    images, labels = data()
+    result = class_preservation(lambda x, generator=None: x, Brightness(), images, labels, 2, m_per_input=3)
+    assert result.per_class.tolist() == [1.0, 1.0]
+    assert result.reference_accuracy.tolist() == [1.0, 1.0]
+    assert result.inputs_per_class.tolist() == [20, 20] and result.mean == 1.0
+
+
+def test_a_transform_that_changes_the_class_is_caught():
+    images, labels = data()
+    invert = lambda x, generator=None: 1 - x  # noqa: E731 - turns dark into bright: a change of class
+    result = class_preservation(invert, Brightness(), images, labels, 2)
+    assert result.per_class.tolist() == [0.0, 0.0]
+
+
+def test_partial_changes_are_measured_per_class():
+    images, labels = data()
+
+    def darken_some(x, generator=None):
+        # darken every other sample: bright ones flip, dark ones stay dark
+        out = x.clone()
+        out[::2] = 0
+        return out
+
+    result = class_preservation(darken_some, Brightness(), images, labels, 2, n_per_class=10, m_per_input=4, batch_size=8)
+    assert result.per_class[0] == 1.0
+    assert abs(result.per_class[1].item() - 0.5) < 0.05
+
+
+def test_classes_without_inputs_are_nan_and_reference_mode_is_restored():
+    images, labels = data()
+    reference = Brightness().train()
+    result = class_preservation(lambda x, generator=None: x, reference, images, labels, 3)
+    assert torch.isnan(result.per_class[2]) and result.mean == 1.0
+    assert reference.training
+
+
+def test_errors():
+    images, labels = data()
+    identity = lambda x, generator=None: x  # noqa: E731
+    with pytest.raises(ValueError, match="labels must lie in \\[0, 1\\), got values in \\[0, 1\\]"):
+        class_preservation(identity, Brightness(), images, labels, 1)
+    with pytest.raises(ValueError, match="n_per_class must be a positive integer, got 0"):
+        class_preservation(identity, Brightness(), images, labels, 2, n_per_class=0)
+    with pytest.raises(ValueError, match="changed the image shape"):
+        class_preservation(lambda x, generator=None: x[:, :, :4], Brightness(), images, labels, 2)
+    with pytest.raises(ValueError, match="images must be \\(N, C, H, W\\)"):
+        class_preservation(identity, Brightness(), images[0], labels, 2)
