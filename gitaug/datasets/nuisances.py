@@ -1,0 +1,258 @@
+"""Class-agnostic nuisance transformations on image tensors, as in K49-LT.
+
+Each nuisance is a small callable dataclass following the package's transform
+protocol: ``nuisance(images, generator=None)`` takes a float batch
+(N, C, H, W) in [0, 1] (or a single (C, H, W) image) and returns the same
+shape, still in [0, 1]. Every image gets its own fresh parameter draw; the
+optional ``torch.Generator`` makes the draws reproducible. Draws happen on the
+generator's device (CPU when none is given) and the pixels are transformed on
+the images' device, so a CPU generator also works for CUDA images.
+
+* ``"rot"`` -- :class:`RandomRotation`: angle uniform in [-180, 180] degrees,
+  bicubic interpolation, zero fill outside the image.
+* ``"bg"`` -- :class:`RandomBackground`: pixels that are exactly zero become
+  an integer intensity in [0, 100) on the 0..255 scale.
+* ``"dil"`` -- :class:`RandomDilationErosion`: with probability 0.6 a grey
+  dilation with a k x k square, k in {2, 3, 4}; otherwise an erosion with
+  k in {1, 2} (k = 1 leaves the image as it is).
+
+Example::
+
+    >>> import torch
+    >>> x = torch.zeros(4, 1, 28, 28); x[:, :, 10:18, 12:16] = 1.0
+    >>> g = torch.Generator().manual_seed(0)
+    >>> NUISANCES["rot"](x, generator=g).shape
+    torch.Size([4, 1, 28, 28])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "RandomRotation",
+    "RandomBackground",
+    "RandomDilationErosion",
+    "NUISANCES",
+    "get_nuisance",
+    "grey_dilation",
+    "grey_erosion",
+]
+
+Transform = Callable[..., torch.Tensor]
+
+
+def _as_batch(images: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        raise ValueError(
+            f"images must be a floating-point tensor in [0, 1], got {type(images).__name__}"
+            + (f" of dtype {images.dtype}" if isinstance(images, torch.Tensor) else "")
+        )
+    if images.dim() == 3:
+        return images.unsqueeze(0), True
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (N, C, H, W) or (C, H, W), got {tuple(images.shape)}")
+    return images, False
+
+
+def _draw_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def _same_padding(kernel_size: int) -> tuple[int, int, int, int]:
+    # Even kernels cannot be centred: put the extra row/column before the
+    # pixel (anchor at k // 2, the usual convention), so the output keeps its size.
+    before = kernel_size // 2
+    after = kernel_size - 1 - before
+    return (before, after, before, after)
+
+
+def grey_dilation(images: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Grey-scale dilation with a ``kernel_size`` square: each pixel becomes its window's maximum.
+
+    Works on (N, C, H, W) and keeps the size for odd and even kernels.
+
+    Example::
+
+        >>> x = torch.zeros(1, 1, 5, 5); x[0, 0, 2, 2] = 1
+        >>> int(grey_dilation(x, 3).sum())
+        9
+    """
+    if kernel_size < 1:
+        raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+    if kernel_size == 1:
+        return images.clone()
+    # -inf padding is neutral for a maximum, so borders are not darkened or brightened.
+    padded = F.pad(images, _same_padding(kernel_size), value=-math.inf)
+    return F.max_pool2d(padded, kernel_size, stride=1)
+
+
+def grey_erosion(images: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Grey-scale erosion with a ``kernel_size`` square: each pixel becomes its window's minimum.
+
+    Computed as ``-dilation(-x)``; keeps the size for odd and even kernels.
+
+    Example::
+
+        >>> x = torch.zeros(1, 1, 5, 5); x[0, 0, 1:4, 1:4] = 1
+        >>> int(grey_erosion(x, 3).sum())
+        1
+    """
+    return -grey_dilation(-images, kernel_size)
+
+
+@dataclass(frozen=True)
+class RandomRotation:
+    """Rotates each image by its own angle drawn uniformly in ``[-degrees, degrees]``.
+
+    Args:
+        degrees: largest absolute angle, in degrees (default 180: any rotation).
+        interpolation: ``"bicubic"`` (default, as the paper's cubic rotation)
+            or ``"bilinear"``. Bicubic can overshoot, so results are clamped
+            to [0, 1].
+
+    Example::
+
+        >>> rotate = RandomRotation()
+        >>> x = torch.rand(2, 1, 28, 28)
+        >>> rotate(x, generator=torch.Generator().manual_seed(1)).shape
+        torch.Size([2, 1, 28, 28])
+    """
+
+    degrees: float = 180.0
+    interpolation: str = "bicubic"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.degrees, (int, float)) and 0 <= self.degrees <= 180):
+            raise ValueError(f"degrees must lie in [0, 180], got {self.degrees!r}")
+        if self.interpolation not in ("bicubic", "bilinear"):
+            raise ValueError(f"interpolation must be 'bicubic' or 'bilinear', got {self.interpolation!r}")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        batch, single = _as_batch(images)
+        n = batch.shape[0]
+        u = torch.rand(n, generator=generator, device=_draw_device(generator), dtype=torch.float64)
+        angles = ((2 * u - 1) * math.radians(self.degrees)).to(batch.device)
+        cos, sin = torch.cos(angles), torch.sin(angles)
+        zeros = torch.zeros_like(cos)
+        # affine_grid maps output coordinates to input coordinates in [-1, 1]
+        # (aligned to pixel centres), a rotation about the image centre.
+        theta = torch.stack([torch.stack([cos, -sin, zeros], 1), torch.stack([sin, cos, zeros], 1)], 1)
+        grid = F.affine_grid(theta.to(batch.dtype), list(batch.shape), align_corners=False)
+        out = F.grid_sample(batch, grid, mode=self.interpolation, padding_mode="zeros", align_corners=False)
+        out = out.clamp_(0.0, 1.0)
+        return out[0] if single else out
+
+
+@dataclass(frozen=True)
+class RandomBackground:
+    """Fills each image's zero pixels with its own grey level ``k / 255``, ``k`` in ``[low, high)``.
+
+    A pixel counts as background when all its channels are exactly 0, so the
+    images should have a pure black background (as the built-in digits do).
+
+    Args:
+        low: smallest intensity on the 0..255 scale (default 0).
+        high: one past the largest intensity (default 100).
+
+    Example::
+
+        >>> x = torch.zeros(1, 1, 4, 4); x[0, 0, 1, 1] = 1.0
+        >>> y = RandomBackground()(x, generator=torch.Generator().manual_seed(0))
+        >>> bool((y[0, 0, 1, 1] == 1.0).item()), bool((y[0, 0, 0, 0] < 100 / 255).item())
+        (True, True)
+    """
+
+    low: int = 0
+    high: int = 100
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.low, int) and isinstance(self.high, int) and 0 <= self.low < self.high <= 256):
+            raise ValueError(f"need integers 0 <= low < high <= 256, got low={self.low!r}, high={self.high!r}")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        batch, single = _as_batch(images)
+        n = batch.shape[0]
+        levels = torch.randint(self.low, self.high, (n,), generator=generator, device=_draw_device(generator))
+        fill = (levels.to(batch.device, batch.dtype) / 255).view(n, 1, 1, 1)
+        background = (batch == 0).all(dim=1, keepdim=True)
+        out = torch.where(background, fill.expand_as(batch), batch)
+        return out[0] if single else out
+
+
+@dataclass(frozen=True)
+class RandomDilationErosion:
+    """Thickens (dilation) or thins (erosion) each image's strokes with a random square kernel.
+
+    Per image: with probability ``p_dilate`` a dilation with a kernel size
+    drawn uniformly from ``dilation_sizes``, otherwise an erosion with a size
+    from ``erosion_sizes`` (both ranges inclusive). Pure max/min pooling, so
+    values stay in the input's range.
+
+    Args:
+        p_dilate: probability of dilating (default 0.6).
+        dilation_sizes: inclusive (smallest, largest) dilation kernel (default (2, 4)).
+        erosion_sizes: inclusive (smallest, largest) erosion kernel (default (1, 2)).
+
+    Example::
+
+        >>> x = torch.zeros(3, 1, 28, 28); x[:, :, 8:20, 13:15] = 1.0
+        >>> RandomDilationErosion()(x, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([3, 1, 28, 28])
+    """
+
+    p_dilate: float = 0.6
+    dilation_sizes: tuple[int, int] = (2, 4)
+    erosion_sizes: tuple[int, int] = (1, 2)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.p_dilate, (int, float)) and 0 <= self.p_dilate <= 1):
+            raise ValueError(f"p_dilate must lie in [0, 1], got {self.p_dilate!r}")
+        for name in ("dilation_sizes", "erosion_sizes"):
+            sizes = getattr(self, name)
+            if len(sizes) != 2 or not all(isinstance(s, int) for s in sizes) or not 1 <= sizes[0] <= sizes[1]:
+                raise ValueError(f"{name} must be integers (low, high) with 1 <= low <= high, got {sizes!r}")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        batch, single = _as_batch(images)
+        n = batch.shape[0]
+        device = _draw_device(generator)
+        dilate = torch.rand(n, generator=generator, device=device) < self.p_dilate
+        dil_size = torch.randint(self.dilation_sizes[0], self.dilation_sizes[1] + 1, (n,), generator=generator, device=device)
+        ero_size = torch.randint(self.erosion_sizes[0], self.erosion_sizes[1] + 1, (n,), generator=generator, device=device)
+        # Encode the choice as a signed kernel size (+k dilate, -k erode) and
+        # process each distinct choice as one sub-batch.
+        choice = torch.where(dilate, dil_size, -ero_size).cpu()
+        out = batch.clone()
+        for signed in choice.unique().tolist():
+            rows = torch.nonzero(choice == signed).flatten().to(batch.device)
+            op = grey_dilation if signed > 0 else grey_erosion
+            out[rows] = op(batch[rows], abs(signed))
+        return out[0] if single else out
+
+
+NUISANCES: dict[str, Transform] = {
+    "rot": RandomRotation(),
+    "bg": RandomBackground(),
+    "dil": RandomDilationErosion(),
+}
+"""The K49-LT nuisances by short name, with the paper's settings."""
+
+
+def get_nuisance(name: str) -> Transform:
+    """The nuisance registered under ``name`` (``"rot"``, ``"bg"`` or ``"dil"``).
+
+    Example::
+
+        >>> get_nuisance("bg")
+        RandomBackground(low=0, high=100)
+    """
+    try:
+        return NUISANCES[name]
+    except KeyError:
+        raise ValueError(f"unknown nuisance {name!r}; choose one of {sorted(NUISANCES)}") from None
