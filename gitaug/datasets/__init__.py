@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import torch
+
 from .base import ImageDataset
 from .digits import DIGITS_DATASETS, digits_base_images, load_digits_lt
 from .files import load_cifar, load_cifar_lt, load_image_folder
@@ -42,6 +44,8 @@ __all__ = [
     "ImageDataset",
     "load",
     "available",
+    "nuisance_of",
+    "plain_version",
     "exponential_profile",
     "zipf_profile",
     "subsample_to_profile",
@@ -119,3 +123,32 @@ def load(name: str, split: str = "train", seed: int = 0, **kwargs: Any) -> Image
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; available: {available()}") from None
     return loader(split=split, seed=seed, **kwargs)
+
+
+def nuisance_of(name: str) -> Callable[..., torch.Tensor] | None:
+    """The nuisance a registered dataset applies (``None`` for plain or real-image sets).
+
+    Example::
+
+        >>> nuisance_of("digits-bg-lt")
+        RandomBackground(low=0, high=100)
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; available: {available()}")
+    nuisance = DIGITS_DATASETS.get(name)
+    return get_nuisance(nuisance) if nuisance is not None else None
+
+
+def plain_version(name: str) -> str:
+    """The name of the same built-in dataset without its nuisance (same base images per seed).
+
+    Useful for eKLD, which starts from untransformed inputs.
+
+    Example::
+
+        >>> plain_version("digits-rot-lt")
+        'digits-lt'
+    """
+    if name not in DIGITS_DATASETS:
+        raise ValueError(f"plain_version knows the built-in digits datasets {sorted(DIGITS_DATASETS)}, got {name!r}")
+    return "digits-lt"

@@ -8,7 +8,7 @@ rebuilds plain containers and numpy arrays, so a tampered file cannot run code.
 
 Example::
 
-    train = load_cifar_lt("data/cifar-10-batches-py", num_classes=10, imbalance=100)
+    train = load_cifar_lt("data/cifar-10-batches-py", imbalance=100)
     train.class_counts.tolist()   # [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
     folder = load_image_folder("data/my_images", image_size=32, channels=3)
 """
@@ -48,7 +48,7 @@ _ALLOWED_GLOBALS = {
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # noqa: D401 - pickle hook
+    def find_class(self, module: str, name: str):  # the pickle hook that resolves globals
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
         return super().find_class(module, name)
@@ -71,13 +71,23 @@ def _names(path: Path, key: str) -> list[str] | None:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names] if names is not None else None
 
 
-def load_cifar(root: str | os.PathLike, num_classes: int = 10, split: str = "train") -> ImageDataset:
+def _detect_num_classes(root: Path) -> int:
+    if (root / "data_batch_1").is_file() or (root / "test_batch").is_file():
+        return 10
+    if (root / "train").is_file() or (root / "test").is_file():
+        return 100
+    raise FileNotFoundError(
+        f"{root} holds neither CIFAR-10 batches (data_batch_1..5, test_batch) nor CIFAR-100 files (train, test)"
+    )
+
+
+def load_cifar(root: str | os.PathLike, num_classes: int | None = None, split: str = "train") -> ImageDataset:
     """The full (balanced) CIFAR-10 or CIFAR-100 split from the python pickle batches in ``root``.
 
     Args:
         root: folder holding ``data_batch_1..5``/``test_batch`` (CIFAR-10) or
             ``train``/``test`` (CIFAR-100, read with its ``fine_labels``).
-        num_classes: 10 or 100.
+        num_classes: 10 or 100; ``None`` tells them apart by the file names.
         split: ``"train"`` or ``"test"``.
 
     Returns:
@@ -88,11 +98,13 @@ def load_cifar(root: str | os.PathLike, num_classes: int = 10, split: str = "tra
 
         test = load_cifar("data/cifar-10-batches-py", 10, split="test")
     """
-    if num_classes not in (10, 100):
-        raise ValueError(f"num_classes must be 10 or 100, got {num_classes!r}")
+    if num_classes not in (None, 10, 100):
+        raise ValueError(f"num_classes must be 10, 100 or None, got {num_classes!r}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = Path(root)
+    if num_classes is None:
+        num_classes = _detect_num_classes(root)
     if num_classes == 10:
         files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
         label_key, meta, names_key = "labels", "batches.meta", "label_names"
@@ -119,7 +131,7 @@ def load_cifar(root: str | os.PathLike, num_classes: int = 10, split: str = "tra
 
 def load_cifar_lt(
     root: str | os.PathLike,
-    num_classes: int = 10,
+    num_classes: int | None = None,
     split: str = "train",
     imbalance: float = 100.0,
     seed: int = 0,
@@ -131,11 +143,12 @@ def load_cifar_lt(
     5000 or 500) and class ``c`` keeps ``max * imbalance ** (-c / (C - 1))``
     images (rounded down), chosen at random with ``seed``. As in the
     literature, class 0 is the largest unless ``shuffle_class_order``. The
-    ``test`` split is returned whole (balanced).
+    ``test`` split is returned whole (balanced). ``num_classes=None`` tells
+    CIFAR-10 from CIFAR-100 by the file names.
 
     Example::
 
-        train = load_cifar_lt("data/cifar-100-python", num_classes=100, imbalance=100)
+        train = load_cifar_lt("data/cifar-100-python", imbalance=100)
         len(train)   # 10847
     """
     full = load_cifar(root, num_classes, split)
@@ -145,7 +158,7 @@ def load_cifar_lt(
     if max_count == 0:
         empty = int(torch.nonzero(full.class_counts == 0)[0])
         raise ValueError(f"class {empty} has no images in the CIFAR files under {root}")
-    counts = exponential_profile(num_classes, max_count, imbalance)
+    counts = exponential_profile(full.num_classes, max_count, imbalance)
     indices = subsample_to_profile(full.targets, counts, seed=seed, shuffle_class_order=shuffle_class_order)
     return full.subset(indices)
 
