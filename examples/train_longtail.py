@@ -1,0 +1,293 @@
+"""Train a classifier on long-tailed data, with and without GIT.
+
+Reads top to bottom like a user's own training loop: data, model, optimizer,
+loop, evaluation. GIT is two lines in that loop: a ``GITAugment`` loaded with
+``from_pretrained`` and a ``ClassThresholdSampler``, switched on when
+class-balanced re-sampling starts (the paper's delayed GIT).
+
+Methods (``--method``):
+
+* ``erm``     plain cross-entropy with instance sampling;
+* ``drs``     deferred re-sampling: instance sampling, then class-balanced
+              sampling from ``--drs-epoch`` on (with a learning-rate step);
+* ``git``     ``drs`` + GIT: tail-class samples re-drawn by the generator
+              (``--generator``) once re-sampling starts;
+* ``oracle``  ``drs`` + the *true* nuisance applied to the same samples GIT
+              would replace (an upper reference; only for the built-in sets).
+
+Examples::
+
+    gitaug-fit --dataset digits-rot-lt --out runs/digits-rot-lt
+    python examples/train_longtail.py --dataset digits-rot-lt --method drs --out runs/drs.json
+    python examples/train_longtail.py --dataset digits-rot-lt --method git \\
+        --generator runs/digits-rot-lt --threshold 100 --p 0.5 --out runs/git.json
+
+    # CIFAR-10-LT from the python pickle batches you already have
+    python examples/train_longtail.py --cifar path/to/cifar-10-batches-py --imbalance 100 --method drs
+
+Outputs a JSON with balanced test (and validation) accuracy, per-class
+accuracy, and the eKLD summary under the true nuisance (built-in sets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+
+from gitaug import ClassThresholdSampler, GITAugment
+from gitaug import datasets as gdata
+from gitaug.invariance import ekld, summarize_ekld
+from gitaug.resampling import DeferredResampler
+
+METHODS = ("erm", "drs", "git", "oracle")
+LOSSES = ("ce", "ldam", "bal-bce", "logit-adjusted")
+HEADS = ("linear", "etf", "haframe")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default="digits-rot-lt", help="a built-in dataset (see gitaug.datasets.available())")
+    data.add_argument("--cifar", type=Path, default=None, help="folder of CIFAR-10/100 python pickle batches; overrides --dataset")
+    data.add_argument("--imbalance", type=float, default=100.0, help="CIFAR-LT imbalance ratio rho")
+    method = parser.add_argument_group("method")
+    method.add_argument("--method", choices=METHODS, default="drs")
+    method.add_argument("--generator", default=None, help="GIT generator: a gitaug-fit output folder or a Hub repo id")
+    method.add_argument("--threshold", type=float, default=None, help="class-size threshold K (default: no threshold)")
+    method.add_argument("--p", type=float, default=0.5, help="proportion of eligible samples replaced")
+    method.add_argument("--rule", choices=("hard", "linear"), default="hard")
+    method.add_argument("--loss", choices=LOSSES, default="ce")
+    method.add_argument("--head", choices=HEADS, default="linear")
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--drs-epoch", type=int, default=None, help="epoch where re-sampling (and GIT) starts; default 2/3 of --epochs")
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--lr", type=float, default=0.05)
+    train.add_argument("--weight-decay", type=float, default=5e-4)
+    train.add_argument("--width", type=int, default=16, help="channels of the first ResNet stage")
+    train.add_argument("--seed", type=int, default=0, help="seeds the data (class order, draws) and the training")
+    train.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    evaluation = parser.add_argument_group("evaluation")
+    evaluation.add_argument("--ekld-inputs", type=int, default=40, help="inputs per class for eKLD")
+    evaluation.add_argument("--ekld-draws", type=int, default=50, help="nuisance draws per input for eKLD")
+    evaluation.add_argument("--out", type=Path, default=None, help="write the results here as JSON")
+    args = parser.parse_args(argv)
+    if args.method == "git" and args.generator is None:
+        parser.error("--method git needs --generator (a gitaug-fit folder or a Hub repo id)")
+    if args.method == "oracle" and args.cifar is not None:
+        parser.error("--method oracle needs a built-in dataset: the true nuisance of CIFAR is unknown")
+    if args.drs_epoch is None:
+        args.drs_epoch = (2 * args.epochs) // 3
+    if not 0 <= args.drs_epoch <= args.epochs:
+        parser.error(f"--drs-epoch must be in [0, --epochs={args.epochs}], got {args.drs_epoch}")
+    return args
+
+
+# ----------------------------------------------------------------------------- the classifier
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class SmallResNet(nn.Module):
+    """A ResNet-8 (three stages of one block): small enough to train in a minute on a CPU."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 16, head: nn.Module | None = None) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stages = nn.Sequential(BasicBlock(width, width, 1), BasicBlock(width, 2 * width, 2), BasicBlock(2 * width, 4 * width, 2))
+        self.feature_dim = 4 * width
+        self.head = head if head is not None else nn.Linear(self.feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class OracleAugment:
+    """The true nuisance applied to the samples the sampler selects: what GIT would do with a perfect generator."""
+
+    def __init__(self, nuisance, sampler: ClassThresholdSampler) -> None:
+        self.nuisance, self.sampler, self.enabled = nuisance, sampler, False
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None):
+        if not self.enabled:
+            return images, labels
+        mask = self.sampler(labels, generator=generator)
+        if not mask.any():
+            return images, labels
+        out = images.clone()
+        out[mask] = self.nuisance(images[mask], generator=generator)
+        return out, labels
+
+
+@torch.no_grad()
+def per_class_accuracy(model: nn.Module, dataset, device: torch.device, num_classes: int) -> torch.Tensor:
+    model.eval()
+    correct = torch.zeros(num_classes)
+    total = torch.zeros(num_classes)
+    for images, labels in DataLoader(dataset, batch_size=512):
+        predictions = model(images.to(device)).argmax(1).cpu()
+        total += torch.bincount(labels, minlength=num_classes).float()
+        correct += torch.bincount(labels[predictions == labels], minlength=num_classes).float()
+    return correct / total.clamp(min=1)
+
+
+def load_data(args: argparse.Namespace):
+    """Train / val / test splits, plus (built-in sets only) the plain test split and the true nuisance for eKLD."""
+    if args.cifar is not None:
+        train = gdata.load_cifar_lt(args.cifar, split="train", imbalance=args.imbalance, seed=args.seed)
+        test = gdata.load_cifar_lt(args.cifar, split="test", imbalance=args.imbalance, seed=args.seed)
+        return train, None, test, None, None
+    train = gdata.load(args.dataset, split="train", seed=args.seed)
+    val = gdata.load(args.dataset, split="val", seed=args.seed)
+    test = gdata.load(args.dataset, split="test", seed=args.seed)
+    nuisance = gdata.nuisance_of(args.dataset)
+    # eKLD is measured on untransformed test digits against fresh draws of the true nuisance:
+    # the plain image is itself one draw (angle 0, background 0, erosion by 1), so it is in distribution.
+    plain_test = gdata.load(gdata.plain_version(args.dataset), split="test", seed=args.seed, draws=1)
+    return train, val, test, plain_test, nuisance
+
+
+def make_loss(args: argparse.Namespace, class_counts: torch.Tensor):
+    if args.loss == "ce":
+        return nn.CrossEntropyLoss(), None
+    from gitaug import losses
+
+    if args.loss == "logit-adjusted":
+        return losses.LogitAdjustedLoss(class_counts), None
+    if args.loss == "bal-bce":
+        return losses.BalancedBCELoss(class_counts), None
+    # LDAM with the deferred re-weighting (DRW) schedule, as the GIT paper's LDAM+DRW baseline.
+    return losses.LDAMLoss(class_counts), losses.DRWSchedule(class_counts, start_epoch=args.drs_epoch)
+
+
+def make_head(args: argparse.Namespace, feature_dim: int, num_classes: int) -> nn.Module | None:
+    if args.head == "linear":
+        return None
+    from gitaug import heads, hierarchy
+
+    if args.head == "etf":
+        return heads.ETFHead(feature_dim, num_classes, seed=args.seed)
+    if args.cifar is None or num_classes != 100:
+        raise SystemExit("--head haframe needs a class hierarchy: use it with CIFAR-100 (--cifar), whose coarse labels give one")
+    return heads.HAFrameHead(hierarchy.cifar100_distance_matrix(), feature_dim, seed=args.seed)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(args.seed)
+    rng = torch.Generator().manual_seed(args.seed)  # seeds GIT's selection and style draws
+
+    # Data
+    train, val, test, plain_test, nuisance = load_data(args)
+    num_classes = train.num_classes
+    counts = train.class_counts
+    in_channels = train.images.shape[1]
+    resampling = args.method != "erm"
+    sampler = DeferredResampler(train.targets, start_epoch=args.drs_epoch if resampling else args.epochs + 1, seed=args.seed)
+    loader = DataLoader(train, batch_size=args.batch_size, sampler=sampler, drop_last=len(train) > args.batch_size)
+
+    # GIT (or the oracle): replaces tail-class samples, switched on when re-sampling starts
+    augment = None
+    selection = ClassThresholdSampler(counts, threshold=args.threshold, p=args.p, rule=args.rule)
+    if args.method == "git":
+        augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device)
+    elif args.method == "oracle":
+        augment = OracleAugment(nuisance, selection)
+
+    # Model, loss, optimizer
+    model = SmallResNet(in_channels, num_classes, args.width)
+    head = make_head(args, model.feature_dim, num_classes)
+    if head is not None:
+        model.head = head
+    model.to(device)
+    criterion, drw = make_loss(args, counts)
+    criterion.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay, nesterov=True)
+    # One learning-rate step when re-sampling starts (as DRS does), another at 90 % of training.
+    milestones = sorted({m for m in (args.drs_epoch, int(0.9 * args.epochs)) if 0 < m < args.epochs})
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+
+    started = time.time()
+    for epoch in range(args.epochs):
+        sampler.set_epoch(epoch)
+        if augment is not None:
+            augment.enabled = epoch >= args.drs_epoch
+        if drw is not None:
+            criterion.weight = drw.weights(epoch).to(device)
+        model.train()
+        total_loss, batches = 0.0, 0
+        for images, labels in loader:
+            if augment is not None:
+                images, labels = augment(images, labels, generator=rng)
+            images, labels = images.to(device), labels.to(device)
+            loss = criterion(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss, batches = total_loss + loss.item(), batches + 1
+        scheduler.step()
+        print(f"epoch {epoch + 1:3d}/{args.epochs}  loss {total_loss / max(batches, 1):.4f}", file=sys.stderr)
+    train_seconds = time.time() - started
+
+    # Evaluation: balanced accuracy (mean of per-class accuracy) and invariance per class
+    test_acc = per_class_accuracy(model, test, device, num_classes)
+    results = {
+        "method": args.method,
+        "dataset": str(args.cifar) if args.cifar is not None else args.dataset,
+        "seed": args.seed,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "class_counts": counts.tolist(),
+        "test_balanced_accuracy": test_acc.mean().item(),
+        "test_per_class_accuracy": test_acc.tolist(),
+        "train_seconds": train_seconds,
+    }
+    if val is not None:
+        results["val_balanced_accuracy"] = per_class_accuracy(model, val, device, num_classes).mean().item()
+    if nuisance is not None:
+        result = ekld(model, plain_test, nuisance, n_per_class=args.ekld_inputs, m_per_input=args.ekld_draws, device=device, seed=args.seed, class_sizes=counts)
+        results["ekld_per_class"] = [float(v) for v in result.per_class]
+        results["ekld_summary"] = summarize_ekld(result)
+    print(json.dumps({k: results[k] for k in ("method", "test_balanced_accuracy")} | ({"ekld": results["ekld_summary"]} if "ekld_summary" in results else {})))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, args.out)
+    return results
+
+
+if __name__ == "__main__":
+    main()
