@@ -15,12 +15,21 @@ Methods (``--method``):
 * ``oracle``  ``drs`` + the *true* nuisance applied to the same samples GIT
               would replace (an upper reference; only for the built-in sets).
 
+``--loss ldam|bal-bce|logit-adjusted`` and ``--head etf|haframe`` swap in the
+long-tail losses and fixed heads of :mod:`gitaug.losses` and
+:mod:`gitaug.heads`; ``--resampling none`` keeps instance sampling, as
+LDAM+DRW does (GIT still starts at ``--drs-epoch``).
+
 Examples::
 
     gitaug-fit --dataset digits-rot-lt --out runs/digits-rot-lt
     python examples/train_longtail.py --dataset digits-rot-lt --method drs --out runs/drs.json
     python examples/train_longtail.py --dataset digits-rot-lt --method git \\
         --generator runs/digits-rot-lt --threshold 100 --p 0.5 --out runs/git.json
+
+    # LDAM+DRW with GIT (instance sampling, re-weighting and GIT from --drs-epoch)
+    python examples/train_longtail.py --dataset digits-rot-lt --method git --generator runs/digits-rot-lt \
+        --loss ldam --resampling none
 
     # CIFAR-10-LT from the python pickle batches you already have
     python examples/train_longtail.py --cifar path/to/cifar-10-batches-py --imbalance 100 --method drs
@@ -65,8 +74,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     method.add_argument("--threshold", type=float, default=None, help="class-size threshold K (default: no threshold)")
     method.add_argument("--p", type=float, default=0.5, help="proportion of eligible samples replaced")
     method.add_argument("--rule", choices=("hard", "linear"), default="hard")
-    method.add_argument("--loss", choices=LOSSES, default="ce")
-    method.add_argument("--head", choices=HEADS, default="linear")
+    method.add_argument("--resampling", choices=("auto", "none", "deferred"), default="auto",
+                        help="auto: instance sampling for erm, deferred re-sampling otherwise; "
+                        "none suits losses that re-weight instead (LDAM+DRW, Bal-BCE)")
+    method.add_argument("--loss", choices=LOSSES, default="ce",
+                        help="ldam uses the DRW re-weighting from --drs-epoch on")
+    method.add_argument("--head", choices=HEADS, default="linear",
+                        help="etf: fixed simplex ETF; haframe: fixed hierarchy-aware frame (CIFAR-100) "
+                        "with its cosine loss mixed in")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--drs-epoch", type=int, default=None, help="epoch where re-sampling (and GIT) starts; default 2/3 of --epochs")
@@ -149,15 +164,17 @@ class OracleAugment:
 
 
 @torch.no_grad()
-def per_class_accuracy(model: nn.Module, dataset, device: torch.device, num_classes: int) -> torch.Tensor:
+def predict(model: nn.Module, dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels of a whole dataset."""
     model.eval()
-    correct = torch.zeros(num_classes)
-    total = torch.zeros(num_classes)
-    for images, labels in DataLoader(dataset, batch_size=512):
-        predictions = model(images.to(device)).argmax(1).cpu()
-        total += torch.bincount(labels, minlength=num_classes).float()
-        correct += torch.bincount(labels[predictions == labels], minlength=num_classes).float()
-    return correct / total.clamp(min=1)
+    outputs = [(model(images.to(device)).cpu(), labels) for images, labels in DataLoader(dataset, batch_size=512)]
+    return torch.cat([o for o, _ in outputs]), torch.cat([l for _, l in outputs])
+
+
+def per_class_accuracy(model: nn.Module, dataset, device: torch.device, num_classes: int) -> torch.Tensor:
+    logits, labels = predict(model, dataset, device)
+    correct = torch.bincount(labels[logits.argmax(1) == labels], minlength=num_classes).float()
+    return correct / torch.bincount(labels, minlength=num_classes).float().clamp(min=1)
 
 
 def load_data(args: argparse.Namespace):
@@ -215,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
     num_classes = train.num_classes
     counts = train.class_counts
     in_channels = train.images.shape[1]
-    resampling = args.method != "erm"
+    resampling = args.method != "erm" if args.resampling == "auto" else args.resampling == "deferred"
     sampler = DeferredResampler(train.targets, start_epoch=args.drs_epoch if resampling else args.epochs + 1, seed=args.seed)
     loader = DataLoader(train, batch_size=args.batch_size, sampler=sampler, drop_last=len(train) > args.batch_size)
 
@@ -228,13 +245,23 @@ def main(argv: list[str] | None = None) -> dict:
         augment = OracleAugment(nuisance, selection)
 
     # Model, loss, optimizer
-    model = SmallResNet(in_channels, num_classes, args.width)
+    width = args.width
+    if args.head != "linear" and 4 * width < num_classes - 1:
+        # A fixed frame of C classes needs at least C - 1 feature dimensions.
+        width = -(-(num_classes - 1) // 4)
+        print(f"--head {args.head} with {num_classes} classes needs >= {num_classes - 1} features: width {args.width} -> {width}", file=sys.stderr)
+    model = SmallResNet(in_channels, num_classes, width)
     head = make_head(args, model.feature_dim, num_classes)
     if head is not None:
         model.head = head
     model.to(device)
     criterion, drw = make_loss(args, counts)
     criterion.to(device)
+    cosine_loss = None
+    if args.head == "haframe":  # HAFrame pulls features toward their class's row of the frame
+        from gitaug.heads import HAFrameCosineLoss
+
+        cosine_loss = HAFrameCosineLoss.from_head(model.head).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay, nesterov=True)
     # One learning-rate step when re-sampling starts (as DRS does), another at 90 % of training.
     milestones = sorted({m for m in (args.drs_epoch, int(0.9 * args.epochs)) if 0 < m < args.epochs})
@@ -253,7 +280,11 @@ def main(argv: list[str] | None = None) -> dict:
             if augment is not None:
                 images, labels = augment(images, labels, generator=rng)
             images, labels = images.to(device), labels.to(device)
-            loss = criterion(model(images), labels)
+            if cosine_loss is None:
+                loss = criterion(model(images), labels)
+            else:
+                features = model.features(images)
+                loss = 0.6 * criterion(model.head(features), labels) + 0.4 * cosine_loss(features, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -274,6 +305,14 @@ def main(argv: list[str] | None = None) -> dict:
         "test_per_class_accuracy": test_acc.tolist(),
         "train_seconds": train_seconds,
     }
+    if args.cifar is not None and num_classes == 100:
+        # Mistake severity on CIFAR-100's superclass tree (what HAFrame is meant to lower).
+        from gitaug.hierarchy import average_hierarchical_distance_topk, average_mistake_severity, cifar100_distance_matrix
+
+        distance = cifar100_distance_matrix()
+        logits, labels = predict(model, test, device)
+        results["mistake_severity"] = average_mistake_severity(logits, labels, distance)
+        results["top5_hierarchical_distance"] = average_hierarchical_distance_topk(logits, labels, distance, k=5)
     if val is not None:
         results["val_balanced_accuracy"] = per_class_accuracy(model, val, device, num_classes).mean().item()
     if nuisance is not None:
