@@ -105,10 +105,10 @@ def fit_job(args: argparse.Namespace, dataset: str, seed: int):
     return command, args.work / "logs" / f"fit-{dataset}-seed{seed}.log", out / "model.safetensors"
 
 
-def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, setting: dict, tag: str):
+def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, setting: dict, tag: str, extra: tuple[str, ...] = ()):
     out = args.work / "runs" / f"{dataset}-seed{seed}-{tag}.json"
     command = [sys.executable, str(EXAMPLE), "--dataset", dataset, "--method", method, "--seed", str(seed),
-               "--epochs", str(args.epochs), "--device", "cpu", "--out", str(out)]
+               "--epochs", str(args.epochs), "--device", "cpu", "--out", str(out), *extra]
     if method in ("git", "oracle"):
         if setting["threshold"] is not None:
             command += ["--threshold", str(setting["threshold"])]

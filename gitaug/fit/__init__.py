@@ -1,0 +1,22 @@
+"""Fitting a class-agnostic generator on your own images (the ``gitaug-fit`` command).
+
+:class:`FitConfig` holds every setting; :func:`fit` trains a single-domain
+MUNIT generator with a multi-scale LSGAN discriminator on all training
+images pooled together and exports a folder that
+:meth:`gitaug.GITAugment.from_pretrained` loads.
+
+Example::
+
+    from gitaug import GITAugment
+    from gitaug.fit import FitConfig, fit
+
+    out = fit(FitConfig(dataset="digits-rot-lt", out="runs/digits-rot-lt"))
+    aug = GITAugment.from_pretrained(out)
+
+The same run from a shell: ``gitaug-fit --dataset digits-rot-lt --out runs/digits-rot-lt``.
+"""
+
+from .config import FitConfig
+from .trainer import FitInterrupted, NonFiniteLossError, fit
+
+__all__ = ["FitConfig", "fit", "FitInterrupted", "NonFiniteLossError"]

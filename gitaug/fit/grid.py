@@ -1,0 +1,107 @@
+"""Sample grids: what a generator does to real inputs, as a PNG.
+
+Each row is one real input (first column) followed by generated variants of
+it; the same column uses the same random style code in every row, so a column
+shows one nuisance applied across inputs. With labels, the rows are one image
+per class, smallest classes first -- the tail classes are the ones GIT is for.
+
+Example::
+
+    >>> import torch
+    >>> from gitaug import MUNITConfig, MUNITGenerator
+    >>> generator = MUNITGenerator(MUNITConfig(in_channels=1, image_size=16, dim=8, mlp_dim=16, n_res=1))
+    >>> images = torch.randint(0, 256, (12, 1, 16, 16), dtype=torch.uint8)
+    >>> labels = torch.tensor([0] * 6 + [1] * 4 + [2] * 2)
+    >>> rows = grid_rows(labels, len(images), max_rows=10, seed=0)
+    >>> labels[rows].tolist()            # smallest class first
+    [2, 1, 0]
+    >>> sample_grid(generator, images[rows], variants=4, seed=0).shape
+    torch.Size([3, 70, 346])
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid, save_image
+
+from ..generator import MUNITGenerator
+from .data import derive_seed, to_model_range
+
+__all__ = ["grid_rows", "sample_grid", "save_sample_grid"]
+
+# Cells are upscaled (nearest neighbour) to at least this side so small images stay legible.
+_MIN_CELL = 64
+
+
+def grid_rows(labels: torch.Tensor | None, num_images: int, *, max_rows: int = 10, seed: int = 0) -> torch.Tensor:
+    """Indices of the real inputs shown in a grid.
+
+    With labels: one image per class (drawn with ``seed``), classes ordered
+    by size, smallest first, up to ``max_rows`` classes. Without labels:
+    ``max_rows`` images drawn with ``seed``.
+    """
+    rng = torch.Generator().manual_seed(derive_seed(seed, "grid-rows"))
+    if labels is None:
+        return torch.randperm(num_images, generator=rng)[: min(max_rows, num_images)]
+    labels = labels.cpu()
+    counts = torch.bincount(labels)
+    present = torch.nonzero(counts).flatten()
+    # Stable sort: classes of equal size keep their index order.
+    by_size = present[torch.argsort(counts[present], stable=True)][:max_rows]
+    rows = []
+    for cls in by_size.tolist():
+        members = torch.nonzero(labels == cls).flatten()
+        rows.append(members[torch.randint(len(members), (1,), generator=rng)])
+    return torch.cat(rows)
+
+
+@torch.no_grad()
+def sample_grid(generator: MUNITGenerator, images: torch.Tensor, *, variants: int = 8, seed: int = 0) -> torch.Tensor:
+    """A (3, H, W) float image in [0, 1]: each row a real uint8 input, then ``variants`` generated versions.
+
+    The generator is run in eval mode and left in the mode it was in; no
+    global random state is touched.
+    """
+    param = next(generator.parameters())
+    was_training = generator.training
+    generator.eval()
+    try:
+        real = to_model_range(images).to(param.device)
+        rng = torch.Generator().manual_seed(derive_seed(seed, "grid-styles"))
+        styles = torch.randn(variants, generator.config.style_dim, generator=rng).to(param.device)
+        content = generator.encode_content(real)
+        columns = [real]
+        for column in range(variants):
+            columns.append(generator.decode(content, styles[column].expand(len(real), -1)))
+    finally:
+        generator.train(was_training)
+    # (rows, columns, C, H, W) -> row-major list of cells
+    cells = torch.stack(columns, dim=1).flatten(0, 1).float().cpu()
+    cells = (cells.clamp(-1, 1) + 1) / 2
+    side = cells.shape[-1]
+    if side < _MIN_CELL:
+        cells = F.interpolate(cells, scale_factor=math.ceil(_MIN_CELL / side), mode="nearest")
+    return make_grid(cells, nrow=variants + 1, padding=2, pad_value=0.5)
+
+
+def save_sample_grid(
+    path: str | os.PathLike,
+    generator: MUNITGenerator,
+    images: torch.Tensor,
+    *,
+    variants: int = 8,
+    seed: int = 0,
+) -> Path:
+    """Write :func:`sample_grid` to ``path`` as a PNG (atomically) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid = sample_grid(generator, images, variants=variants, seed=seed)
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    save_image(grid, temporary)
+    os.replace(temporary, path)
+    return path
