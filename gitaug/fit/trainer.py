@@ -342,13 +342,16 @@ def _run(
             # bookkeeping: losses averaged over processes, plus whether any process was asked to stop
             report = torch.stack(
                 [loss.detach().float() for loss in (loss_image, loss_style, loss_content, loss_adv, loss_gen, loss_disc)]
-                + [torch.tensor(float(stop.signal_number or 0), device=device)]
             )
+            stop_report = torch.tensor([float(stop.signal_number or 0)], device=device)
             if distributed:
                 dist.all_reduce(report)
-                report[:-1] /= world_size
+                report /= world_size
+                # MAX, not SUM: every process usually gets the same signal, and a sum of signal
+                # numbers is another signal (2 x SIGINT would read as SIGILL).
+                dist.all_reduce(stop_report, op=dist.ReduceOp.MAX)
             values = report.tolist()
-            losses = dict(zip(LOSS_NAMES, values[:-1]))
+            losses = dict(zip(LOSS_NAMES, values))
             bad = [name for name, value in losses.items() if not math.isfinite(value)]
             if bad:
                 raise NonFiniteLossError(
@@ -387,7 +390,7 @@ def _run(
                     seed=config.seed,
                 )
 
-            stop_signal = int(values[-1]) if distributed else stop.signal_number
+            stop_signal = int(stop_report.item()) if distributed else stop.signal_number
             checkpoint_due = config.checkpoint_every and step % config.checkpoint_every == 0
             if checkpoint_due or step == config.steps or stop_signal:
                 _check_parameters_finite(step, out, generator, discriminator)
