@@ -1,0 +1,275 @@
+"""Training throughput of ``gitaug-fit``: images per second at several batch sizes.
+
+Each measurement is a real ``gitaug.fit.fit`` run -- the same training step,
+sampler, mixed precision and logging as ``gitaug-fit`` -- on synthetic random
+uint8 images written to a temporary ``.npz``, with the progress bar, periodic
+checkpoints and sample grids switched off. The run logs every ``--warmup``
+steps; the first logged interval (allocator warm-up, cuDNN autotuning, lazy
+initialisation) is dropped and the rest are pooled into one figure. The
+checkpoint and export a run writes after its last step are not timed.
+
+Configurations: the ``small`` preset on 28x28 gray images and the ``paper``
+preset on 32x32 RGB images (each with its default discriminator), on the CPU
+and, when ``torch.cuda.is_available()``, on CUDA (where ``amp="auto"`` picks
+bf16 if the GPU supports it, as ``gitaug-fit`` does).
+
+    python benchmarks/fit_speed.py                                  # batch sizes 8 32 64, CPU (+ CUDA)
+    python benchmarks/fit_speed.py --devices cuda --steps 50
+    python benchmarks/fit_speed.py --threads 4 --batch-sizes 16 32
+
+Prints a table, writes ``benchmarks/results/fit_speed.json`` (``--out``) with
+the command line, torch version, device names, thread count and every figure,
+and replaces the section between ``<!-- fit_speed:start -->`` and
+``<!-- fit_speed:end -->`` in ``benchmarks/RESULTS.md`` (``--report``), adding
+it if missing and leaving the rest of the file as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gitaug.fit import FitConfig, fit
+from gitaug.generator import MUNITConfig, MUNITGenerator
+
+ROOT = Path(__file__).resolve().parent.parent
+START_MARKER = "<!-- fit_speed:start -->"
+END_MARKER = "<!-- fit_speed:end -->"
+# The marker after which reproduce_digits.py keeps other benchmarks' sections (see write_report there).
+OTHER_BENCHMARKS_MARKER = "<!-- other benchmarks -->"
+
+# (preset, image side, channels): the CPU-friendly preset at MNIST size, the reference one at CIFAR size.
+CONFIGURATIONS = (("small", 28, 1), ("paper", 32, 3))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8, 32, 64], metavar="B",
+                        help="global batch sizes to measure (default: 8 32 64)")
+    parser.add_argument("--steps", type=int, default=30,
+                        help="training steps per measurement, warm-up included (default: 30)")
+    parser.add_argument("--warmup", type=int, default=5,
+                        help="steps in the first logged interval, which is not counted (default: 5)")
+    parser.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
+                        help="torch devices to measure on (default: cpu, and cuda when available)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice, recorded in the results)")
+    parser.add_argument("--images", type=int, default=512, help="synthetic training images per configuration")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fit_speed.json",
+                        help="results file (default: benchmarks/results/fit_speed.json)")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md",
+                        help="Markdown report whose fit-speed section is replaced (default: benchmarks/RESULTS.md)")
+    args = parser.parse_args(argv)
+    if min(args.batch_sizes) < 1:
+        parser.error(f"--batch-sizes must be positive, got {args.batch_sizes}")
+    if args.warmup < 1 or args.steps <= args.warmup:
+        parser.error(f"--steps ({args.steps}) must exceed --warmup ({args.warmup}), and --warmup must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be positive, got {args.threads}")
+    if args.devices is None:
+        args.devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for name in args.devices:
+        if torch.device(name).type == "cuda" and not torch.cuda.is_available():
+            parser.error(f"--devices {name}: CUDA is not available here")
+    return args
+
+
+def device_name(name: str) -> str:
+    """A human-readable name of the hardware behind a torch device string."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        try:  # Linux: the marketing name; elsewhere platform's best guess
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return platform.processor() or platform.machine()
+    return device.type
+
+
+def write_images(folder: Path, count: int, side: int, channels: int, seed: int = 0) -> Path:
+    """Random uint8 images as an unlabelled ``.npz`` (throughput does not depend on the pixels)."""
+    rng = np.random.default_rng(seed)
+    shape = (count, side, side) if channels == 1 else (count, side, side, channels)
+    path = folder / f"random-{side}x{side}x{channels}.npz"
+    np.savez(path, images=rng.integers(0, 256, size=shape, dtype=np.uint8))
+    return path
+
+
+def throughput(records: list[dict], batch_size: int) -> tuple[float, int]:
+    """Images per second over every logged interval but the first, and the steps that covers.
+
+    Each record's ``images_per_second`` covers the steps since the previous
+    record, so the intervals are pooled by their time, not averaged.
+    """
+    images = seconds = 0.0
+    steps = 0
+    for previous, record in zip(records, records[1:]):
+        interval = record["step"] - previous["step"]
+        images += interval * batch_size
+        seconds += interval * batch_size / record["images_per_second"]
+        steps += interval
+    return images / seconds, steps
+
+
+def measure(data: Path, workdir: Path, preset: str, device: str, batch_size: int, steps: int, warmup: int) -> dict:
+    """One ``fit`` run; returns its throughput and what it ran with."""
+    out = workdir / f"{preset}-{device.replace(':', '')}-b{batch_size}"
+    config = FitConfig(
+        data=str(data),
+        out=str(out),
+        preset=preset,
+        steps=steps,
+        batch_size=batch_size,
+        device=device,
+        log_every=warmup,  # so the first logged interval is exactly the warm-up
+        checkpoint_every=0,
+        sample_every=0,
+        grid_variants=1,
+        progress=False,
+    )
+    started = time.perf_counter()
+    fit(config)
+    wall = time.perf_counter() - started
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    images_per_second, measured_steps = throughput(records, batch_size)
+    meta = json.loads((out / "config.json").read_text())["training"]
+    return {
+        "images_per_second": images_per_second,
+        "milliseconds_per_step": 1000 * batch_size / images_per_second,
+        "measured_steps": measured_steps,
+        "warmup_steps": records[0]["step"],
+        "amp": meta["amp"],
+        "run_seconds": wall,
+    }
+
+
+def parameters(preset: str, side: int, channels: int) -> int:
+    return MUNITGenerator(MUNITConfig.preset(preset, in_channels=channels, image_size=side)).num_parameters()
+
+
+def table(results: list[dict]) -> list[str]:
+    lines = [
+        "| device | preset | images | generator params | batch | images/s | ms/step | amp |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['device']} | {r['preset']} | {r['image_size']}x{r['image_size']}x{r['channels']} | "
+            f"{r['generator_parameters'] / 1e6:.2f} M | {r['batch_size']} | {r['images_per_second']:.1f} | "
+            f"{r['milliseconds_per_step']:.1f} | {r['amp']} |"
+        )
+    return lines
+
+
+def report_section(summary: dict) -> str:
+    devices = "; ".join(f"{name}: {hardware}" for name, hardware in summary["device_names"].items())
+    lines = [
+        START_MARKER,
+        "## Fit speed",
+        "",
+        f"Produced by `{summary['command']}` on {summary['date'][:10]} (torch {summary['torch_version']}, "
+        f"{summary['threads']} CPU thread(s); {devices}).",
+        "",
+        f"`gitaug-fit` training throughput: one generator and one discriminator update per step, each preset with "
+        f"its default discriminator, on random images; {summary['warmup_steps']} warm-up steps dropped, "
+        f"then {summary['steps'] - summary['warmup_steps']} steps timed. Batch = images per step.",
+        "",
+        *table(summary["results"]),
+        END_MARKER,
+    ]
+    return "\n".join(lines)
+
+
+def update_report(path: Path, section: str) -> None:
+    """Put ``section`` between the fit-speed markers of ``path``, touching nothing else in the file.
+
+    A file without the markers gets the section right after the
+    ``<!-- other benchmarks -->`` marker when it has one (where the other
+    benchmark scripts keep sections they did not write), else at its end.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# Benchmarks\n\n{OTHER_BENCHMARKS_MARKER}\n\n{section}\n", encoding="utf-8")
+        return
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    if start != -1 and end > start:
+        text = text[:start] + section + text[end + len(END_MARKER):]
+    elif OTHER_BENCHMARKS_MARKER in text:
+        head, _, rest = text.partition(OTHER_BENCHMARKS_MARKER)
+        text = f"{head}{OTHER_BENCHMARKS_MARKER}\n\n{section}\n{rest}"
+    else:
+        text = text.rstrip("\n") + f"\n\n{section}\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # fit() logs each run at INFO
+    command = " ".join(["python", "benchmarks/fit_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    results = []
+    with tempfile.TemporaryDirectory(prefix="gitaug-fit-speed-") as tmp:
+        workdir = Path(tmp)
+        for preset, side, channels in CONFIGURATIONS:
+            data = write_images(workdir, max(args.images, max(args.batch_sizes)), side, channels)
+            n_params = parameters(preset, side, channels)
+            for device in args.devices:
+                for batch_size in args.batch_sizes:
+                    figures = measure(data, workdir, preset, device, batch_size, args.steps, args.warmup)
+                    result = {
+                        "device": device,
+                        "preset": preset,
+                        "image_size": side,
+                        "channels": channels,
+                        "generator_parameters": n_params,
+                        "batch_size": batch_size,
+                        **figures,
+                    }
+                    results.append(result)
+                    print(
+                        f"{device} {preset} {side}x{side}x{channels} batch {batch_size}: "
+                        f"{result['images_per_second']:.1f} images/s ({result['milliseconds_per_step']:.1f} ms/step)",
+                        flush=True,
+                    )
+
+    summary = {
+        "benchmark": "fit_speed",
+        "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+        "device_names": {device: device_name(device) for device in args.devices},
+        "cuda_version": torch.version.cuda if any(torch.device(d).type == "cuda" for d in args.devices) else None,
+        "steps": args.steps,
+        "warmup_steps": args.warmup,
+        "images": max(args.images, max(args.batch_sizes)),
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    update_report(args.report, report_section(summary))
+    print()
+    print("\n".join(table(results)))
+    print(f"\nwrote {args.out} and the fit-speed section of {args.report}")
+
+
+if __name__ == "__main__":
+    main()
