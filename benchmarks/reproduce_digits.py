@@ -160,8 +160,8 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
     if out.exists():
         return json.loads(out.read_text())
     from gitaug import GITAugment
-    from gitaug.datasets import load, nuisance_of
-    from gitaug.diagnostics import class_preservation
+    from gitaug.datasets import load, nuisance_of, plain_version
+    from gitaug.diagnostics import class_preservation, variant_spread
 
     torch.set_num_threads(max(1, args.workers))
     started = time.time()
@@ -171,6 +171,11 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
     aug = GITAugment.from_pretrained(generator_dir(args.work, dataset, seed))
     generated = class_preservation(aug, reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
     true = class_preservation(nuisance_of(dataset), reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
+    # How much the draws vary: the generator on its own training inputs, the true nuisance on the same
+    # base digits without a nuisance (a generator that ignores its style code scores 0).
+    plain = load(plain_version(dataset), split="train", seed=seed)
+    generated_spread = variant_spread(aug, train.images, train.targets, train.num_classes, seed=seed)
+    true_spread = variant_spread(nuisance_of(dataset), plain.images, plain.targets, plain.num_classes, seed=seed)
     val_images = val.images.float() / 255
     val_accuracy = (reference(val_images).argmax(1) == val.targets).float().mean().item()
     result = {
@@ -178,11 +183,14 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
         "class_counts": train.class_counts.tolist(),
         "generator_keep_rate": generated.per_class.tolist(),
         "true_nuisance_keep_rate": true.per_class.tolist(),
+        "generator_spread": generated_spread.tolist(),
+        "true_nuisance_spread": true_spread.tolist(),
         "seconds": time.time() - started,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"  diagnostic {dataset} seed {seed}: generator keeps {generated.mean:.3f}, true nuisance keeps {true.mean:.3f}", flush=True)
+    print(f"  diagnostic {dataset} seed {seed}: generator keeps {generated.mean:.3f}, true nuisance keeps {true.mean:.3f}; "
+          f"spread {generated_spread.nanmean():.3f} vs {true_spread.nanmean():.3f}", flush=True)
     return result
 
 
@@ -246,7 +254,9 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
             f"(validation accuracy {fmt(diag['reference_val_accuracy'], 100, 1)} %) keeps its prediction on "
             f"{fmt(diag['generator_keep'], 100, 1)} % of generated samples and on "
             f"{fmt(diag['true_keep'], 100, 1)} % of true-nuisance samples; on the tail third of classes "
-            f"{fmt(diag['generator_keep_tail'], 100, 1)} % vs {fmt(diag['true_keep_tail'], 100, 1)} %.",
+            f"{fmt(diag['generator_keep_tail'], 100, 1)} % vs {fmt(diag['true_keep_tail'], 100, 1)} %. "
+            f"Spread (mean absolute pixel difference between two draws of one input, 0 = the draws never differ): "
+            f"generator {fmt(diag['generator_spread'], 1, 3)}, true nuisance {fmt(diag['true_spread'], 1, 3)}.",
             "",
             f"![eKLD against class size, {dataset}](results/ekld_{dataset}.png)",
             "",
@@ -317,6 +327,8 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
             "true_keep": [float(np.nanmean(r["true_nuisance_keep_rate"])) for r in results],
             "generator_keep_tail": [tail(r, "generator_keep_rate") for r in results],
             "true_keep_tail": [tail(r, "true_nuisance_keep_rate") for r in results],
+            "generator_spread": [float(np.nanmean(r["generator_spread"])) for r in results],
+            "true_spread": [float(np.nanmean(r["true_nuisance_spread"])) for r in results],
             "per_seed": results,
         }
 

@@ -7,6 +7,11 @@ show it. :func:`class_preservation` measures, per class, how often a
 generated variant. The reference must be invariant to the true nuisance
 (trained on balanced data carrying it), so that a change of prediction means
 a change of class, not a nuisance it never saw.
+
+The opposite failure, a generator that hardly changes anything (it keeps every
+class because it only reproduces its input), shows in :func:`variant_spread`:
+how far two independent draws of the same input lie apart, to compare with
+the same figure for the true nuisance.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["ClassPreservation", "class_preservation"]
+__all__ = ["ClassPreservation", "class_preservation", "variant_spread"]
 
 Transform = Callable[..., torch.Tensor]
 
@@ -127,3 +132,68 @@ def class_preservation(
     per_class = torch.where(seen > 0, kept / seen.clamp(min=1), torch.tensor(float("nan")))
     accuracy = torch.where(inputs > 0, correct / inputs.clamp(min=1).float(), torch.tensor(float("nan")))
     return ClassPreservation(per_class, accuracy, inputs, m_per_input)
+
+
+@torch.no_grad()
+def variant_spread(
+    transform: Transform,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    n_per_class: int = 40,
+    pairs_per_input: int = 5,
+    batch_size: int = 512,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Per-class mean absolute pixel difference between two independent draws of ``transform``.
+
+    For each input x of a class, draws ``pairs_per_input`` pairs
+    ``(T(x), T'(x))`` and averages ``|T(x) - T'(x)|`` over pixels, pairs and
+    inputs (images in [0, 1]). 0 means the transform is deterministic: a
+    generator whose style code has no effect. Compare with the true
+    nuisance's spread on the same base images.
+
+    Args:
+        transform: ``transform(images, generator=g)`` on float images in [0, 1], (N, C, H, W).
+        images: float images in [0, 1] or uint8, (N, C, H, W).
+        labels: class indices (N,).
+        num_classes: number of classes (a class without inputs gets NaN).
+        n_per_class: inputs drawn per class (all of a class if it has fewer).
+        pairs_per_input: independent pairs of draws per input.
+        seed: seeds the choice of inputs and the transform's draws.
+
+    Example::
+
+        spread = variant_spread(aug, train.images, train.targets, 10)
+        print(spread.mean())   # about 0 when the generator ignores its style code
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    labels = torch.as_tensor(labels).long()
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got values in [{int(labels.min())}, {int(labels.max())}]")
+    for name, value in (("n_per_class", n_per_class), ("pairs_per_input", pairs_per_input), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if images.dtype == torch.uint8:
+        images = images.float() / 255
+    rng = torch.Generator().manual_seed(seed)
+    spread = torch.full((num_classes,), float("nan"))
+    for c in range(num_classes):
+        members = torch.nonzero(labels == c).flatten()
+        if members.numel() == 0:
+            continue
+        chosen = members[torch.randperm(members.numel(), generator=rng)[:n_per_class]]
+        repeated = images[chosen].repeat_interleave(pairs_per_input, dim=0)
+        total = 0.0
+        for start in range(0, repeated.shape[0], batch_size):
+            batch = repeated[start : start + batch_size]
+            first, second = transform(batch, generator=rng), transform(batch, generator=rng)
+            if first.shape != batch.shape:
+                raise ValueError(f"the transform changed the image shape to {tuple(first.shape)}")
+            total += (first.float() - second.float()).abs().flatten(1).mean(1).sum().item()
+        spread[c] = total / repeated.shape[0]
+    return spread

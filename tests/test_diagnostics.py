@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from gitaug.diagnostics import class_preservation
+from gitaug.diagnostics import class_preservation, variant_spread
 
 
 class Brightness(nn.Module):
@@ -71,3 +71,29 @@ def test_errors():
         class_preservation(lambda x, generator=None: x[:, :, :4], Brightness(), images, labels, 2)
     with pytest.raises(ValueError, match="images must be \\(N, C, H, W\\)"):
         class_preservation(identity, Brightness(), images[0], labels, 2)
+
+
+def test_spread_is_zero_for_a_deterministic_transform_and_matches_noise_level():
+    images, labels = data()
+    identity = lambda x, generator=None: x  # noqa: E731
+    assert variant_spread(identity, images, labels, 2).tolist() == [0.0, 0.0]
+
+    def flip_a_coin(x, generator=None):
+        # each image becomes all-0 or all-1: two draws differ by 1 with probability 1/2
+        coin = torch.randint(0, 2, (x.shape[0], 1, 1, 1), generator=generator).float()
+        return coin.expand_as(x).clone()
+
+    spread = variant_spread(flip_a_coin, images, labels, 3, pairs_per_input=50, seed=1)
+    assert torch.isnan(spread[2])
+    assert spread[:2].sub(0.5).abs().max() < 0.1
+
+
+def test_spread_errors():
+    images, labels = data()
+    identity = lambda x, generator=None: x  # noqa: E731
+    with pytest.raises(ValueError, match="pairs_per_input must be a positive integer, got 0"):
+        variant_spread(identity, images, labels, 2, pairs_per_input=0)
+    with pytest.raises(ValueError, match="labels must lie in \\[0, 1\\)"):
+        variant_spread(identity, images, labels, 1)
+    with pytest.raises(ValueError, match="changed the image shape"):
+        variant_spread(lambda x, generator=None: x[:, :, :4], images, labels, 2)
