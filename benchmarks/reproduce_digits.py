@@ -220,7 +220,7 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
         "",
         "## GIT on the built-in long-tailed digits",
         "",
-        f"Produced by `{command}` ({summary['environment']}; {summary['seconds'] / 60:.0f} min).",
+        f"Produced by `{command}` ({summary['environment']}; {summary['seconds'] / 60:.0f} min of wall time).",
         "",
         f"Seeds {args.seeds} (each its own split, class order and nuisance draws); classifier: a ResNet-8 "
         f"(widths 16/32/64) trained {args.epochs} epochs with SGD, re-sampling (and GIT, and the oracle) from epoch "
@@ -359,11 +359,19 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
 # ----------------------------------------------------------------------------- main
 
 
+def first_start(work: Path) -> float:
+    """When this work folder's run first started: a resumed run reports its whole wall time."""
+    marker = work / "started_at"
+    if not marker.exists():
+        marker.write_text(f"{time.time():.0f}\n")
+    return float(marker.read_text())
+
+
 def main() -> None:
     args = parse_args()
     command = "python benchmarks/reproduce_digits.py " + " ".join(sys.argv[1:])
-    started = time.time()
     args.work.mkdir(parents=True, exist_ok=True)
+    started = first_start(args.work)
     args.results.mkdir(parents=True, exist_ok=True)
 
     print(f"[1/4] fitting {len(args.datasets) * len(args.seeds)} generators", flush=True)
