@@ -12,8 +12,9 @@ Methods (``--method``):
               sampling from ``--drs-epoch`` on (with a learning-rate step);
 * ``git``     ``drs`` + GIT: tail-class samples re-drawn by the generator
               (``--generator``) once re-sampling starts;
-* ``oracle``  ``drs`` + the *true* nuisance applied to the same samples GIT
-              would replace (an upper reference; only for the built-in sets).
+* ``oracle``  ``drs`` + a fresh draw of the *true* nuisance, on the base digit,
+              for the same samples GIT would replace (an upper reference;
+              only for the built-in sets).
 
 ``--loss ldam|bal-bce|logit-adjusted`` and ``--head etf|haframe`` swap in the
 long-tail losses and fixed heads of :mod:`gitaug.losses` and
@@ -147,20 +148,41 @@ class SmallResNet(nn.Module):
 
 
 class OracleAugment:
-    """The true nuisance applied to the samples the sampler selects: what GIT would do with a perfect generator."""
+    """What GIT would do with a perfect generator: a fresh draw of the *true* nuisance for the selected samples.
 
-    def __init__(self, nuisance, sampler: ClassThresholdSampler) -> None:
+    The draw is made on each sample's untransformed base digit (the plain
+    dataset has the same images in the same order), not on the already
+    transformed image: a background or a dilation applied twice is not a
+    draw from the dataset's nuisance (a second background finds no black
+    pixel left to fill).
+    """
+
+    def __init__(self, nuisance, sampler: ClassThresholdSampler, base_images: torch.Tensor) -> None:
         self.nuisance, self.sampler, self.enabled = nuisance, sampler, False
+        self.base_images = base_images  # float in [0, 1], indexed like the training set
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None):
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, generator: torch.Generator | None = None):
         if not self.enabled:
             return images, labels
         mask = self.sampler(labels, generator=generator)
         if not mask.any():
             return images, labels
         out = images.clone()
-        out[mask] = self.nuisance(images[mask], generator=generator)
+        out[mask] = self.nuisance(self.base_images[indices[mask]], generator=generator)
         return out, labels
+
+
+class WithIndex(torch.utils.data.Dataset):
+    """A dataset's items with their index appended: ``(image, label, index)``."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return (*self.dataset[index], index)
 
 
 @torch.no_grad()
@@ -234,7 +256,8 @@ def main(argv: list[str] | None = None) -> dict:
     in_channels = train.images.shape[1]
     resampling = args.method != "erm" if args.resampling == "auto" else args.resampling == "deferred"
     sampler = DeferredResampler(train.targets, start_epoch=args.drs_epoch if resampling else args.epochs + 1, seed=args.seed)
-    loader = DataLoader(train, batch_size=args.batch_size, sampler=sampler, drop_last=len(train) > args.batch_size)
+    # Items come with their index, which the oracle needs to find each sample's base digit.
+    loader = DataLoader(WithIndex(train), batch_size=args.batch_size, sampler=sampler, drop_last=len(train) > args.batch_size)
 
     # GIT (or the oracle): replaces tail-class samples, switched on when re-sampling starts
     augment = None
@@ -242,7 +265,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.method == "git":
         augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device)
     elif args.method == "oracle":
-        augment = OracleAugment(nuisance, selection)
+        plain_train = gdata.load(gdata.plain_version(args.dataset), split="train", seed=args.seed)
+        if not torch.equal(plain_train.targets, train.targets):  # same base digits, same order
+            raise RuntimeError(f"the plain version of {args.dataset!r} does not match its training split")
+        augment = OracleAugment(nuisance, selection, plain_train.float_images())
 
     # Model, loss, optimizer
     width = args.width
@@ -276,8 +302,10 @@ def main(argv: list[str] | None = None) -> dict:
             criterion.weight = drw.weights(epoch).to(device)
         model.train()
         total_loss, batches = 0.0, 0
-        for images, labels in loader:
-            if augment is not None:
+        for images, labels, indices in loader:
+            if isinstance(augment, OracleAugment):
+                images, labels = augment(images, labels, indices, generator=rng)
+            elif augment is not None:
                 images, labels = augment(images, labels, generator=rng)
             images, labels = images.to(device), labels.to(device)
             if cosine_loss is None:

@@ -56,3 +56,27 @@ def test_git_loads_a_generator_and_switches_on_with_resampling(tmp_path, monkeyp
 def test_git_needs_a_generator():
     with pytest.raises(SystemExit):
         load_example().parse_args(["--method", "git"])
+
+
+def test_oracle_redraws_the_nuisance_on_the_base_digit():
+    # On digits-bg-lt a second background draw on an already filled image would change nothing;
+    # the oracle draws on the plain base digit, so selected samples get a new background level.
+    from gitaug import ClassThresholdSampler
+    from gitaug.datasets import load, nuisance_of
+
+    example = load_example()
+    train = load("digits-bg-lt", split="train", seed=0)
+    plain = load("digits-lt", split="train", seed=0)
+    indices = torch.arange(0, len(train), 7)
+    images = train.float_images()[indices]
+    labels = train.targets[indices]
+    oracle = example.OracleAugment(nuisance_of("digits-bg-lt"), ClassThresholdSampler(train.class_counts, p=1.0), plain.float_images())
+    assert oracle(images, labels, indices)[0] is images  # off until enabled
+    oracle.enabled = True
+    out, out_labels = oracle(images, labels, indices, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out_labels, labels)
+    changed = (out - images).abs().flatten(1).amax(1) > 0
+    assert changed.float().mean() > 0.9
+    # the digit is the base digit's: where the base digit has ink, the output has the same pixels
+    ink = plain.float_images()[indices] > 0
+    assert torch.equal(out[ink], plain.float_images()[indices][ink])
