@@ -26,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ._files import give_default_permissions
 from .generator import MUNITConfig, MUNITGenerator
 
 __all__ = [
@@ -54,6 +55,7 @@ def _atomic_write(path: Path, write: Callable[[str], Any]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        give_default_permissions(tmp)  # after writing: a writer may replace the file it was given
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

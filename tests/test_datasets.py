@@ -315,6 +315,9 @@ def test_npz_round_trip(tmp_path, channels):
     ds = ImageDataset(images, [0, 1, 0, 1, 1], classes=["zero", "one"], base_indices=[9, 8, 7, 7, 6])
     path = ds.to_npz(tmp_path / "set.npz")
     assert os.listdir(tmp_path) == ["set.npz"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's 0600
     with np.load(path) as raw:
         expected = (5, 6, 7) if channels == 1 else (5, 6, 7, 3)
         assert raw["images"].shape == expected and raw["images"].dtype == np.uint8

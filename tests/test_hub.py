@@ -43,6 +43,11 @@ def test_save_writes_config_weights_and_card(saved):
     assert config["training"] == {"dataset": "unit-test", "steps": 3}
     assert "library_name: gitaug" in (saved / "README.md").read_text()
     assert not list(saved.glob("*.tmp"))  # atomic writes leave nothing behind
+    # as readable as any file the user writes (a temporary file starts out 0600)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in saved.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
 
 
 def test_round_trip_gives_identical_outputs(saved):

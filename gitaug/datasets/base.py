@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._files import give_default_permissions
+
 __all__ = ["ImageDataset"]
 
 Transform = Callable[..., torch.Tensor]
@@ -149,6 +151,7 @@ class ImageDataset(Dataset):
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            give_default_permissions(temporary)
             with os.fdopen(handle, "wb") as file:
                 np.savez_compressed(file, **arrays)
             os.replace(temporary, path)
