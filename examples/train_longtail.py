@@ -23,13 +23,13 @@ LDAM+DRW does (GIT still starts at ``--drs-epoch``).
 
 Examples::
 
-    gitaug-fit --dataset digits-rot-lt --out runs/digits-rot-lt
-    python examples/train_longtail.py --dataset digits-rot-lt --method drs --out runs/drs.json
-    python examples/train_longtail.py --dataset digits-rot-lt --method git \\
-        --generator runs/digits-rot-lt --threshold 100 --p 0.5 --out runs/git.json
+    gitaug-fit --dataset digits-bg-lt --out runs/digits-bg-lt
+    python examples/train_longtail.py --dataset digits-bg-lt --method drs --out runs/drs.json
+    python examples/train_longtail.py --dataset digits-bg-lt --method git \\
+        --generator runs/digits-bg-lt --threshold 100 --p 0.5 --out runs/git.json
 
     # LDAM+DRW with GIT (instance sampling, re-weighting and GIT from --drs-epoch)
-    python examples/train_longtail.py --dataset digits-rot-lt --method git --generator runs/digits-rot-lt \
+    python examples/train_longtail.py --dataset digits-bg-lt --method git --generator runs/digits-bg-lt \
         --loss ldam --resampling none
 
     # CIFAR-10-LT from the python pickle batches you already have

@@ -9,7 +9,7 @@ Example::
     from gitaug import GITAugment, ClassThresholdSampler
 
     sampler = ClassThresholdSampler.from_labels(train_labels, threshold=25, p=0.5)
-    aug = GITAugment.from_pretrained("runs/digits-rot-lt", sampler=sampler)
+    aug = GITAugment.from_pretrained("runs/digits-bg-lt", sampler=sampler)
     for images, labels in loader:
         images, labels = aug(images, labels)
 """

@@ -132,7 +132,7 @@ class GITAugment(nn.Module):
 
         Example::
 
-            aug = GITAugment.from_pretrained("runs/digits-rot-lt", sampler=sampler)
+            aug = GITAugment.from_pretrained("runs/digits-bg-lt", sampler=sampler)
         """
         generator, config = load_generator(
             repo_id_or_path,

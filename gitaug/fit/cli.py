@@ -6,7 +6,7 @@ fields first; flags given on the command line override it.
 
 Examples::
 
-    gitaug-fit --dataset digits-rot-lt --out runs/digits-rot-lt
+    gitaug-fit --dataset digits-bg-lt --out runs/digits-bg-lt
     gitaug-fit --data my_images/ --out runs/mine --preset paper --steps 20000 --device cuda
     gitaug-fit --config fit.toml --resume
     torchrun --nproc_per_node 4 -m gitaug.fit.cli --data my_images/ --out runs/mine
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Example::
 
-        gitaug-fit --dataset digits-rot-lt --out runs/digits-rot-lt
+        gitaug-fit --dataset digits-bg-lt --out runs/digits-bg-lt
     """
     parser = build_parser()
     args = parser.parse_args(argv)

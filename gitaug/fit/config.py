@@ -7,7 +7,7 @@ checkpoints so that ``--resume`` can tell whether it continues the same run.
 Example::
 
     >>> from gitaug.fit import FitConfig
-    >>> config = FitConfig(dataset="digits-rot-lt", out="runs/digits-rot-lt")
+    >>> config = FitConfig(dataset="digits-bg-lt", out="runs/digits-bg-lt")
     >>> config.batch_size, config.preset
     (32, 'small')
     >>> FitConfig(dataset="digits-rot-lt", batch_size=0)

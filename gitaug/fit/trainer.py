@@ -28,7 +28,7 @@ is a tensor or a plain Python value) and only from the run's own folder.
 Example::
 
     from gitaug.fit import FitConfig, fit
-    out = fit(FitConfig(dataset="digits-rot-lt", out="runs/digits-rot-lt"))
+    out = fit(FitConfig(dataset="digits-rot-lt", out="runs/digits-bg-lt"))
     aug = GITAugment.from_pretrained(out)
 """
 
