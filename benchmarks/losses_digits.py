@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=repro.ROOT / "benchmarks" / "results")
     parser.add_argument("--report", type=Path, default=repro.ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
-    command = "python benchmarks/losses_digits.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python benchmarks/losses_digits.py", *sys.argv[1:]])
     started = time.time()
 
     # GIT's setting: the one the reproduction chose on validation, if it ran; else a fixed default.

@@ -71,10 +71,10 @@ def parse_args() -> argparse.Namespace:
 # ----------------------------------------------------------------------------- running jobs
 
 
-def run_job(command: list[str], log: Path, done_marker: Path) -> None:
-    """Run one command with one thread, unless its output already exists (resume)."""
+def run_job(command: list[str], log: Path, done_marker: Path) -> bool:
+    """Run one command with one thread, unless its output already exists (resume); True if it ran."""
     if done_marker.exists():
-        return
+        return False
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     started = time.time()
@@ -83,12 +83,13 @@ def run_job(command: list[str], log: Path, done_marker: Path) -> None:
     if done.returncode != 0:
         raise RuntimeError(f"job failed ({done.returncode}) after {time.time() - started:.0f}s; see {log}: {' '.join(command)}")
     print(f"  done in {time.time() - started:5.0f}s: {log.stem}", flush=True)
+    return True
 
 
-def run_all(jobs: list[tuple[list[str], Path, Path]], workers: int) -> None:
+def run_all(jobs: list[tuple[list[str], Path, Path]], workers: int) -> int:
+    """Run the jobs in ``workers`` parallel processes; returns how many actually ran (not resumed from disk)."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(run_job, *job) for job in jobs]:
-            future.result()
+        return sum(future.result() for future in [pool.submit(run_job, *job) for job in jobs])
 
 
 def generator_dir(work: Path, dataset: str, seed: int) -> Path:
@@ -314,7 +315,7 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
                 draws_per_input=50,
             )
         path = args.results / f"ekld_{dataset}.png"
-        plot_ekld(series, path, title=f"{dataset}: eKLD under the true nuisance ({len(args.seeds)} seeds pooled)")
+        plot_ekld(series, path, title=f"{dataset}, true nuisance, mean ± std over {len(args.seeds)} seeds")
         figures[dataset] = str(path.relative_to(ROOT))
 
     diagnostics = {}
@@ -367,19 +368,27 @@ def first_start(work: Path) -> float:
     return float(marker.read_text())
 
 
+def last_finish(work: Path, did_work: bool) -> float:
+    """When the work folder's run last finished work; a re-run that only redraws the report keeps the old time."""
+    marker = work / "finished_at"
+    if did_work or not marker.exists():
+        marker.write_text(f"{time.time():.0f}\n")
+    return float(marker.read_text())
+
+
 def main() -> None:
     args = parse_args()
-    command = "python benchmarks/reproduce_digits.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python benchmarks/reproduce_digits.py", *sys.argv[1:]])
     args.work.mkdir(parents=True, exist_ok=True)
     started = first_start(args.work)
     args.results.mkdir(parents=True, exist_ok=True)
 
     print(f"[1/4] fitting {len(args.datasets) * len(args.seeds)} generators", flush=True)
-    run_all([fit_job(args, d, s) for d in args.datasets for s in args.seeds], args.workers)
+    ran = run_all([fit_job(args, d, s) for d in args.datasets for s in args.seeds], args.workers)
 
     print("[2/4] choosing K, p and the rule on the validation split (seed 0 of each dataset)", flush=True)
     select_seed = args.seeds[0]
-    run_all(
+    ran += run_all(
         [train_job(args, d, select_seed, "git", c, f"select-{setting_tag(c)}") for d in args.datasets for c in CANDIDATES],
         args.workers,
     )
@@ -394,13 +403,17 @@ def main() -> None:
         print(f"  {dataset}: {setting_tag(chosen)} (val {scores[setting_tag(chosen)]:.3f})", flush=True)
 
     print("[3/4] training ERM, CE+DRS, CE+DRS+GIT and the oracle", flush=True)
-    run_all(
+    ran += run_all(
         [train_job(args, d, s, m, selection[d]["chosen"], m) for d in args.datasets for s in args.seeds for m in METHODS],
         args.workers,
     )
 
     print("[4/4] generator diagnostic and report", flush=True)
+    missing_diagnostics = any(
+        not (args.work / "diagnostics" / f"{d}-seed{s}.json").exists() for d in args.datasets for s in args.seeds
+    )
     summary = summarize(args, selection, started)
+    summary["seconds"] = last_finish(args.work, did_work=bool(ran) or missing_diagnostics) - started
     summary["command"] = command
     out = args.results / "reproduce_digits.json"
     tmp = out.with_suffix(".json.tmp")
@@ -409,7 +422,7 @@ def main() -> None:
     write_report(args, summary, command)
     bar = summary["bar"]
     print(json.dumps({"tail_ekld_reduction": bar["tail_ekld_reduction"], "accuracy_gain": bar["accuracy_gain"], "spearman": bar["spearman"]}, indent=2))
-    print(f"wrote {out.relative_to(ROOT)} and {args.report.relative_to(ROOT)} in {(time.time() - started) / 60:.1f} min")
+    print(f"wrote {out.relative_to(ROOT)} and {args.report.relative_to(ROOT)}; {summary['seconds'] / 60:.1f} min of wall time in all")
 
 
 if __name__ == "__main__":

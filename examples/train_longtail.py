@@ -16,10 +16,11 @@ Methods (``--method``):
               for the same samples GIT would replace (an upper reference;
               only for the built-in sets).
 
-``--loss ldam|bal-bce|logit-adjusted`` and ``--head etf|haframe`` swap in the
+``--loss ldam|bal-bce|logit-adjusted`` and ``--head cosine|etf|haframe`` swap in the
 long-tail losses and fixed heads of :mod:`gitaug.losses` and
 :mod:`gitaug.heads`; ``--resampling none`` keeps instance sampling, as
-LDAM+DRW does (GIT still starts at ``--drs-epoch``).
+LDAM+DRW does (GIT still starts at ``--drs-epoch``). LDAM gets a cosine head unless
+``--head`` names another, as its reference does.
 
 Examples::
 
@@ -60,7 +61,7 @@ from gitaug.resampling import DeferredResampler
 
 METHODS = ("erm", "drs", "git", "oracle")
 LOSSES = ("ce", "ldam", "bal-bce", "logit-adjusted")
-HEADS = ("linear", "etf", "haframe")
+HEADS = ("auto", "linear", "cosine", "etf", "haframe")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,8 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "none suits losses that re-weight instead (LDAM+DRW, Bal-BCE)")
     method.add_argument("--loss", choices=LOSSES, default="ce",
                         help="ldam uses the DRW re-weighting from --drs-epoch on")
-    method.add_argument("--head", choices=HEADS, default="linear",
-                        help="etf: fixed simplex ETF; haframe: fixed hierarchy-aware frame (CIFAR-100) "
+    method.add_argument("--head", choices=HEADS, default="auto",
+                        help="auto: cosine for --loss ldam (its margins and scale assume cosine logits), linear "
+                        "otherwise; etf: fixed simplex ETF; haframe: fixed hierarchy-aware frame (CIFAR-100) "
                         "with its cosine loss mixed in")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=30)
@@ -101,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--method git needs --generator (a gitaug-fit folder or a Hub repo id)")
     if args.method == "oracle" and args.cifar is not None:
         parser.error("--method oracle needs a built-in dataset: the true nuisance of CIFAR is unknown")
+    if args.head == "auto":
+        args.head = "cosine" if args.loss == "ldam" else "linear"
     if args.drs_epoch is None:
         args.drs_epoch = (2 * args.epochs) // 3
     if not 0 <= args.drs_epoch <= args.epochs:
@@ -233,6 +237,8 @@ def make_head(args: argparse.Namespace, feature_dim: int, num_classes: int) -> n
         return None
     from gitaug import heads, hierarchy
 
+    if args.head == "cosine":
+        return heads.CosineHead(feature_dim, num_classes)
     if args.head == "etf":
         return heads.ETFHead(feature_dim, num_classes, seed=args.seed)
     if args.cifar is None or num_classes != 100:
@@ -272,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Model, loss, optimizer
     width = args.width
-    if args.head != "linear" and 4 * width < num_classes - 1:
+    if args.head in ("etf", "haframe") and 4 * width < num_classes - 1:
         # A fixed frame of C classes needs at least C - 1 feature dimensions.
         width = -(-(num_classes - 1) // 4)
         print(f"--head {args.head} with {num_classes} classes needs >= {num_classes - 1} features: width {args.width} -> {width}", file=sys.stderr)

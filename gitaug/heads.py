@@ -1,4 +1,4 @@
-"""Fixed (non-trainable) classifier heads: simplex ETF and Hierarchy-Aware Frame.
+"""Classifier heads for long-tailed training: fixed frames (simplex ETF, Hierarchy-Aware Frame) and a cosine head.
 
 Both heads hold one unit-norm vector per class in a ``(C, feature_dim)``
 buffer ``weight`` and map features to logits ``features @ weight.T``; only
@@ -10,6 +10,10 @@ the network before them is trained.
   decrease with the classes' hierarchical distance, so that classes close in
   the hierarchy sit close in feature space. :class:`HAFrameCosineLoss`
   pulls penultimate features onto their class vector.
+
+:class:`CosineHead` is trainable: cosine similarities between features and
+class vectors, the normalized logits that :class:`~gitaug.losses.LDAMLoss`
+(with its ``scale`` of 30) is meant for.
 
 The arithmetic is in plain functions: :func:`simplex_etf_similarity`,
 :func:`similarity_from_distance`, :func:`most_separated_min_similarity`,
@@ -40,6 +44,7 @@ __all__ = [
     "ETFHead",
     "HAFrameHead",
     "HAFrameCosineLoss",
+    "CosineHead",
 ]
 
 # Eigenvalues of a similarity matrix below -PSD_TOLERANCE make it infeasible;
@@ -431,3 +436,40 @@ class HAFrameCosineLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, feature_dim={self.feature_dim}, reduction={self.reduction!r}"
 
+
+
+class CosineHead(nn.Module):
+    """A trainable cosine classifier: ``logits[i, c] = cos(features_i, weight_c)``, in [-1, 1].
+
+    Margin losses such as LDAM subtract a margin from the true class's logit
+    and scale by a fixed factor (30 by default); that only makes sense on
+    bounded, normalized logits like these (the LDAM reference uses this head).
+
+    Args:
+        feature_dim: size of the penultimate features.
+        num_classes: number of classes ``C``, >= 2.
+
+    Example::
+
+        >>> import torch
+        >>> head = CosineHead(feature_dim=8, num_classes=3)
+        >>> logits = head(torch.randn(4, 8))
+        >>> bool(logits.abs().max() <= 1 + 1e-6)
+        True
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int) -> None:
+        super().__init__()
+        num_classes = _check_num_classes(num_classes)
+        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
+            raise ValueError(f"feature_dim must be a positive integer, got {feature_dim!r}")
+        self.feature_dim, self.num_classes = feature_dim, num_classes
+        self.weight = nn.Parameter(torch.empty(num_classes, feature_dim))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # nn.Linear's initialization
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        _check_features(features, self.feature_dim)
+        return F.linear(F.normalize(features, dim=1), F.normalize(self.weight, dim=1))
+
+    def extra_repr(self) -> str:
+        return f"feature_dim={self.feature_dim}, num_classes={self.num_classes}"

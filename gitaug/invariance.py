@@ -322,7 +322,10 @@ def plot_ekld(results: Mapping[str, EKLDResult], path: str | os.PathLike, title:
     """Saves a PNG of eKLD against class size (log x axis), one series per method.
 
     Each series is labelled with its name and its Spearman correlation.
-    Needs matplotlib (``pip install gitaug[plot]`` or ``pip install matplotlib``).
+    Classes of equal size (for instance the same profile measured over
+    several seeds, pooled into one result) are drawn as one point at their
+    mean with a bar of one standard deviation; every class also shows as a
+    faint dot. Needs matplotlib (``pip install gitaug[plot]`` or ``pip install matplotlib``).
 
     Example::
 
@@ -347,10 +350,16 @@ def plot_ekld(results: Mapping[str, EKLDResult], path: str | os.PathLike, title:
         values = torch.as_tensor(result.per_class).double().cpu()
         sizes = torch.as_tensor(result.class_sizes).double().cpu()
         keep = ~torch.isnan(values) & (sizes > 0)  # a log axis cannot show empty classes
-        order = torch.argsort(sizes[keep], stable=True)
+        sizes, values = sizes[keep], values[keep]
         rho = summarize_ekld(result)["spearman"]
-        axes.plot(sizes[keep][order].numpy(), values[keep][order].numpy(), marker="o", markersize=3, linewidth=1,
-                  label=f"{name} (Spearman {rho:+.2f})")
+        unique = torch.unique(sizes)  # sorted
+        groups = [values[sizes == size] for size in unique]
+        means = torch.stack([group.mean() for group in groups])
+        stds = torch.stack([group.std() if group.numel() > 1 else group.new_zeros(()) for group in groups])
+        line = axes.errorbar(unique.numpy(), means.numpy(), yerr=stds.numpy(), marker="o", markersize=3, linewidth=1,
+                             capsize=2, label=f"{name} (Spearman {rho:+.2f})")
+        if len(unique) < len(sizes):
+            axes.scatter(sizes.numpy(), values.numpy(), s=6, alpha=0.3, color=line.lines[0].get_color())
     axes.set_xscale("log")
     axes.set_xlabel("training images in class")
     axes.set_ylabel("eKLD (lower = more invariant)")

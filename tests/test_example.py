@@ -80,3 +80,10 @@ def test_oracle_redraws_the_nuisance_on_the_base_digit():
     # the digit is the base digit's: where the base digit has ink, the output has the same pixels
     ink = plain.float_images()[indices] > 0
     assert torch.equal(out[ink], plain.float_images()[indices][ink])
+
+
+def test_ldam_gets_a_cosine_head_unless_another_is_named():
+    example = load_example()
+    assert example.parse_args(["--loss", "ldam"]).head == "cosine"
+    assert example.parse_args(["--loss", "ce"]).head == "linear"
+    assert example.parse_args(["--loss", "ldam", "--head", "etf"]).head == "etf"

@@ -233,3 +233,21 @@ def test_cosine_loss_validates_inputs():
         loss_fn(torch.randn(2, 8), torch.tensor([0]))
     with pytest.raises(ValueError, match=r"target_similarity must have shape \(4, 4\), got \(3, 3\)"):
         HAFrameCosineLoss(head.weight, torch.eye(3))
+
+
+def test_cosine_head_gives_cosines_and_trains():
+    from gitaug.heads import CosineHead
+
+    torch.manual_seed(0)
+    head = CosineHead(feature_dim=6, num_classes=4)
+    features = torch.randn(5, 6)
+    expected = torch.nn.functional.cosine_similarity(features[:, None, :], head.weight[None, :, :], dim=2)
+    assert torch.allclose(head(features), expected, atol=1e-6)
+    # scale-invariant in the features, and its class vectors are trainable
+    assert torch.allclose(head(3 * features), head(features), atol=1e-6)
+    head(features).sum().backward()
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="feature_dim must be a positive integer, got 0"):
+        CosineHead(0, 4)
+    with pytest.raises(ValueError, match="num_classes must be >= 2, got 1"):
+        CosineHead(4, 1)
