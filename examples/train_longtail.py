@@ -176,6 +176,17 @@ class OracleAugment:
         return out, labels
 
 
+class ScaledLogits(nn.Module):
+    """A classifier whose logits are multiplied by a constant (LDAM's scale), for measuring eKLD."""
+
+    def __init__(self, model: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.model(x)
+
+
 class WithIndex(torch.utils.data.Dataset):
     """A dataset's items with their index appended: ``(image, label, index)``."""
 
@@ -350,7 +361,11 @@ def main(argv: list[str] | None = None) -> dict:
     if val is not None:
         results["val_balanced_accuracy"] = per_class_accuracy(model, val, device, num_classes).mean().item()
     if nuisance is not None:
-        result = ekld(model, plain_test, nuisance, n_per_class=args.ekld_inputs, m_per_input=args.ekld_draws, device=device, seed=args.seed, class_sizes=counts)
+        # eKLD compares predicted distributions: use the ones the loss trained. LDAM's are its
+        # scaled logits; a cosine head's raw outputs in [-1, 1] would give near-uniform softmaxes.
+        scale = getattr(criterion, "scale", 1.0)
+        scored = model if scale == 1.0 else ScaledLogits(model, scale)
+        result = ekld(scored, plain_test, nuisance, n_per_class=args.ekld_inputs, m_per_input=args.ekld_draws, device=device, seed=args.seed, class_sizes=counts)
         results["ekld_per_class"] = [float(v) for v in result.per_class]
         results["ekld_summary"] = summarize_ekld(result)
     print(json.dumps({k: results[k] for k in ("method", "test_balanced_accuracy")} | ({"ekld": results["ekld_summary"]} if "ekld_summary" in results else {})))
