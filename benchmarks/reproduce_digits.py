@@ -262,6 +262,15 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
             f"![eKLD against class size, {dataset}](results/ekld_{dataset}.png)",
             "",
         ]
+        grid = ROOT / "docs" / f"samples-{dataset}.png"
+        if grid.exists():  # the seed-0 generator's final sample grid, copied from its gitaug-fit folder
+            lines += [
+                f"The seed-0 generator's sample grid (one training digit per class, smallest class first, "
+                f"then eight draws):",
+                "",
+                f"![gitaug-fit samples, {dataset}](../docs/samples-{dataset}.png)",
+                "",
+            ]
     bar = summary["bar"]
     lines += [
         "### Against the bar",
