@@ -426,3 +426,14 @@ def test_builtin_dataset_is_read_with_its_seed():
     assert not torch.equal(data.class_counts, other.class_counts)
     with pytest.raises(ValueError, match=r"dataset='nope'"):
         read_training_data(dataset="nope")
+
+
+def test_discriminator_learning_rate_can_differ_from_the_generators(digits_npz, tmp_path):
+    out = fit(tiny(digits_npz, tmp_path / "run", steps=2, lr=1e-4, lr_disc=4e-4))
+    state = checkpoint_state(out)
+    assert state["optimizer_g"]["param_groups"][0]["lr"] == 1e-4
+    assert state["optimizer_d"]["param_groups"][0]["lr"] == 4e-4
+    assert GITAugment.from_pretrained(out).metadata["optimizer"]["lr_disc"] == 4e-4
+    # by default the discriminator follows lr
+    default = fit(tiny(digits_npz, tmp_path / "default", steps=1, lr=2e-4))
+    assert checkpoint_state(default)["optimizer_d"]["param_groups"][0]["lr"] == 2e-4

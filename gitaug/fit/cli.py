@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--steps", type=int, help="training iterations" + _default("steps"))
     flag("--batch-size", type=int, help="images per iteration, over all processes" + _default("batch_size"))
     flag("--lr", type=float, help="Adam learning rate" + _default("lr"))
+    flag("--lr-disc", type=float, help="Adam learning rate of the discriminator (default: --lr)")
     flag("--beta1", type=float, help="Adam beta1" + _default("beta1"))
     flag("--beta2", type=float, help="Adam beta2" + _default("beta2"))
     flag("--weight-decay", type=float, help="Adam weight decay" + _default("weight_decay"))

@@ -103,7 +103,11 @@ class FitConfig:
             and the per-image objective is unchanged. 1500 steps of 32 show
             the generator about 48k images, several times the paper's 10k
             single-image iterations on K49.
-        lr: Adam learning rate of both networks.
+        lr: Adam learning rate of the generator (and of the discriminator
+            unless ``lr_disc`` is set).
+        lr_disc: Adam learning rate of the discriminator; ``None`` is ``lr``.
+            A faster critic (two time-scale updates) is an option when the
+            discriminator loss sits near chance (about 1.0 per scale pair).
         beta1, beta2: Adam betas.
         weight_decay: Adam weight decay.
         lr_step_every, lr_gamma: multiply the learning rate by ``lr_gamma``
@@ -155,6 +159,7 @@ class FitConfig:
     steps: int = 1500
     batch_size: int = 32
     lr: float = 1e-4
+    lr_disc: float | None = None
     beta1: float = 0.5
     beta2: float = 0.999
     weight_decay: float = 1e-4
@@ -339,6 +344,8 @@ def _problems(config: FitConfig) -> list[str]:
             bad(name, "must be a non-negative integer")
     if not _is_number(config.lr) or config.lr <= 0:
         bad("lr", "must be a positive, finite number")
+    if config.lr_disc is not None and (not _is_number(config.lr_disc) or config.lr_disc <= 0):
+        bad("lr_disc", "must be a positive, finite number or None (the same as lr)")
     for name in ("beta1", "beta2"):
         value = getattr(config, name)
         if not _is_number(value) or not 0 <= value < 1:

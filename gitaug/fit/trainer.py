@@ -228,12 +228,11 @@ def _run(
         generator_pass = nn.parallel.DistributedDataParallel(generator_pass, **ddp_args)
         discriminator_step = nn.parallel.DistributedDataParallel(discriminator, **ddp_args)
 
-    def adam(module: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
-            module.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay
-        )
+    def adam(module: nn.Module, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam(module.parameters(), lr=lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
 
-    optimizer_g, optimizer_d = adam(generator), adam(discriminator)
+    lr_disc = config.lr if config.lr_disc is None else config.lr_disc
+    optimizer_g, optimizer_d = adam(generator, config.lr), adam(discriminator, lr_disc)
     scheduler_g = torch.optim.lr_scheduler.StepLR(optimizer_g, step_size=config.lr_step_every, gamma=config.lr_gamma)
     scheduler_d = torch.optim.lr_scheduler.StepLR(optimizer_d, step_size=config.lr_step_every, gamma=config.lr_gamma)
     # Gradient scaling is only needed (and only switched on) for float16.
@@ -453,6 +452,7 @@ def _run(
             },
             "optimizer": {
                 "lr": config.lr,
+                "lr_disc": lr_disc,
                 "betas": [config.beta1, config.beta2],
                 "weight_decay": config.weight_decay,
                 "lr_step_every": config.lr_step_every,
