@@ -52,6 +52,25 @@ class ClassPreservation:
         return float(self.per_class[valid].mean()) if valid.any() else float("nan")
 
 
+def _checked_inputs(
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int, **counts: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate the shared arguments; returns float images in [0, 1] and long labels."""
+    if images.dim() != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    labels = torch.as_tensor(labels).long()
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got values in [{int(labels.min())}, {int(labels.max())}]")
+    for name, value in counts.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if images.dtype == torch.uint8:
+        images = images.float() / 255
+    return images, labels
+
+
 @torch.no_grad()
 def class_preservation(
     transform: Transform,
@@ -86,18 +105,9 @@ def class_preservation(
         rates = class_preservation(aug, reference, test.images, test.targets, 10)
         print(rates.per_class)   # near 1 for a generator that keeps the digits
     """
-    if images.dim() != 4:
-        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
-    labels = torch.as_tensor(labels).long()
-    if labels.shape != (images.shape[0],):
-        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got values in [{int(labels.min())}, {int(labels.max())}]")
-    for name, value in (("n_per_class", n_per_class), ("m_per_input", m_per_input), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if images.dtype == torch.uint8:
-        images = images.float() / 255
+    images, labels = _checked_inputs(
+        images, labels, num_classes, n_per_class=n_per_class, m_per_input=m_per_input, batch_size=batch_size
+    )
     if device is None:
         device = next(reference.parameters()).device
     was_training = reference.training
@@ -168,18 +178,9 @@ def variant_spread(
         spread = variant_spread(aug, train.images, train.targets, 10)
         print(spread.mean())   # about 0 when the generator ignores its style code
     """
-    if images.dim() != 4:
-        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
-    labels = torch.as_tensor(labels).long()
-    if labels.shape != (images.shape[0],):
-        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got values in [{int(labels.min())}, {int(labels.max())}]")
-    for name, value in (("n_per_class", n_per_class), ("pairs_per_input", pairs_per_input), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if images.dtype == torch.uint8:
-        images = images.float() / 255
+    images, labels = _checked_inputs(
+        images, labels, num_classes, n_per_class=n_per_class, pairs_per_input=pairs_per_input, batch_size=batch_size
+    )
     rng = torch.Generator().manual_seed(seed)
     spread = torch.full((num_classes,), float("nan"))
     for c in range(num_classes):
