@@ -10,7 +10,7 @@ Example::
     from gitaug import GITAugment
     from gitaug.fit import FitConfig, fit
 
-    out = fit(FitConfig(dataset="digits-rot-lt", out="runs/digits-bg-lt"))
+    out = fit(FitConfig(dataset="digits-bg-lt", out="runs/digits-bg-lt"))
     aug = GITAugment.from_pretrained(out)
 
 The same run from a shell: ``gitaug-fit --dataset digits-bg-lt --out runs/digits-bg-lt``.

@@ -28,7 +28,7 @@ is a tensor or a plain Python value) and only from the run's own folder.
 Example::
 
     from gitaug.fit import FitConfig, fit
-    out = fit(FitConfig(dataset="digits-rot-lt", out="runs/digits-bg-lt"))
+    out = fit(FitConfig(dataset="digits-bg-lt", out="runs/digits-bg-lt"))
     aug = GITAugment.from_pretrained(out)
 """
 
@@ -260,7 +260,7 @@ def _run(
         scaler_d.load_state_dict(state["scaler_d"])
         sampler.load_state_dict(state["sampler"])
         style_rng.set_state(state["style_rng"])
-        _set_rng_states(state["rng"], device)
+        _set_rng_states(state["rng"])
         meter.load_state_dict(state["meter"])
         start_step, seconds_before = int(state["step"]), float(state["seconds"])
         if is_main:
@@ -410,7 +410,7 @@ def _run(
                     "scaler_d": scaler_d.state_dict(),
                     "sampler": sampler.state_dict(),
                     "style_rng": style_rng.get_state(),
-                    "rng": _rng_states(device),
+                    "rng": _rng_states(),
                     "meter": meter.state_dict(),
                     "seconds": seconds,
                 }
@@ -662,7 +662,7 @@ def _check_parameters_finite(step: int, out: Path, *modules: nn.Module) -> None:
                 )
 
 
-def _rng_states(device: torch.device) -> dict[str, Any]:
+def _rng_states() -> dict[str, Any]:
     kind, keys, position, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
@@ -673,7 +673,7 @@ def _rng_states(device: torch.device) -> dict[str, Any]:
     }
 
 
-def _set_rng_states(states: dict[str, Any], device: torch.device) -> None:
+def _set_rng_states(states: dict[str, Any]) -> None:
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, position, has_gauss, cached = states["numpy"]
