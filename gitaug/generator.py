@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -31,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MUNITConfig", "MUNITGenerator", "PRESETS"]
+__all__ = ["MUNITConfig", "MUNITGenerator", "PRESETS", "StyleWarp"]
 
 _PAD_TYPES = ("reflect", "replicate", "zeros")
 _ACTIVATIONS = ("relu", "lrelu", "prelu", "tanh", "none")
+_WARPS = ("none", "rotation", "similarity")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ class MUNITConfig:
         n_mlp: linear layers of the style MLP.
         activation: ``"relu"``, ``"lrelu"``, ``"prelu"``, ``"tanh"`` or ``"none"``.
         pad_type: ``"reflect"``, ``"replicate"`` or ``"zeros"``.
+        warp: ``"none"`` (the paper's generator), ``"rotation"`` (the style
+            code also turns the decoded image) or ``"similarity"`` (it also
+            turns, scales and shifts it); see :class:`StyleWarp`. AdaIN
+            statistics cannot turn a digit round, a warp can; use one when
+            the nuisance is geometric.
 
     Example::
 
@@ -78,6 +85,7 @@ class MUNITConfig:
     n_mlp: int = 3
     activation: str = "relu"
     pad_type: str = "reflect"
+    warp: str = "none"
 
     def __post_init__(self) -> None:
         if self.in_channels not in (1, 3):
@@ -96,6 +104,8 @@ class MUNITConfig:
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
         if self.pad_type not in _PAD_TYPES:
             raise ValueError(f"pad_type must be one of {_PAD_TYPES}, got {self.pad_type!r}")
+        if self.warp not in _WARPS:
+            raise ValueError(f"warp must be one of {_WARPS}, got {self.warp!r}")
         stride = 2**self.n_downsample
         if self.image_size % stride:
             raise ValueError(
@@ -336,6 +346,65 @@ class StyleMLP(nn.Module):
         return self.model(style)
 
 
+class StyleWarp(nn.Module):
+    """A rotation (``kind="rotation"``) or similarity transform of the decoded image, driven by the style code.
+
+    A two-layer MLP maps the style code to an angle (radians, unbounded, so
+    any rotation can be reached) and, for ``"similarity"``, a log-scale and
+    a shift; the image is then
+    resampled through that transform (bilinear, border pixels extended, so a
+    uniform background stays uniform). Scale is kept within [1/1.5, 1.5] and
+    the shift within a quarter of the image side, so a draw can never shrink
+    the content away or push it off the image.
+
+    The last layer starts small, so a new generator turns images by about a
+    degree: close to the identity, but not at it. At exactly the identity two
+    draws would decode to the same image, and the L1 terms that reward or
+    penalize a difference between draws have a zero (sub)gradient there, so
+    the warp would never start to move.
+    """
+
+    max_log_scale = math.log(1.5)
+    max_shift = 0.5  # in affine_grid's [-1, 1] coordinates: a quarter of the side
+
+    def __init__(self, style_dim: int, hidden: int, activation: str, kind: str = "similarity") -> None:
+        super().__init__()
+        if kind not in ("rotation", "similarity"):
+            raise ValueError(f"kind must be 'rotation' or 'similarity', got {kind!r}")
+        self.kind = kind
+        outputs = 1 if kind == "rotation" else 4
+        self.model = nn.Sequential(nn.Linear(style_dim, hidden), _activation(activation), nn.Linear(hidden, outputs))
+        nn.init.normal_(self.model[-1].weight, std=0.002)
+        nn.init.zeros_(self.model[-1].bias)
+
+    def parameters_from_style(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The transform a style code stands for: ``angle`` (radians), ``scale``, ``shift`` (N, 2)."""
+        raw = self.model(style.float())
+        angle = raw[:, 0]
+        if self.kind == "rotation":
+            return {"angle": angle, "scale": torch.ones_like(angle), "shift": raw.new_zeros(raw.shape[0], 2)}
+        scale = torch.exp(self.max_log_scale * torch.tanh(raw[:, 1]))
+        shift = self.max_shift * torch.tanh(raw[:, 2:])
+        return {"angle": angle, "scale": scale, "shift": shift}
+
+    def forward(self, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        p = self.parameters_from_style(style)
+        cos, sin = torch.cos(p["angle"]), torch.sin(p["angle"])
+        # affine_grid maps output coordinates to input coordinates, so this is the inverse map:
+        # rotation by -angle, scaling by 1/scale, after removing the shift.
+        inv = 1 / p["scale"]
+        theta = torch.stack(
+            [
+                torch.stack([cos * inv, sin * inv, -(cos * p["shift"][:, 0] + sin * p["shift"][:, 1]) * inv], 1),
+                torch.stack([-sin * inv, cos * inv, (sin * p["shift"][:, 0] - cos * p["shift"][:, 1]) * inv], 1),
+            ],
+            1,
+        )
+        grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+        warped = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return warped.to(image.dtype)
+
+
 # --------------------------------------------------------------------------- the generator
 
 
@@ -370,6 +439,9 @@ class MUNITGenerator(nn.Module):
         self.style_encoder = StyleEncoder(config)
         self.decoder = Decoder(config, self.content_encoder.out_channels)
         self.mlp = StyleMLP(config.style_dim, config.mlp_dim, self.decoder.num_adain_params(), config.n_mlp, config.activation)
+        self.warp = (
+            StyleWarp(config.style_dim, config.mlp_dim, config.activation, kind=config.warp) if config.warp != "none" else None
+        )
 
     def _check_images(self, x: torch.Tensor) -> None:
         expected = (self.config.in_channels, self.config.image_size, self.config.image_size)
@@ -386,13 +458,21 @@ class MUNITGenerator(nn.Module):
         self._check_images(x)
         return self.style_encoder(x)
 
-    def decode(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """Image in [-1, 1] from a content map and a style vector."""
+    def decode(self, content: torch.Tensor, style: torch.Tensor, *, warp: bool = True) -> torch.Tensor:
+        """Image in [-1, 1] from a content map and a style vector.
+
+        ``warp=False`` skips the style-driven geometric transform (a generator
+        built with ``warp="none"`` has none): fitting reconstructs a real
+        image that way, since its content map already holds its geometry.
+        """
         if style.dim() != 2 or style.shape[1] != self.config.style_dim:
             raise ValueError(f"style must have shape (N, {self.config.style_dim}), got {tuple(style.shape)}")
         if style.shape[0] != content.shape[0]:
             raise ValueError(f"content and style batch sizes differ: {content.shape[0]} vs {style.shape[0]}")
-        return self.decoder(content, self.mlp(style))
+        image = self.decoder(content, self.mlp(style))
+        if warp and self.warp is not None:
+            image = self.warp(image, style)
+        return image
 
     def random_style(
         self,
@@ -425,8 +505,8 @@ class MUNITGenerator(nn.Module):
         return self.decode(content, style)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction of ``x`` from its own content and style."""
-        return self.decode(self.encode_content(x), self.encode_style(x))
+        """Reconstruction of ``x`` from its own content and style (without the warp)."""
+        return self.decode(self.encode_content(x), self.encode_style(x), warp=False)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

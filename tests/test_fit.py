@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gitaug import GITAugment
+from gitaug import GITAugment, MUNITGenerator
 from gitaug.fit import FitConfig, FitInterrupted, NonFiniteLossError, fit
 from gitaug.fit.data import BatchSampler, read_training_data
 from gitaug.fit.discriminator import MultiScaleDiscriminator
@@ -132,6 +132,60 @@ def test_reconstruction_loss_falls_on_real_digits(digits_npz, tmp_path):
     image_losses = [record["loss_image"] for record in read_log(out)]
     first, last = np.mean(image_losses[:10]), np.mean(image_losses[-10:])
     assert last < 0.6 * first, (first, last)
+
+
+def _draw_difference(out: Path, images: torch.Tensor) -> float:
+    """Mean |G(x; s1) - G(x; s2)| of an exported generator over two style draws."""
+    aug = GITAugment.from_pretrained(out)
+    seed = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        return float((aug(images, generator=seed) - aug(images, generator=seed)).abs().mean())
+
+
+def test_diversity_terms_make_the_style_code_matter(digits_npz, tmp_path):
+    # The same run three times: the paper's objective, the mode-seeking term, and a rotation warp
+    # rewarded by the warp-only term.
+    common = dict(steps=40, batch_size=8, lr=1e-3, checkpoint_every=0, diversity_cap=0.5)
+    paper = fit(tiny(digits_npz, tmp_path / "paper", **common))
+    image = fit(tiny(digits_npz, tmp_path / "image", weight_diversity=5.0, **common))
+    turned = fit(tiny(digits_npz, tmp_path / "turned", warp="rotation", weight_warp_diversity=5.0, **common))
+
+    for out, name in ((image, "loss_diversity"), (turned, "loss_warp_diversity")):
+        records = read_log(out)
+        assert all(record[name] >= 0 for record in records)
+        assert records[-1][name] < records[0][name], name
+    for record in read_log(paper):  # off: not computed
+        assert record["loss_diversity"] == record["loss_warp_diversity"] == 0
+    meta = GITAugment.from_pretrained(turned).metadata
+    assert meta["loss_weights"]["warp_diversity"] == 5.0 and meta["diversity_cap"] == 0.5
+    generator = GITAugment.from_pretrained(turned).generator
+    assert generator.config.warp == "rotation"
+    torch.manual_seed(0)  # the run's seed: the generator as it was before fitting
+    initial = MUNITGenerator(generator.config)
+    styles = torch.randn(256, generator.config.style_dim)
+    with torch.no_grad():
+        before = initial.warp.parameters_from_style(styles)["angle"].std()
+        after = generator.warp.parameters_from_style(styles)["angle"].std()
+    assert float(after) > 5 * float(before), (float(before), float(after))  # it learned to turn
+
+    images = torch.as_tensor(np.load(digits_npz)["images"][:16], dtype=torch.float32)[:, None] / 255
+    baseline = _draw_difference(paper, images)
+    assert _draw_difference(image, images) > 2 * baseline
+    assert _draw_difference(turned, images) > 2 * baseline
+
+
+def test_warp_diversity_needs_a_warp():
+    with pytest.raises(ValueError, match=r"weight_warp_diversity=1.0: needs a warp"):
+        FitConfig(dataset="digits-rot-lt", weight_warp_diversity=1.0)
+
+
+def test_diversity_loss_is_the_shortfall_of_the_ratio_below_the_cap():
+    from gitaug.fit.trainer import diversity_loss
+
+    fake, other = torch.zeros(2, 1, 4, 4), torch.full((2, 1, 4, 4), 0.1)
+    style, style_other = torch.zeros(2, 8), torch.ones(2, 8)  # mean |s1 - s2| = 1
+    assert float(diversity_loss(fake, other, style, style_other, cap=0.3)) == pytest.approx(0.2)
+    assert float(diversity_loss(fake, other, style, style_other, cap=0.05)) == 0.0
 
 
 # --------------------------------------------------------------------------- resuming
@@ -264,6 +318,9 @@ def test_tensorboard_flag_needs_tensorboard(digits_npz, tmp_path):
         (dict(dataset="digits-rot-lt"), r"give exactly one of dataset .* and data"),
         (dict(data=None), r"give exactly one of dataset .* and data"),
         (dict(weight_adv=-1.0), r"weight_adv=-1.0: must be a non-negative"),
+        (dict(weight_diversity=-0.5), r"weight_diversity=-0.5: must be a non-negative"),
+        (dict(diversity_cap=0.0), r"diversity_cap=0.0: must be a positive"),
+        (dict(warp="elastic"), r"warp='elastic': must be one of \('none', 'rotation', 'similarity'\)"),
         (dict(checkpoint_every=-1), r"checkpoint_every=-1: must be a non-negative integer"),
     ],
 )

@@ -89,7 +89,8 @@ def test_every_fitconfig_field_round_trips_through_its_flag(tmp_path):
         data=str(tmp_path / "x.npz"), image_size=24, channels=3, sampling="instance", seed=3, out=str(tmp_path / "o"),
         resume=True, preset="paper", dim=12, mlp_dim=20, style_dim=6, n_res=2, disc_dim=16, disc_layers=3,
         disc_scales=1, steps=11, batch_size=6, lr=0.0003, lr_disc=0.002, beta1=0.25, beta2=0.99, weight_decay=0.0, lr_step_every=50,
-        lr_gamma=0.25, weight_image=5.0, weight_style=0.5, weight_content=2.0, weight_adv=0.75, device="cpu",
+        lr_gamma=0.25, weight_image=5.0, weight_style=0.5, weight_content=2.0, weight_adv=0.75, warp="rotation",
+        weight_diversity=0.5, weight_warp_diversity=3.0, diversity_cap=0.4, device="cpu",
         amp="bf16", checkpoint_every=7, keep_checkpoints=5, sample_every=9, log_every=2, grid_variants=3,
         tensorboard=True, push_to_hub="someone/generator", progress=False,
     )

@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -117,3 +119,84 @@ def test_generator_trains():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+# --------------------------------------------------------------------------- the geometric (warp) path
+
+
+def _warp_generator(seed: int = 0) -> MUNITGenerator:
+    torch.manual_seed(seed)
+    config = MUNITConfig(in_channels=1, image_size=16, dim=8, mlp_dim=16, n_res=1, warp="similarity")
+    return MUNITGenerator(config).eval()
+
+
+def test_warp_is_off_by_default_and_old_config_files_still_load():
+    assert MUNITConfig(in_channels=1, image_size=16, warp="rotation").warp == "rotation"
+    assert MUNITConfig(in_channels=1, image_size=16).warp == "none"
+    assert MUNITGenerator(tiny_config()).warp is None
+    # A config.json written before the warp existed has no "warp" key.
+    old = {k: v for k, v in tiny_config().to_dict().items() if k != "warp"}
+    assert MUNITConfig.from_dict(old).warp == "none"
+    with pytest.raises(ValueError, match="warp must be one of .*got 'elastic'"):
+        MUNITConfig(in_channels=1, image_size=16, warp="elastic")
+
+
+def test_warp_starts_near_the_identity_and_reconstruction_skips_it():
+    generator = _warp_generator()
+    plain = MUNITGenerator(dataclasses.replace(generator.config, warp="none")).eval()
+    plain.load_state_dict({k: v for k, v in generator.state_dict().items() if not k.startswith("warp.")})
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    style = torch.randn(3, 8)
+    content = generator.encode_content(x)
+    with torch.no_grad():
+        unwarped = generator.decode(content, style, warp=False)
+        warped = generator.decode(content, style)
+        # The warp head starts small: a turn of about a degree, not exactly none (see StyleWarp).
+        angles = generator.warp.parameters_from_style(style)["angle"]
+    assert torch.equal(unwarped, plain.decode(content, style))
+    assert 0 < float(angles.abs().max()) < 0.05
+    assert float((warped - unwarped).abs().mean()) < 0.05
+    # Reconstruction keeps the real image's geometry: no warp.
+    assert torch.equal(generator(x), plain(x))
+
+
+def test_warp_angle_rotates_the_image_and_round_trips_through_json():
+    generator = _warp_generator()
+    with torch.no_grad():
+        generator.warp.model[-1].weight.zero_()
+        generator.warp.model[-1].bias[0] = math.pi / 2  # a quarter turn for every style
+    image = torch.full((1, 1, 16, 16), -1.0)
+    image[0, 0, 2, 4:12] = 1.0  # a horizontal bar near the top
+    turned = generator.warp(image, torch.zeros(1, 8))
+    # A quarter turn (clockwise on screen, where rows grow downwards) makes it a vertical bar.
+    expected = torch.rot90(image, k=-1, dims=(2, 3))
+    assert torch.allclose(turned, expected, atol=1e-5)
+    again = MUNITConfig.from_dict(json.loads(json.dumps(generator.config.to_dict())))
+    assert again.warp == "similarity"
+
+
+def test_warp_scale_and_shift_stay_within_their_bounds():
+    generator = _warp_generator()
+    with torch.no_grad():
+        generator.warp.model[-1].weight.normal_(0, 100.0)  # drive every output far out
+    with torch.no_grad():
+        params = generator.warp.parameters_from_style(torch.randn(64, 8))
+        turn = MUNITGenerator(dataclasses.replace(generator.config, warp="rotation")).warp
+        turn.model[-1].weight.normal_(0, 100.0)
+        turned = turn.parameters_from_style(torch.randn(64, 8))
+    # "rotation" only turns: no scaling, no shift.
+    assert torch.equal(turned["scale"], torch.ones(64)) and torch.equal(turned["shift"], torch.zeros(64, 2))
+    assert float(turned["angle"].std()) > 1.0
+    assert float(params["scale"].min()) >= 1 / 1.5 - 1e-6 and float(params["scale"].max()) <= 1.5 + 1e-6
+    assert float(params["shift"].abs().max()) <= 0.5
+    # Different style codes give different angles: the style code drives the geometry.
+    assert float(params["angle"].std()) > 1.0
+
+
+def test_warp_generator_trains_through_the_warp():
+    generator = _warp_generator().train()
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    out = generator.decode(generator.encode_content(x), torch.randn(4, 8))
+    out.mean().backward()
+    assert generator.warp.model[-1].weight.grad is not None
+    assert float(generator.warp.model[-1].weight.grad.abs().sum()) > 0

@@ -20,7 +20,7 @@ import logging
 import sys
 from typing import Any, Sequence
 
-from .config import AMP_MODES, PRESET_NAMES, SAMPLING_MODES, FitConfig, load_config_file
+from .config import AMP_MODES, PRESET_NAMES, SAMPLING_MODES, WARP_MODES, FitConfig, load_config_file
 from .trainer import FitInterrupted, NonFiniteLossError, fit
 
 __all__ = ["main", "build_parser", "config_from_args"]
@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--mlp-dim", type=int, help="width of the style MLP (default: the preset's)")
     flag("--style-dim", type=int, help="length of the style code (default: the preset's)")
     flag("--n-res", type=int, help="residual blocks in the content encoder and decoder (default: the preset's)")
+    flag("--warp", choices=WARP_MODES, help="similarity: the style code also rotates, scales and shifts the "
+         "output (for geometric nuisances such as rotation; use with --weight-diversity)" + _default("warp"))
     flag("--disc-dim", type=int, help="discriminator base width (default: 64 for paper, 32 for small)")
     flag("--disc-layers", type=int, help="stride-2 layers per discriminator scale, at most" + _default("disc_layers"))
     flag("--disc-scales", type=int, help="image scales the discriminator looks at" + _default("disc_scales"))
@@ -98,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--weight-style", type=float, help="weight of the style reconstruction loss" + _default("weight_style"))
     flag("--weight-content", type=float, help="weight of the content reconstruction loss" + _default("weight_content"))
     flag("--weight-adv", type=float, help="weight of the adversarial loss" + _default("weight_adv"))
+    flag("--weight-diversity", type=float, help="weight of the mode-seeking term that rewards outputs which "
+         "differ between two style draws (0: off, as the paper)" + _default("weight_diversity"))
+    flag("--weight-warp-diversity", type=float, help="weight of the mode-seeking term for the warp alone: "
+         "rewards draws that differ in geometry (needs --warp)" + _default("weight_warp_diversity"))
+    flag("--diversity-cap", type=float, help="the output/style difference ratio above which the mode-seeking "
+         "term rewards nothing more" + _default("diversity_cap"))
 
     group = parser.add_argument_group("running")
     flag = group.add_argument

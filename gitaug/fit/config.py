@@ -32,6 +32,7 @@ __all__ = ["FitConfig", "load_config_file", "RESUMABLE_FIELDS"]
 SAMPLING_MODES = ("auto", "balanced", "instance")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 PRESET_NAMES = ("small", "paper")
+WARP_MODES = ("none", "rotation", "similarity")
 
 #: Fields that may change when a run is resumed: how long it runs, where it
 #: runs and what it writes -- not what it learns from or how it learns.
@@ -87,6 +88,13 @@ class FitConfig:
             data on a CPU in minutes) or ``"paper"`` (the reference, about
             15 M parameters; meant for a GPU).
         dim, mlp_dim, style_dim, n_res: override the preset's value.
+        warp: ``"none"`` (the paper's generator), ``"rotation"`` or
+            ``"similarity"``: the style code also turns (and, for
+            ``"similarity"``, scales and shifts) each generated image
+            (:class:`gitaug.generator.StyleWarp`). Use it when the nuisance
+            is geometric. Real images are reconstructed without it. It needs
+            ``weight_warp_diversity`` > 0 to be used at all: nothing else in
+            the objective rewards a turned output.
         disc_dim: width of the discriminator's first layer; ``None`` is 64
             for ``"paper"`` and 32 for ``"small"``.
         disc_layers: stride-2 convolutions per scale (fewer at a scale whose
@@ -115,6 +123,21 @@ class FitConfig:
         weight_image, weight_style, weight_content, weight_adv: loss weights
             (image reconstruction, style reconstruction, content
             reconstruction, adversarial).
+        weight_diversity: weight of a mode-seeking term (not in the paper;
+            0 switches it off and saves one decoder pass per step). Two
+            styles are decoded from the same content, and the term rewards
+            ``mean|G(c, s1) - G(c, s2)| / mean|s1 - s2|`` up to
+            ``diversity_cap``. Without it the fitted style code can end up
+            ignored: reconstruction alone is best served by an autoencoder,
+            and a weak discriminator does not object.
+        weight_warp_diversity: weight of the same term measured on the warp
+            alone (one decoded image, warped by both styles; needs ``warp``).
+            It rewards geometric variation only, where ``weight_diversity``
+            also rewards texture and background changes.
+        diversity_cap: the ratio above which more diversity earns nothing,
+            so the terms cannot push the generator into noise. Images are in
+            [-1, 1] and ``mean|s1 - s2|`` is about 1.13, so 0.2 asks for
+            draws that differ by about 0.11 per pixel (in [0, 1] units).
 
     Running:
         device: ``"auto"`` (CUDA, then MPS, then CPU) or a torch device string.
@@ -152,6 +175,7 @@ class FitConfig:
     mlp_dim: int | None = None
     style_dim: int | None = None
     n_res: int | None = None
+    warp: str = "none"
     disc_dim: int | None = None
     disc_layers: int = 4
     disc_scales: int = 2
@@ -169,6 +193,9 @@ class FitConfig:
     weight_style: float = 1.0
     weight_content: float = 1.0
     weight_adv: float = 1.0
+    weight_diversity: float = 0.0
+    weight_warp_diversity: float = 0.0
+    diversity_cap: float = 0.2
     # running
     device: str = "auto"
     amp: str = "auto"
@@ -203,10 +230,12 @@ class FitConfig:
             return self.disc_dim
         return 64 if self.preset == "paper" else 32
 
-    def generator_overrides(self) -> dict[str, int]:
+    def generator_overrides(self) -> dict[str, Any]:
         """The architecture fields set here, to apply over the preset."""
         names = ("dim", "mlp_dim", "style_dim", "n_res")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        overrides: dict[str, Any] = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        overrides["warp"] = self.warp
+        return overrides
 
     # ------------------------------------------------------------------ conversion
 
@@ -354,7 +383,13 @@ def _problems(config: FitConfig) -> list[str]:
         bad("weight_decay", "must be a non-negative, finite number")
     if not _is_number(config.lr_gamma) or not 0 < config.lr_gamma <= 1:
         bad("lr_gamma", "must be a number in (0, 1]")
-    for name in ("weight_image", "weight_style", "weight_content", "weight_adv"):
+    if config.warp not in WARP_MODES:
+        bad("warp", f"must be one of {WARP_MODES}")
+    if config.warp == "none" and _is_number(config.weight_warp_diversity) and config.weight_warp_diversity > 0:
+        bad("weight_warp_diversity", "needs a warp (warp='rotation' or 'similarity'); there is none to reward")
+    if not _is_number(config.diversity_cap) or config.diversity_cap <= 0:
+        bad("diversity_cap", "must be a positive, finite number")
+    for name in ("weight_image", "weight_style", "weight_content", "weight_adv", "weight_diversity", "weight_warp_diversity"):
         value = getattr(config, name)
         if not _is_number(value) or value < 0:
             bad(name, "must be a non-negative, finite number")
