@@ -227,7 +227,8 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
         "",
         "## GIT on the built-in long-tailed digits",
         "",
-        f"Produced by `{command}` ({summary['environment']}; {summary['seconds'] / 60:.0f} min of wall time).",
+        f"Produced by `{command}` ({summary['environment']}; {summary['seconds'] / 60:.0f} min of wall time; "
+        "jobs whose outputs were already in the work folder are reused, not re-run).",
         "",
         f"Seeds {args.seeds} (each its own split, class order and nuisance draws); classifier: a ResNet-8 "
         f"(widths 16/32/64) trained {args.epochs} epochs with SGD, re-sampling (and GIT, and the oracle) from epoch "
@@ -377,7 +378,12 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
 
 
 def first_start(work: Path) -> float:
-    """When this work folder's run first started: a resumed run reports its whole wall time."""
+    """When this run first started: a run resumed after an interruption reports its whole wall time.
+
+    The marker is removed once a run completes, so the next invocation (which
+    may reuse finished jobs and re-run only those whose outputs were deleted)
+    times itself.
+    """
     marker = work / "started_at"
     if not marker.exists():
         marker.write_text(f"{time.time():.0f}\n")
@@ -436,6 +442,7 @@ def main() -> None:
     tmp.write_text(json.dumps(summary, indent=2, default=float))
     os.replace(tmp, out)
     write_report(args, summary, command)
+    (args.work / "started_at").unlink(missing_ok=True)
     bar = summary["bar"]
     print(json.dumps({"tail_ekld_reduction": bar["tail_ekld_reduction"], "accuracy_gain": bar["accuracy_gain"], "spearman": bar["spearman"]}, indent=2))
     print(f"wrote {out.relative_to(ROOT)} and {args.report.relative_to(ROOT)}; {summary['seconds'] / 60:.1f} min of wall time in all")

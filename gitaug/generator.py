@@ -7,6 +7,10 @@ Decoding the content of ``x`` with a style drawn from N(0, I) gives a new
 image of the same thing under a different nuisance, which is what GIT feeds
 to the classifier in place of a tail-class input.
 
+With ``MUNITConfig(warp="rotation")`` (or ``"similarity"``) the style code
+also turns (scales, shifts) each generated image through :class:`StyleWarp`:
+a geometric nuisance that AdaIN statistics cannot express.
+
 The generator works on images in [-1, 1] (its decoder ends in ``tanh``);
 :class:`gitaug.GITAugment` converts to and from the user's value range.
 

@@ -157,6 +157,7 @@ def _model_card(config: dict[str, Any], num_parameters: int, has_samples: bool) 
         f"- {arch['in_channels']} channel(s), {arch['image_size']}x{arch['image_size']} images",
         f"- dim {arch['dim']}, mlp_dim {arch['mlp_dim']}, style_dim {arch['style_dim']}, "
         f"n_downsample {arch['n_downsample']}, n_res {arch['n_res']}",
+        f"- style-driven warp: {arch.get('warp', 'none')}",
         f"- {num_parameters:,} parameters",
     ]
     if training:

@@ -78,7 +78,10 @@ def read_log(out: Path) -> list[dict]:
 
 
 def losses_of(records: list[dict]) -> list[list[float]]:
-    names = ("loss_image", "loss_style", "loss_content", "loss_adv", "loss_gen", "loss_disc")
+    names = (
+        "loss_image", "loss_style", "loss_content", "loss_adv", "loss_diversity", "loss_warp_diversity", "loss_gen",
+        "loss_disc",
+    )
     return [[record[name] for name in names] for record in records]
 
 
@@ -191,11 +194,16 @@ def test_diversity_loss_is_the_shortfall_of_the_ratio_below_the_cap():
 # --------------------------------------------------------------------------- resuming
 
 
-def test_resumed_run_equals_uninterrupted_run_bitwise(digits_npz, tmp_path):
-    whole = fit(tiny(digits_npz, tmp_path / "whole", steps=6, checkpoint_every=3))
-    half = fit(tiny(digits_npz, tmp_path / "half", steps=3, checkpoint_every=3))
+@pytest.mark.parametrize(
+    "objective",
+    [{}, {"warp": "rotation", "weight_diversity": 1.0, "weight_warp_diversity": 1.0}],
+    ids=["paper", "warp-and-diversity"],
+)
+def test_resumed_run_equals_uninterrupted_run_bitwise(digits_npz, tmp_path, objective):
+    whole = fit(tiny(digits_npz, tmp_path / "whole", steps=6, checkpoint_every=3, **objective))
+    half = fit(tiny(digits_npz, tmp_path / "half", steps=3, checkpoint_every=3, **objective))
     assert checkpoint_state(half)["step"] == 3
-    resumed = fit(tiny(digits_npz, tmp_path / "half", steps=6, checkpoint_every=3, resume=True))
+    resumed = fit(tiny(digits_npz, tmp_path / "half", steps=6, checkpoint_every=3, resume=True, **objective))
 
     a, b = checkpoint_state(whole), checkpoint_state(resumed)
     assert a["step"] == b["step"] == 6

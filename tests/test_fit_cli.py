@@ -235,6 +235,20 @@ def test_two_process_run_exports_once_and_matches_a_single_process_run(digits_np
     torch.testing.assert_close(two(images, generator=torch.Generator().manual_seed(1)), expected, atol=1e-3, rtol=0)
 
 
+def test_two_process_run_with_warp_and_diversity_terms(digits_npz, tmp_path):
+    # Every generator parameter a step uses must go through the DDP-wrapped forward, the warp and the
+    # second draw included; DDP stops the run with an error otherwise.
+    config = tiny(digits_npz, tmp_path / "two", steps=2, device="cpu", warp="rotation", weight_diversity=1.0,
+                  weight_warp_diversity=1.0)
+    result = subprocess.run(torchrun(as_argv(config)), cwd=tmp_path, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, failure_report(result)
+    records = read_log(tmp_path / "two")
+    assert [record["step"] for record in records] == [1, 2]
+    assert all(record["loss_diversity"] > 0 and record["loss_warp_diversity"] > 0 for record in records)
+    assert GITAugment.from_pretrained(tmp_path / "two").generator.config.warp == "rotation"
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigint_to_torchrun_stops_both_processes_with_a_checkpoint(digits_npz, tmp_path):
     # torchrun forwards the signal to each worker; the workers agree to stop after the same step and

@@ -14,6 +14,11 @@ Example::
     aug = GITAugment.from_pretrained(out)
 
 The same run from a shell: ``gitaug-fit --dataset digits-bg-lt --out runs/digits-bg-lt``.
+
+A geometric nuisance such as rotation is not an AdaIN statistic; for it, give
+the generator a style-driven warp and reward its use::
+
+    gitaug-fit --dataset digits-rot-lt --warp rotation --weight-warp-diversity 10 --out runs/digits-rot-lt
 """
 
 from .config import FitConfig

@@ -117,9 +117,9 @@ class GeneratorPass(nn.Module):
     """Everything the generator computes in one training step, as a single ``forward``.
 
     Distributed data parallel synchronizes gradients only for computations
-    that run through the wrapped module's ``forward``; gathering the four
-    encodings and two decodings here lets it see every generator parameter
-    used in each step.
+    that run through the wrapped module's ``forward``; gathering every
+    encoding, decoding and warp of a step here (including the second draw of
+    the mode-seeking terms) lets it see every generator parameter used.
     """
 
     def __init__(self, generator: MUNITGenerator) -> None:
@@ -779,7 +779,8 @@ class _LossMeter:
         return {"sums": dict(self.sums), "count": self.count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sums = {name: float(state["sums"][name]) for name in LOSS_NAMES}
+        # A checkpoint written before a loss existed has no sum for it.
+        self.sums = {name: float(state["sums"].get(name, 0.0)) for name in LOSS_NAMES}
         self.count = int(state["count"])
         # Throughput restarts with the resumed process.
         self.images = 0
