@@ -156,7 +156,8 @@ def test_diversity_terms_make_the_style_code_matter(digits_npz, tmp_path):
     for out, name in ((image, "loss_diversity"), (turned, "loss_warp_diversity")):
         records = read_log(out)
         assert all(record[name] >= 0 for record in records)
-        assert records[-1][name] < records[0][name], name
+        values = [record[name] for record in records]
+        assert np.mean(values[-10:]) < np.mean(values[:10]), (name, values)
     for record in read_log(paper):  # off: not computed
         assert record["loss_diversity"] == record["loss_warp_diversity"] == 0
     meta = GITAugment.from_pretrained(turned).metadata
