@@ -33,6 +33,7 @@ import importlib.util
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -66,6 +67,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30, help="classifier epochs (re-sampling and GIT from 2/3 on)")
     parser.add_argument("--fit-steps", type=int, default=None, help="generator steps (default: gitaug-fit's)")
+    parser.add_argument("--fit-extra", default="", metavar="FLAGS",
+                        help="more gitaug-fit flags for every dataset, e.g. '--weight-diversity 10' "
+                             "(use a separate --work folder: finished generators are reused)")
     parser.add_argument("--workers", type=int, default=2, help="parallel jobs, one thread each")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work", help="generators, logs, per-run JSON")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
@@ -105,6 +109,7 @@ def fit_job(args: argparse.Namespace, dataset: str, seed: int):
     out = generator_dir(args.work, dataset, seed)
     command = ["gitaug-fit", "--dataset", dataset, "--seed", str(seed), "--out", str(out), "--device", "cpu"]
     command += FIT_FLAGS.get(dataset, ())
+    command += shlex.split(args.fit_extra)
     if args.fit_steps is not None:
         command += ["--steps", str(args.fit_steps)]
     if out.exists() and not (out / "config.json").exists():
@@ -235,6 +240,7 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
         f"{(2 * args.epochs) // 3} on; generators: `gitaug-fit` defaults"
         + (f" with {args.fit_steps} steps" if args.fit_steps else "")
         + "".join(f", plus `{' '.join(FIT_FLAGS[d])}` for {d}" for d in args.datasets if d in FIT_FLAGS)
+        + (f", plus `{args.fit_extra}` for every dataset" if args.fit_extra else "")
         + ". eKLD under the true nuisance on untransformed test digits (40 per class, 50 draws each). "
         "Balanced accuracy on the test split (52 base images per class, 4 nuisance draws each). "
         "Tail / head: the smallest / largest third of classes (3 classes each). Mean ± std over seeds.",
