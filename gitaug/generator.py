@@ -355,11 +355,11 @@ class StyleWarp(nn.Module):
 
     A two-layer MLP maps the style code to an angle (radians, unbounded, so
     any rotation can be reached) and, for ``"similarity"``, a log-scale and
-    a shift; the image is then
-    resampled through that transform (bilinear, border pixels extended, so a
-    uniform background stays uniform). Scale is kept within [1/1.5, 1.5] and
-    the shift within a quarter of the image side, so a draw can never shrink
-    the content away or push it off the image.
+    a shift; the image is then resampled through that transform (bilinear,
+    border pixels extended, so a uniform background stays uniform). Scale is
+    kept within [1/1.5, 1.5] and the shift within a quarter of the image
+    side, so a draw can never shrink the content away or push it off the
+    image.
 
     The last layer starts small, so a new generator turns images by about a
     degree: close to the identity, but not at it. At exactly the identity two

@@ -91,13 +91,13 @@ class FitConfig:
         warp: ``"none"`` (the paper's generator), ``"rotation"`` or
             ``"similarity"``: the style code also turns (and, for
             ``"similarity"``, scales and shifts) each generated image
-            (:class:`gitaug.generator.StyleWarp`). Use it when the nuisance
-            is geometric. Real images are reconstructed without it. It needs
-            ``weight_warp_diversity`` > 0 to be used at all: nothing else in
-            the objective rewards a turned output. Only for data whose
-            nuisance is geometric: on upright digits with a background
-            nuisance the discriminator did not hold the angle back and the
-            decoder collapsed to one shape for every input.
+            (:class:`gitaug.generator.StyleWarp`). Real images are
+            reconstructed without it. It needs ``weight_warp_diversity`` > 0
+            to be used at all: nothing else in the objective rewards a turned
+            output. Only for data whose nuisance is geometric: on upright
+            digits with a background nuisance the discriminator did not hold
+            the angle back and the decoder collapsed to one shape for every
+            input.
         disc_dim: width of the discriminator's first layer; ``None`` is 64
             for ``"paper"`` and 32 for ``"small"``.
         disc_layers: stride-2 convolutions per scale (fewer at a scale whose
