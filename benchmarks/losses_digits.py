@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fit-steps", type=int, default=None)
+    parser.add_argument("--fit-extra", default="", help="more gitaug-fit flags, as reproduce_digits.py takes them")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", type=Path, default=repro.ROOT / "benchmarks" / "_work")
     parser.add_argument("--results", type=Path, default=repro.ROOT / "benchmarks" / "results")

@@ -119,7 +119,7 @@ def fit_job(args: argparse.Namespace, dataset: str, seed: int):
     out = generator_dir(args.work, dataset, seed)
     command = ["gitaug-fit", "--dataset", dataset, "--seed", str(seed), "--out", str(out), "--device", "cpu"]
     command += FIT_FLAGS.get(dataset, ())
-    command += shlex.split(getattr(args, "fit_extra", ""))  # losses_digits.py has no --fit-extra
+    command += shlex.split(args.fit_extra)
     if args.fit_steps is not None:
         command += ["--steps", str(args.fit_steps)]
     if out.exists() and not (out / "config.json").exists():

@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--mlp-dim", type=int, help="width of the style MLP (default: the preset's)")
     flag("--style-dim", type=int, help="length of the style code (default: the preset's)")
     flag("--n-res", type=int, help="residual blocks in the content encoder and decoder (default: the preset's)")
-    flag("--warp", choices=WARP_MODES, help="similarity: the style code also rotates, scales and shifts the "
-         "output (for geometric nuisances such as rotation; use with --weight-diversity)" + _default("warp"))
+    flag("--warp", choices=WARP_MODES, help="rotation: the style code also turns each generated image; "
+         "similarity: it also scales and shifts it. Only for geometric nuisances; use with "
+         "--weight-warp-diversity" + _default("warp"))
     flag("--disc-dim", type=int, help="discriminator base width (default: 64 for paper, 32 for small)")
     flag("--disc-layers", type=int, help="stride-2 layers per discriminator scale, at most" + _default("disc_layers"))
     flag("--disc-scales", type=int, help="image scales the discriminator looks at" + _default("disc_scales"))

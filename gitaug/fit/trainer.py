@@ -341,6 +341,8 @@ def _run(
     step = start_step
     generator.train()
     discriminator.train()
+    # Which second draws the mode-seeking terms need (none under the paper's objective).
+    image_pair, warp_pair = config.weight_diversity > 0, config.weight_warp_diversity > 0
 
     # ---------------------------------------------------------------- the loop
     with _StopRequests() as stop, _closing(progress, writer):
@@ -351,16 +353,13 @@ def _run(
             real = to_model_range(images[indices[mine].to(device)])
             style_rand = style_rand[mine].to(device)
             style_other = None
-            if config.weight_diversity > 0 or config.weight_warp_diversity > 0:
+            if image_pair or warp_pair:
                 style_other = torch.randn(config.batch_size, arch.style_dim, generator=style_rng)[mine].to(device)
 
             # generator update: the discriminator is a fixed critic here
             discriminator.requires_grad_(False)
             with autocast:
-                passed = generator_pass(
-                    real, style_rand, style_other, image_pair=config.weight_diversity > 0,
-                    warp_pair=config.weight_warp_diversity > 0,
-                )
+                passed = generator_pass(real, style_rand, style_other, image_pair=image_pair, warp_pair=warp_pair)
                 fake = passed["fake"]
                 loss_image = F.l1_loss(passed["recon"].float(), real)
                 loss_style = F.l1_loss(passed["style_re"].float(), style_rand)
@@ -373,10 +372,10 @@ def _run(
                     + config.weight_adv * loss_adv
                 )
                 loss_diversity = loss_warp_diversity = loss_gen.new_zeros(())
-                if "other" in passed:
+                if image_pair:
                     loss_diversity = diversity_loss(fake, passed["other"], style_rand, style_other, config.diversity_cap)
                     loss_gen = loss_gen + config.weight_diversity * loss_diversity
-                if "turned" in passed:
+                if warp_pair:
                     loss_warp_diversity = diversity_loss(
                         passed["turned"], passed["turned_other"], style_rand, style_other, config.diversity_cap
                     )
