@@ -23,10 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reproduce_digits as repro  # noqa: E402  (shares its job runner and work folder)
+# Run as a script, this file's folder is on sys.path: the reproduction's job runner and work folder are shared.
+import reproduce_digits as repro
 
 ROWS = (
     # (label, method, extra flags); CE+DRS rows reuse the reproduction's runs (same tags, same commands)

@@ -29,7 +29,6 @@ per method, as the paper's Figures 1 and 3).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -147,22 +146,15 @@ def setting_tag(setting: dict) -> str:
 # ----------------------------------------------------------------------------- the diagnostic
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("train_longtail", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def reference_classifier(dataset: str, seed: int, epochs: int = 15) -> torch.nn.Module:
     """A classifier invariant to the dataset's nuisance: trained on balanced training digits carrying it."""
     from gitaug.datasets import digits
+    from gitaug.longtail.classifiers import SmallResNet
 
-    example = load_example()
     nuisance = digits.DIGITS_DATASETS[dataset]
     balanced = digits.load_digits_lt(nuisance, split="train", seed=seed, imbalance=1.0, max_count=300)
     torch.manual_seed(seed)
-    model = example.SmallResNet(1, balanced.num_classes)
+    model = SmallResNet(1, balanced.num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
     loader = torch.utils.data.DataLoader(balanced, batch_size=64, shuffle=True, drop_last=True)
@@ -183,7 +175,7 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
         return json.loads(out.read_text())
     from gitaug import GITAugment
     from gitaug.datasets import load, nuisance_of, plain_version
-    from gitaug.diagnostics import class_preservation, variant_spread
+    from gitaug.evaluation.diagnostics import class_preservation, variant_spread
 
     torch.set_num_threads(max(1, args.workers))
     started = time.time()
@@ -291,8 +283,8 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
         grid = ROOT / "docs" / f"samples-{dataset}.png"
         if grid.exists():  # the seed-0 generator's final sample grid, copied from its gitaug-fit folder
             lines += [
-                f"The seed-0 generator's sample grid (one training digit per class, smallest class first, "
-                f"then eight draws):",
+                "The seed-0 generator's sample grid (one training digit per class, smallest class first, "
+                "then eight draws):",
                 "",
                 f"![gitaug-fit samples, {dataset}](../docs/samples-{dataset}.png)",
                 "",

@@ -50,14 +50,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
 from gitaug import ClassThresholdSampler, GITAugment
 from gitaug import datasets as gdata
-from gitaug.invariance import ekld, summarize_ekld
-from gitaug.resampling import DeferredResampler
+from gitaug.evaluation.invariance import ekld, summarize_ekld
+from gitaug.longtail.classifiers import SmallResNet
+from gitaug.longtail.resampling import DeferredResampler
 
 METHODS = ("erm", "drs", "git", "oracle")
 LOSSES = ("ce", "ldam", "bal-bce", "logit-adjusted")
@@ -110,42 +110,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 <= args.drs_epoch <= args.epochs:
         parser.error(f"--drs-epoch must be in [0, --epochs={args.epochs}], got {args.drs_epoch}")
     return args
-
-
-# ----------------------------------------------------------------------------- the classifier
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.shortcut = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
-class SmallResNet(nn.Module):
-    """A ResNet-8 (three stages of one block): small enough to train in a minute on a CPU."""
-
-    def __init__(self, in_channels: int, num_classes: int, width: int = 16, head: nn.Module | None = None) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
-        self.stages = nn.Sequential(BasicBlock(width, width, 1), BasicBlock(width, 2 * width, 2), BasicBlock(2 * width, 4 * width, 2))
-        self.feature_dim = 4 * width
-        self.head = head if head is not None else nn.Linear(self.feature_dim, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1).flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -233,7 +197,7 @@ def load_data(args: argparse.Namespace):
 def make_loss(args: argparse.Namespace, class_counts: torch.Tensor):
     if args.loss == "ce":
         return nn.CrossEntropyLoss(), None
-    from gitaug import losses
+    from gitaug.longtail import losses
 
     if args.loss == "logit-adjusted":
         return losses.LogitAdjustedLoss(class_counts), None
@@ -246,7 +210,7 @@ def make_loss(args: argparse.Namespace, class_counts: torch.Tensor):
 def make_head(args: argparse.Namespace, feature_dim: int, num_classes: int) -> nn.Module | None:
     if args.head == "linear":
         return None
-    from gitaug import heads, hierarchy
+    from gitaug.longtail import heads, hierarchy
 
     if args.head == "cosine":
         return heads.CosineHead(feature_dim, num_classes)
@@ -302,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     criterion.to(device)
     cosine_loss = None
     if args.head == "haframe":  # HAFrame pulls features toward their class's row of the frame
-        from gitaug.heads import HAFrameCosineLoss
+        from gitaug.longtail.heads import HAFrameCosineLoss
 
         cosine_loss = HAFrameCosineLoss.from_head(model.head).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay, nesterov=True)
@@ -352,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if args.cifar is not None and num_classes == 100:
         # Mistake severity on CIFAR-100's superclass tree (what HAFrame is meant to lower).
-        from gitaug.hierarchy import average_hierarchical_distance_topk, average_mistake_severity, cifar100_distance_matrix
+        from gitaug.longtail.hierarchy import average_hierarchical_distance_topk, average_mistake_severity, cifar100_distance_matrix
 
         distance = cifar100_distance_matrix()
         logits, labels = predict(model, test, device)

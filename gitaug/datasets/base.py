@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .._files import give_default_permissions
+from .._typing import Transform
 
 __all__ = ["ImageDataset"]
 
-Transform = Callable[..., torch.Tensor]
 
 
 class ImageDataset(Dataset):

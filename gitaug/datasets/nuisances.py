@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from .._typing import Transform
 
 __all__ = [
     "RandomRotation",
@@ -44,7 +44,6 @@ __all__ = [
     "grey_erosion",
 ]
 
-Transform = Callable[..., torch.Tensor]
 
 
 def _as_batch(images: torch.Tensor) -> tuple[torch.Tensor, bool]:
