@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Sequence
 
 import torch
@@ -12,7 +11,6 @@ from torch import nn
 from torchvision import tv_tensors
 
 from .generator import MUNITGenerator
-from .hub import load_generator, push_folder_to_hub, save_generator
 from .sampler import ClassThresholdSampler
 
 __all__ = ["GITAugment"]
@@ -114,19 +112,22 @@ class GITAugment(nn.Module):
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
         token: str | bool | None = None,
+        force_download: bool = False,
         device: torch.device | str | None = None,
         **kwargs: Any,
     ) -> "GITAugment":
         """Load a fitted generator from a local folder or a Hugging Face Hub repo.
 
         Args:
-            repo_id_or_path: a folder written by :meth:`save_pretrained` or
-                ``gitaug-fit``, or a Hub repo id such as ``"org/name"``.
+            repo_id_or_path: a folder written by :meth:`save_pretrained`, a
+                ``gitaug-fit`` run folder (its ``generator/`` export is
+                loaded), or a Hub repo id such as ``"org/name"``.
             revision: a Hub branch, tag or commit to pin.
             cache_dir: the Hub cache folder (default: the Hub's own).
             local_files_only: never reach the network; use the cache only
                 (``HF_HUB_OFFLINE=1`` does the same for every download).
             token: a Hub token for private repos.
+            force_download: download again even if the Hub cache has the files.
             device: where to put the generator (default CPU).
             **kwargs: ``sampler``, ``mean``, ``std``, ``enabled``, as in the constructor.
 
@@ -134,21 +135,22 @@ class GITAugment(nn.Module):
 
             aug = GITAugment.from_pretrained("runs/digits-bg-lt", sampler=sampler)
         """
-        generator, config = load_generator(
+        generator = MUNITGenerator.from_pretrained(
             repo_id_or_path,
             revision=revision,
             cache_dir=cache_dir,
+            force_download=force_download,
             local_files_only=local_files_only,
             token=token,
-            device=device,
+            map_location=device if device is not None else "cpu",
         )
         aug = cls(generator, **kwargs)
-        aug.metadata = dict(config.get("training") or {})
+        aug.metadata = dict(generator.training_metadata)
         return aug
 
     def save_pretrained(self, directory: str | os.PathLike, *, samples_image: str | os.PathLike | None = None) -> None:
-        """Write the generator as a folder that :meth:`from_pretrained` loads."""
-        save_generator(self.generator, directory, metadata=self.metadata, samples_image=samples_image)
+        """Write the generator as a folder that :meth:`from_pretrained` loads (``metadata`` goes with it)."""
+        self.generator.save_pretrained(directory, metadata=self.metadata, samples_image=samples_image)
 
     def push_to_hub(
         self,
@@ -159,12 +161,14 @@ class GITAugment(nn.Module):
         revision: str | None = None,
         commit_message: str = "Upload gitaug generator",
     ) -> str:
-        """Upload the generator to a Hub repo (created if needed); returns the commit URL."""
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            return push_folder_to_hub(
-                tmp, repo_id, token=token, private=private, revision=revision, commit_message=commit_message
-            )
+        """Upload the generator to a Hub repo (created if needed); returns the commit URL.
+
+        ``revision`` is the branch to push to (the Hub's default branch when ``None``).
+        """
+        self.generator.training_metadata = dict(self.metadata)
+        return self.generator.push_to_hub(
+            repo_id, token=token, private=private, branch=revision, commit_message=commit_message
+        )
 
     # ------------------------------------------------------------------ the transform
 

@@ -36,11 +36,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MUNITConfig", "MUNITGenerator", "PRESETS", "StyleWarp"]
+from .hub import GeneratorHubMixin
+
+__all__ = ["MUNITConfig", "MUNITGenerator", "PRESETS", "WARPS", "StyleWarp", "MIN_IMAGE_SIZE", "IMAGE_SIZE_MULTIPLE"]
 
 _PAD_TYPES = ("reflect", "replicate", "zeros")
 _ACTIVATIONS = ("relu", "lrelu", "prelu", "tanh", "none")
-_WARPS = ("none", "rotation", "similarity")
+#: The style-driven warps a generator can have (see :class:`StyleWarp`).
+WARPS = ("none", "rotation", "similarity")
+#: With the presets' two stride-2 downsamplings, an image side must be a multiple of 4 and at
+#: least 16, so that the content map is at least 4x4 (reflect padding needs it).
+IMAGE_SIZE_MULTIPLE = 4
+MIN_IMAGE_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -108,8 +115,8 @@ class MUNITConfig:
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
         if self.pad_type not in _PAD_TYPES:
             raise ValueError(f"pad_type must be one of {_PAD_TYPES}, got {self.pad_type!r}")
-        if self.warp not in _WARPS:
-            raise ValueError(f"warp must be one of {_WARPS}, got {self.warp!r}")
+        if self.warp not in WARPS:
+            raise ValueError(f"warp must be one of {WARPS}, got {self.warp!r}")
         stride = 2**self.n_downsample
         if self.image_size % stride:
             raise ValueError(
@@ -412,7 +419,7 @@ class StyleWarp(nn.Module):
 # --------------------------------------------------------------------------- the generator
 
 
-class MUNITGenerator(nn.Module):
+class MUNITGenerator(nn.Module, GeneratorHubMixin):
     """Single-domain MUNIT generator: content encoder, style encoder, style MLP, AdaIN decoder.
 
     Args:
@@ -436,6 +443,8 @@ class MUNITGenerator(nn.Module):
 
     def __init__(self, config: MUNITConfig) -> None:
         super().__init__()
+        #: What ``config.json`` stores under "training" (set by gitaug-fit and by from_pretrained).
+        self.training_metadata: dict[str, Any] = {}
         if not isinstance(config, MUNITConfig):
             raise TypeError(f"config must be a MUNITConfig, got {type(config).__name__}")
         self.config = config

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from gitaug import GITAugment, MUNITGenerator
 from gitaug.fit import FitConfig, FitInterrupted, NonFiniteLossError, fit
-from gitaug.fit.data import BatchSampler, read_training_data
+from gitaug.fit.data import IndexStream, read_training_data
 from gitaug.fit.discriminator import MultiScaleDiscriminator
 from gitaug.fit.grid import grid_rows
 from gitaug.hub import load_generator
@@ -73,6 +73,13 @@ def tiny(data: Path, out: Path, **changes) -> FitConfig:
     return FitConfig(**values)
 
 
+def fit_run(config: FitConfig) -> Path:
+    """Fit, check that the export is the run folder's ``generator/``, and return the run folder."""
+    exported = fit(config)
+    assert exported == Path(config.out) / "generator"
+    return Path(config.out)
+
+
 def read_log(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
@@ -94,12 +101,13 @@ def checkpoint_state(out: Path) -> dict:
 
 
 def test_tiny_run_exports_a_folder_that_gitaugment_loads(digits_npz, tmp_path):
-    out = fit(tiny(digits_npz, tmp_path / "run", steps=4, sample_every=2))
+    out = fit_run(tiny(digits_npz, tmp_path / "run", steps=4, sample_every=2))
 
     assert out == tmp_path / "run"
-    for name in ("config.json", "model.safetensors", "README.md", "samples.png", "fit_config.json"):
-        assert (out / name).is_file(), name
-    assert "![samples](samples.png)" in (out / "README.md").read_text()
+    for name in ("config.json", "model.safetensors", "README.md", "samples.png"):
+        assert (out / "generator" / name).is_file(), name
+    assert (out / "fit_config.json").is_file() and (out / "gitaug-run.json").is_file()
+    assert "![samples](samples.png)" in (out / "generator" / "README.md").read_text()
     assert [p.name for p in sorted((out / "samples").glob("*.png"))] == ["step-00000002.png", "step-00000004.png"]
     assert [record["step"] for record in read_log(out)] == [1, 2, 3, 4]
 
@@ -108,7 +116,7 @@ def test_tiny_run_exports_a_folder_that_gitaugment_loads(digits_npz, tmp_path):
     meta = aug.metadata
     assert meta["class_counts"] == COUNTS
     assert meta["steps"] == 4 and meta["batch_size"] == 4 and meta["sampling"] == "balanced"
-    assert meta["data_source"] == str(digits_npz)
+    assert meta["data_source"] == digits_npz.name  # never a full local path: the card gets published
     assert set(meta["final_losses"]) >= {"loss_image", "loss_adv", "loss_disc"}
     assert all(math.isfinite(v) for v in meta["final_losses"].values())
 
@@ -126,12 +134,12 @@ def test_tiny_run_exports_a_folder_that_gitaugment_loads(digits_npz, tmp_path):
 
 def test_sample_grid_rows_put_the_smallest_classes_first(digits_npz):
     data = read_training_data(data=digits_npz)
-    rows = grid_rows(data.labels, len(data), max_rows=4, seed=0)
-    assert data.labels[rows].tolist() == [5, 4, 3, 2]
+    rows = grid_rows(data.targets, len(data), max_rows=4, seed=0)
+    assert data.targets[rows].tolist() == [5, 4, 3, 2]
 
 
 def test_reconstruction_loss_falls_on_real_digits(digits_npz, tmp_path):
-    out = fit(tiny(digits_npz, tmp_path / "run", steps=60, batch_size=8, lr=1e-3, checkpoint_every=0))
+    out = fit_run(tiny(digits_npz, tmp_path / "run", steps=60, batch_size=8, lr=1e-3, checkpoint_every=0))
     image_losses = [record["loss_image"] for record in read_log(out)]
     first, last = np.mean(image_losses[:10]), np.mean(image_losses[-10:])
     assert last < 0.6 * first, (first, last)
@@ -149,9 +157,9 @@ def test_diversity_terms_make_the_style_code_matter(digits_npz, tmp_path):
     # The same run three times: the paper's objective, the mode-seeking term, and a rotation warp
     # rewarded by the warp-only term.
     common = dict(steps=40, batch_size=8, lr=1e-3, checkpoint_every=0, diversity_cap=0.5)
-    paper = fit(tiny(digits_npz, tmp_path / "paper", **common))
-    image = fit(tiny(digits_npz, tmp_path / "image", weight_diversity=5.0, **common))
-    turned = fit(tiny(digits_npz, tmp_path / "turned", warp="rotation", weight_warp_diversity=5.0, **common))
+    paper = fit_run(tiny(digits_npz, tmp_path / "paper", **common))
+    image = fit_run(tiny(digits_npz, tmp_path / "image", weight_diversity=5.0, **common))
+    turned = fit_run(tiny(digits_npz, tmp_path / "turned", warp="rotation", weight_warp_diversity=5.0, **common))
 
     for out, name in ((image, "loss_diversity"), (turned, "loss_warp_diversity")):
         records = read_log(out)
@@ -184,7 +192,7 @@ def test_warp_diversity_needs_a_warp():
 
 
 def test_diversity_loss_is_the_shortfall_of_the_ratio_below_the_cap():
-    from gitaug.fit.trainer import diversity_loss
+    from gitaug.fit.objective import diversity_loss
 
     fake, other = torch.zeros(2, 1, 4, 4), torch.full((2, 1, 4, 4), 0.1)
     style, style_other = torch.zeros(2, 8), torch.ones(2, 8)  # mean |s1 - s2| = 1
@@ -201,10 +209,10 @@ def test_diversity_loss_is_the_shortfall_of_the_ratio_below_the_cap():
     ids=["paper", "warp-and-diversity"],
 )
 def test_resumed_run_equals_uninterrupted_run_bitwise(digits_npz, tmp_path, objective):
-    whole = fit(tiny(digits_npz, tmp_path / "whole", steps=6, checkpoint_every=3, **objective))
-    half = fit(tiny(digits_npz, tmp_path / "half", steps=3, checkpoint_every=3, **objective))
+    whole = fit_run(tiny(digits_npz, tmp_path / "whole", steps=6, checkpoint_every=3, **objective))
+    half = fit_run(tiny(digits_npz, tmp_path / "half", steps=3, checkpoint_every=3, **objective))
     assert checkpoint_state(half)["step"] == 3
-    resumed = fit(tiny(digits_npz, tmp_path / "half", steps=6, checkpoint_every=3, resume=True, **objective))
+    resumed = fit_run(tiny(digits_npz, tmp_path / "half", steps=6, checkpoint_every=3, resume=True, **objective))
 
     a, b = checkpoint_state(whole), checkpoint_state(resumed)
     assert a["step"] == b["step"] == 6
@@ -231,6 +239,7 @@ def _send_sigint_after(log: Path, lines: int) -> threading.Thread:
 
 def test_sigint_writes_a_checkpoint_and_the_resumed_run_matches(digits_npz, tmp_path):
     out = tmp_path / "interrupted"
+    handler_before = signal.getsignal(signal.SIGINT)
     watcher = _send_sigint_after(out / "log.jsonl", lines=2)
     with pytest.raises(FitInterrupted, match=r"stopped by SIGINT after step \d+") as stopped:
         fit(tiny(digits_npz, out, steps=100_000, checkpoint_every=0))
@@ -239,24 +248,24 @@ def test_sigint_writes_a_checkpoint_and_the_resumed_run_matches(digits_npz, tmp_
     assert 2 <= step < 100_000
     assert stopped.value.checkpoint == out / "checkpoints" / f"step-{step:08d}.pt"
     assert stopped.value.checkpoint.is_file()
-    assert not (out / "model.safetensors").exists()  # interrupted: no export
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert not (out / "generator" / "model.safetensors").exists()  # interrupted: no export
+    assert signal.getsignal(signal.SIGINT) is handler_before  # handlers restored
 
-    resumed = fit(tiny(digits_npz, out, steps=step + 2, checkpoint_every=0, resume=True))
-    whole = fit(tiny(digits_npz, tmp_path / "whole", steps=step + 2, checkpoint_every=0))
+    resumed = fit_run(tiny(digits_npz, out, steps=step + 2, checkpoint_every=0, resume=True))
+    whole = fit_run(tiny(digits_npz, tmp_path / "whole", steps=step + 2, checkpoint_every=0))
     a, b = checkpoint_state(whole), checkpoint_state(resumed)
     assert all(torch.equal(t, b["generator"][k]) for k, t in a["generator"].items())
     assert losses_of(read_log(whole)) == losses_of(read_log(resumed))
 
 
 def test_keeps_only_the_last_checkpoints(digits_npz, tmp_path):
-    out = fit(tiny(digits_npz, tmp_path / "run", steps=8, checkpoint_every=1, keep_checkpoints=2))
+    out = fit_run(tiny(digits_npz, tmp_path / "run", steps=8, checkpoint_every=1, keep_checkpoints=2))
     assert [p.name for p in sorted((out / "checkpoints").glob("*.pt"))] == ["step-00000007.pt", "step-00000008.pt"]
     assert not list((out / "checkpoints").glob(".*"))  # no temporary files left
 
 
 def test_resume_without_checkpoint_starts_fresh(digits_npz, tmp_path):
-    out = fit(tiny(digits_npz, tmp_path / "new", steps=2, resume=True))
+    out = fit_run(tiny(digits_npz, tmp_path / "new", steps=2, resume=True))
     assert checkpoint_state(out)["step"] == 2
 
 
@@ -264,7 +273,7 @@ def test_resume_without_checkpoint_starts_fresh(digits_npz, tmp_path):
 
 
 def test_a_folder_holding_another_run_is_refused_unless_resume_or_overwrite(digits_npz, tmp_path):
-    out = fit(tiny(digits_npz, tmp_path / "run", steps=2))
+    out = fit_run(tiny(digits_npz, tmp_path / "run", steps=2))
     with pytest.raises(ValueError, match=r"already holds a gitaug-fit run.*--resume.*--overwrite"):
         fit(tiny(digits_npz, out, steps=2))
     with pytest.raises(ValueError, match=r"started with batch_size=4 \(now 8\)"):
@@ -276,8 +285,10 @@ def test_a_folder_holding_another_run_is_refused_unless_resume_or_overwrite(digi
 def test_a_non_empty_foreign_folder_is_refused(digits_npz, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(ValueError, match=r"out=.*mine.* is not empty \(notes.txt\)"):
-        fit(tiny(digits_npz, tmp_path / "mine"))
+    for flags in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(ValueError, match=r"out=.*mine.* is not empty \(notes.txt\) and is not a gitaug-fit run"):
+            fit(tiny(digits_npz, tmp_path / "mine", **flags))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 # --------------------------------------------------------------------------- failures during training
@@ -291,14 +302,14 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step_and_loss(digits_npz, tm
     for path in (out / "checkpoints").glob("*.pt"):
         state = torch.load(path, map_location="cpu", weights_only=True)
         assert all(torch.isfinite(t).all() for t in state["generator"].values()), path.name
-    assert not (out / "model.safetensors").exists()
+    assert not (out / "generator" / "model.safetensors").exists()
 
 
 def test_tensorboard_flag_needs_tensorboard(digits_npz, tmp_path):
     import importlib.util
 
     if importlib.util.find_spec("tensorboard") is not None:
-        out = fit(tiny(digits_npz, tmp_path / "run", steps=2, tensorboard=True))
+        out = fit_run(tiny(digits_npz, tmp_path / "run", steps=2, tensorboard=True))
         assert list((out / "tensorboard").iterdir())
     else:
         with pytest.raises(ImportError, match=r"tensorboard=True .*pip install"):
@@ -378,7 +389,7 @@ def test_image_folder_mixed_sizes_and_modes_become_one_uniform_tensor(tmp_path):
         save_png(tmp_path / "folder" / f"digit{label}" / f"{i}.png", image)
     data = read_training_data(data=tmp_path / "folder")
     assert data.images.shape == (6, 1, 16, 16) and data.images.dtype == torch.uint8  # gray RGB counts as gray
-    assert data.class_names == ["digit0", "digit1"] and data.class_counts.tolist() == [4, 2]
+    assert data.classes == ["digit0", "digit1"] and data.class_counts.tolist() == [4, 2]
 
     rgb = read_training_data(data=tmp_path / "folder", channels=3, image_size=24)
     assert rgb.images.shape == (6, 3, 24, 24)
@@ -400,8 +411,8 @@ def test_flat_folder_has_no_labels_and_trains_with_instance_sampling(tmp_path):
     for i, image in enumerate(images):
         save_png(tmp_path / "flat" / f"{i:02d}.png", image)
     data = read_training_data(data=tmp_path / "flat")
-    assert data.labels is None and data.class_counts is None and len(data) == 12
-    out = fit(tiny(tmp_path / "flat", tmp_path / "run", steps=2))
+    assert not data.labelled and data.class_counts is None and len(data) == 12
+    out = fit_run(tiny(tmp_path / "flat", tmp_path / "run", steps=2))
     meta = GITAugment.from_pretrained(out).metadata
     assert meta["sampling"] == "instance" and meta["class_counts"] is None
 
@@ -459,19 +470,19 @@ def test_an_image_size_the_generator_cannot_use_is_rounded_with_a_warning(tmp_pa
     np.savez(tmp_path / "x.npz", images=np.zeros((3, 30, 30), np.uint8))
     with pytest.warns(UserWarning, match=r"resized to 32x32 .*--image-size"):
         data = read_training_data(data=tmp_path / "x.npz")
-    assert data.image_size == 32
+    assert data.images.shape[-1] == 32
     np.savez(tmp_path / "small.npz", images=np.zeros((3, 8, 8), np.uint8))
     with pytest.warns(UserWarning, match=r"resized to 16x16"):
-        assert read_training_data(data=tmp_path / "small.npz").image_size == 16
+        assert read_training_data(data=tmp_path / "small.npz").images.shape[-1] == 16
 
 
 def test_balanced_sampler_draws_classes_equally_and_instance_sampler_covers_an_epoch():
     labels = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)
-    balanced = BatchSampler(100, 300, labels=labels, mode="balanced", seed=0)
+    balanced = IndexStream(100, 300, labels=labels, mode="balanced", seed=0)
     counts = torch.bincount(labels[torch.cat([balanced.next_batch() for _ in range(10)])], minlength=3)
     assert (counts.float() / counts.sum() - 1 / 3).abs().max() < 0.03
 
-    instance = BatchSampler(100, 30, mode="instance", seed=0)
+    instance = IndexStream(100, 30, mode="instance", seed=0)
     epoch = torch.cat([instance.next_batch() for _ in range(10)])[:100]
     assert sorted(epoch.tolist()) == list(range(100))
 
@@ -495,11 +506,11 @@ def test_builtin_dataset_is_read_with_its_seed():
 
 
 def test_discriminator_learning_rate_can_differ_from_the_generators(digits_npz, tmp_path):
-    out = fit(tiny(digits_npz, tmp_path / "run", steps=2, lr=1e-4, lr_disc=4e-4))
+    out = fit_run(tiny(digits_npz, tmp_path / "run", steps=2, lr=1e-4, lr_disc=4e-4))
     state = checkpoint_state(out)
     assert state["optimizer_g"]["param_groups"][0]["lr"] == 1e-4
     assert state["optimizer_d"]["param_groups"][0]["lr"] == 4e-4
     assert GITAugment.from_pretrained(out).metadata["optimizer"]["lr_disc"] == 4e-4
     # by default the discriminator follows lr
-    default = fit(tiny(digits_npz, tmp_path / "default", steps=1, lr=2e-4))
+    default = fit_run(tiny(digits_npz, tmp_path / "default", steps=1, lr=2e-4))
     assert checkpoint_state(default)["optimizer_d"]["param_groups"][0]["lr"] == 2e-4

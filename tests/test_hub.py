@@ -39,7 +39,6 @@ def test_save_writes_config_weights_and_card(saved):
     assert config["format_version"] == 1
     assert config["architecture"] == "MUNITGenerator"
     assert config["generator"]["in_channels"] == 1 and config["generator"]["image_size"] == 16
-    assert config["value_range"] == [-1.0, 1.0]
     assert config["training"] == {"dataset": "unit-test", "steps": 3}
     assert "library_name: gitaug" in (saved / "README.md").read_text()
     assert not list(saved.glob("*.tmp"))  # atomic writes leave nothing behind
@@ -186,7 +185,8 @@ def test_from_pretrained_through_the_hub_then_offline_from_the_cache(saved, tmp_
 
         missing = load_in_subprocess("gitaug-test/nothing-here", online)
         assert missing["error"] == (
-            "FileNotFoundError: Hub repo 'gitaug-test/nothing-here' was not found "
+            "FileNotFoundError: there is no local folder 'gitaug-test/nothing-here', and "
+            "Hub repo 'gitaug-test/nothing-here' was not found "
             "(or is private and no token was given)"
         )
         bad_revision = load_in_subprocess("gitaug-test/digits-gen", online, revision="v9")
@@ -200,7 +200,10 @@ def test_from_pretrained_through_the_hub_then_offline_from_the_cache(saved, tmp_
         assert len(server.requests) == before  # offline means no request at all
 
         uncached = load_in_subprocess("gitaug-test/other", offline)
-        assert uncached["error"].startswith("FileNotFoundError: 'config.json' of Hub repo 'gitaug-test/other' is not in the local cache")
+        assert uncached["error"].startswith(
+            "FileNotFoundError: there is no local folder 'gitaug-test/other', and 'config.json' of Hub repo "
+            "'gitaug-test/other' is not in the local cache"
+        )
 
 
 def test_a_hub_repo_without_weights_is_a_clear_error(saved, tmp_path):
@@ -224,17 +227,20 @@ def test_push_to_hub_uploads_a_complete_folder(monkeypatch):
         def __init__(self, token=None):
             calls["token"] = token
 
-        def create_repo(self, repo_id, private=None, exist_ok=False):
+        def create_repo(self, repo_id, private=None, exist_ok=False, **kwargs):
             calls["create"] = (repo_id, private, exist_ok)
+            return type("RepoUrl", (), {"repo_id": repo_id})()
 
-        def upload_folder(self, repo_id, folder_path, revision, commit_message, allow_patterns):
+        def upload_folder(self, repo_id, folder_path, commit_message, revision=None, **kwargs):
             folder = Path(folder_path)
             calls["files"] = sorted(p.name for p in folder.iterdir())
             calls["config"] = json.loads((folder / CONFIG_NAME).read_text())
+            calls["card"] = (folder / "README.md").read_text()
             calls["upload"] = (repo_id, revision, commit_message)
             return "https://hub.example/commit/abc"
 
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "HfApi", RecordingApi)
     aug = GITAugment(tiny_generator())
     aug.metadata = {"steps": 1}
     url = aug.push_to_hub("me/my-gen", token="t0k", private=True)
@@ -244,3 +250,4 @@ def test_push_to_hub_uploads_a_complete_folder(monkeypatch):
     assert calls["files"] == ["README.md", CONFIG_NAME, WEIGHTS_NAME]
     assert calls["config"]["training"] == {"steps": 1}
     assert calls["upload"] == ("me/my-gen", None, "Upload gitaug generator")
+    assert 'GITAugment.from_pretrained("me/my-gen"' in calls["card"]  # the usage line names the repo

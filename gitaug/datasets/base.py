@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -11,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._files import give_default_permissions
+from .._files import atomic_write
 from .._typing import Transform
 
 __all__ = ["ImageDataset"]
@@ -34,6 +33,13 @@ class ImageDataset(Dataset):
             was made from (several items share one when images are reused
             under different nuisance draws). Splits of the built-in datasets
             never share base images.
+        labelled: ``False`` for images without labels (a flat folder, an
+            ``.npz`` without ``labels``): ``targets`` is then all ``-1``
+            (as torchvision's unlabelled splits), ``classes`` is empty and
+            ``class_counts`` is ``None``.
+        source: where the images came from (a path or a dataset name), for
+            run metadata; ``""`` when unknown.
+        skipped: image files that could not be read when the dataset was loaded.
 
     ``dataset[i]`` returns ``(image, label)``: a float (C, H, W) tensor in
     [0, 1] after ``transform``, and an ``int``.
@@ -48,14 +54,21 @@ class ImageDataset(Dataset):
     def __init__(
         self,
         images: torch.Tensor | np.ndarray,
-        targets: torch.Tensor | np.ndarray | Sequence[int],
+        targets: torch.Tensor | np.ndarray | Sequence[int] | None,
         classes: Sequence[str] | None = None,
         transform: Transform | None = None,
         base_indices: torch.Tensor | np.ndarray | Sequence[int] | None = None,
+        *,
+        source: str = "",
+        skipped: int = 0,
     ) -> None:
         images = torch.as_tensor(images)
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} of shape {tuple(images.shape)}")
+        self.labelled = targets is not None
+        self.source, self.skipped = str(source), int(skipped)
+        if targets is None:
+            targets, classes = torch.full((images.shape[0],), -1, dtype=torch.long), []
         targets = torch.as_tensor(np.asarray(targets)).long().flatten()
         if targets.numel() != images.shape[0]:
             raise ValueError(f"targets must have one label per image ({images.shape[0]}), got {targets.numel()}")
@@ -63,7 +76,7 @@ class ImageDataset(Dataset):
             num_classes = int(targets.max()) + 1 if targets.numel() else 0
             classes = [str(c) for c in range(num_classes)]
         classes = [str(name) for name in classes]
-        if targets.numel() and (targets.min() < 0 or targets.max() >= len(classes)):
+        if self.labelled and targets.numel() and (targets.min() < 0 or targets.max() >= len(classes)):
             raise ValueError(
                 f"targets must lie in [0, {len(classes)}) for {len(classes)} classes, "
                 f"got values in [{int(targets.min())}, {int(targets.max())}]"
@@ -77,7 +90,7 @@ class ImageDataset(Dataset):
         self.classes = classes
         self.transform = transform
         self.base_indices = base_indices
-        self.class_counts = torch.bincount(targets, minlength=len(classes))
+        self.class_counts = torch.bincount(targets, minlength=len(classes)) if self.labelled else None
 
     @property
     def num_classes(self) -> int:
@@ -123,7 +136,10 @@ class ImageDataset(Dataset):
         """
         index = torch.as_tensor(np.asarray(indices)).long().flatten()
         base = self.base_indices[index] if self.base_indices is not None else index
-        return ImageDataset(self.images[index], self.targets[index], self.classes, self.transform, base)
+        targets = self.targets[index] if self.labelled else None
+        return ImageDataset(
+            self.images[index], targets, self.classes, self.transform, base, source=self.source, skipped=self.skipped
+        )
 
     def to_npz(self, path: str | os.PathLike) -> Path:
         """Writes ``images`` (N, H, W) or (N, H, W, C) uint8, ``labels``, ``classes`` (and ``base_indices``).
@@ -143,22 +159,20 @@ class ImageDataset(Dataset):
             images = images[..., 0]
         arrays = {
             "images": np.ascontiguousarray(images),
-            "labels": self.targets.numpy().astype(np.int64),
             "classes": np.array(self.classes, dtype=str),
         }
+        if self.labelled:
+            arrays["labels"] = self.targets.numpy().astype(np.int64)
         if self.base_indices is not None:
             arrays["base_indices"] = self.base_indices.numpy().astype(np.int64)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            give_default_permissions(temporary)
-            with os.fdopen(handle, "wb") as file:
+
+        def write(temporary: str) -> None:
+            # Through a file object: given a name, numpy would append ".npz" to the temporary file's.
+            with open(temporary, "wb") as file:
                 np.savez_compressed(file, **arrays)
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+
+        atomic_write(path, write)
         return path
 
     @classmethod
@@ -172,17 +186,9 @@ class ImageDataset(Dataset):
 
             ds = ImageDataset.from_npz("digits-bg-lt-train.npz")
         """
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"images", "labels"} - set(data.files)
-            if missing:
-                raise ValueError(f"{path} lacks the arrays {sorted(missing)}; it has {data.files}")
-            images = data["images"]
-            labels = data["labels"]
-            classes = data["classes"].tolist() if "classes" in data.files else None
-            base = data["base_indices"] if "base_indices" in data.files else None
-        if images.ndim == 3:
-            images = images[..., None]
-        if images.ndim != 4 or images.dtype != np.uint8:
-            raise ValueError(f"{path}: images must be uint8 (N, H, W[, C]), got {images.dtype} of shape {images.shape}")
-        tensor = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
-        return cls(tensor, labels, classes, transform, base)
+        from .files import read_npz
+
+        images, labels, classes, base = read_npz(path)
+        if labels is None:
+            raise ValueError(f"{str(path)!r} has no 'labels' array; an unlabelled .npz is read by gitaug-fit --data")
+        return cls(images, labels, classes, transform, base, source=str(path))

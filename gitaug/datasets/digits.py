@@ -39,12 +39,12 @@ Example::
 from __future__ import annotations
 
 import functools
-import zlib
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._seeding import derive_seed
 from .base import ImageDataset
 from .nuisances import get_nuisance
 from .profiles import exponential_profile, subsample_to_profile
@@ -62,13 +62,6 @@ DIGITS_DATASETS: dict[str, str | None] = {
 _SPLITS = ("train", "val", "test")
 _IMAGE_SIZE = 28
 _DIGIT_SIZE = 20
-
-
-def _derive_seed(seed: int, *tags: str) -> int:
-    # Independent, reproducible streams for each purpose (crc32 rather than
-    # hash(), which changes between interpreter runs).
-    entropy = [seed, *(zlib.crc32(tag.encode()) for tag in tags)]
-    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,7 +96,7 @@ def digits_base_images() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _split_base(labels: torch.Tensor, seed: int, val_per_class: int, test_per_class: int) -> dict[str, torch.Tensor]:
-    rng = torch.Generator().manual_seed(_derive_seed(seed, "base-split"))
+    rng = torch.Generator().manual_seed(derive_seed(seed, "base-split"))
     parts: dict[str, list[torch.Tensor]] = {split: [] for split in _SPLITS}
     for cls in range(int(labels.max()) + 1):
         members = torch.nonzero(labels == cls).flatten()
@@ -170,7 +163,7 @@ def load_digits_lt(
     if split == "train":
         counts = exponential_profile(10, max_count, imbalance)
         picks = subsample_to_profile(
-            base_labels[pool], counts, seed=_derive_seed(int(seed), "train-profile"), allow_reuse=True
+            base_labels[pool], counts, seed=derive_seed(int(seed), "train-profile"), allow_reuse=True
         )
         chosen = pool[picks]
     else:
@@ -181,7 +174,7 @@ def load_digits_lt(
     images = base_images[chosen]
     if transform is not None:
         # One call for the whole split: every item gets its own draw.
-        rng = torch.Generator().manual_seed(_derive_seed(int(seed), nuisance or "", split, "nuisance"))
+        rng = torch.Generator().manual_seed(derive_seed(int(seed), nuisance or "", split, "nuisance"))
         moved = transform(images.float() / 255, generator=rng)
         images = (moved * 255).round_().clamp_(0, 255).to(torch.uint8)
     return ImageDataset(images, base_labels[chosen], [str(d) for d in range(10)], base_indices=chosen)

@@ -18,19 +18,34 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import warnings
+from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .base import ImageDataset
 from .profiles import exponential_profile, subsample_to_profile
 
-__all__ = ["load_cifar", "load_cifar_lt", "load_image_folder", "IMAGE_EXTENSIONS"]
+__all__ = [
+    "load_cifar",
+    "load_cifar_lt",
+    "load_image_folder",
+    "read_image_files",
+    "read_npz",
+    "conform_images",
+    "choose_image_size",
+    "IMAGE_EXTENSIONS",
+]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-"""File endings :func:`load_image_folder` reads (case-insensitive), as torchvision's ImageFolder."""
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+"""File endings read from image folders (case-insensitive)."""
+
+# Gray images that PIL can turn into 8-bit luminance without a colour round trip.
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 
 # What a CIFAR pickle may reference: numpy's array rebuilding helpers (their
 # module moved in numpy 2) and the codec Python 3 uses for old byte strings.
@@ -174,17 +189,15 @@ def load_image_folder(
     Class indices follow the sorted subfolder names (or ``classes`` if
     given). Every image is converted to ``channels`` (1: grey, 3: RGB) and
     resized bilinearly to ``image_size`` (an int for a square, or (H, W)).
+    Unreadable image files are skipped with a warning and counted in the
+    dataset's ``skipped``.
 
     Example::
 
         ds = load_image_folder("data/my_images", image_size=28, channels=1)
         ds.classes, ds.class_counts
     """
-    try:
-        from PIL import Image
-    except ImportError as error:  # Pillow comes with torchvision
-        raise ImportError("load_image_folder needs Pillow; install it with `pip install pillow`") from error
-    if channels not in (1, 3):
+    if channels not in (1, 3) or isinstance(channels, bool):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0):
@@ -192,26 +205,246 @@ def load_image_folder(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
-    found = sorted(entry.name for entry in root.iterdir() if entry.is_dir())
+    found = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     names = list(classes) if classes is not None else found
     missing = [name for name in names if not (root / name).is_dir()]
     if missing:
         raise ValueError(f"classes {missing} have no subfolder in {root}")
     if not names:
         raise ValueError(f"{root} has no class subfolders")
-    mode = "L" if channels == 1 else "RGB"
-    arrays, labels = [], []
-    for index, name in enumerate(names):
-        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        for file in files:
+    arrays, labels, _, skipped = read_image_files(root, classes=names)
+    if labels is None:
+        raise ValueError(f"no images with endings {IMAGE_EXTENSIONS} in the class subfolders of {root}")
+    images = conform_images(arrays, (height, width), channels, str(root))
+    return ImageDataset(images, labels, names, source=str(root), skipped=skipped)
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+def read_image_files(
+    root: str | os.PathLike, classes: Sequence[str] | None = None
+) -> tuple[list[np.ndarray], torch.Tensor | None, list[str] | None, int]:
+    """Every readable image under ``root``: ``(arrays, labels, class_names, skipped)``.
+
+    ``root`` holds class subfolders (labels from the sorted names, or from
+    ``classes``) or, without any, a flat set of images (labels and names are
+    ``None``). Arrays are uint8 (H, W, 1) or (H, W, 3). Hidden files and
+    folders are ignored; unreadable or corrupt files are skipped with one
+    warning and counted.
+    """
+    root = Path(root)
+    class_dirs = [root / name for name in classes] if classes is not None else sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    class_files = {d.name: _image_files(d, recursive=True) for d in class_dirs}
+    if classes is None:
+        class_files = {name: files for name, files in class_files.items() if files}
+    loose = _image_files(root, recursive=False)
+    if any(class_files.values()):
+        if loose:
+            warnings.warn(
+                f"{str(root)!r} has class subfolders and also {len(loose)} image file(s) at its top level; "
+                "the top-level files are ignored",
+                stacklevel=3,
+            )
+        names = list(class_files)
+        files = [file for name in names for file in class_files[name]]
+        file_labels = [index for index, name in enumerate(names) for _ in class_files[name]]
+    elif loose:
+        names, files, file_labels = None, loose, None
+    else:
+        raise ValueError(
+            f"{str(root)!r} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)} at its top level "
+            "and in class subfolders)"
+        )
+
+    from PIL import Image, UnidentifiedImageError
+
+    arrays: list[np.ndarray] = []
+    kept_labels: list[int] = []
+    bad: list[str] = []
+    for position, file in enumerate(files):
+        try:
             with Image.open(file) as image:
-                image = image.convert(mode)
-                if image.size != (width, height):
-                    image = image.resize((width, height), Image.Resampling.BILINEAR)
-                array = np.asarray(image, dtype=np.uint8)
-            arrays.append(array.reshape(height, width, channels))
-            labels.append(index)
+                image.load()
+                arrays.append(_pil_to_array(image))
+        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError):
+            # PIL raises all of these for truncated or corrupt files.
+            bad.append(str(file.relative_to(root)))
+            continue
+        if file_labels is not None:
+            kept_labels.append(file_labels[position])
+    if bad:
+        shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
+        warnings.warn(f"skipped {len(bad)} unreadable image file(s) in {str(root)!r}: {shown}", stacklevel=3)
     if not arrays:
-        raise ValueError(f"no images with endings {IMAGE_EXTENSIONS} under {root}")
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return ImageDataset(images, labels, names)
+        raise ValueError(f"none of the {len(files)} image file(s) in {str(root)!r} could be read")
+    labels = torch.tensor(kept_labels, dtype=torch.long) if names is not None else None
+    return arrays, labels, names, len(bad)
+
+
+def _image_files(folder: Path, recursive: bool) -> list[Path]:
+    pattern = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        path
+        for path in pattern
+        if path.is_file()
+        and path.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def _pil_to_array(image: Any) -> np.ndarray:
+    """An (H, W, 1) or (H, W, 3) uint8 array; palette and alpha images become RGB (alpha dropped)."""
+    if image.mode in _GRAY_MODES:
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            # Wide gray images: scale their own range to 0..255 rather than clip it.
+            values = np.asarray(image, dtype=np.float64)
+            low, high = float(values.min()), float(values.max())
+            scaled = (values - low) / (high - low) * 255 if high > low else np.zeros_like(values)
+            return np.round(scaled).astype(np.uint8)[..., None]
+        return np.asarray(image.convert("L"), dtype=np.uint8)[..., None]
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def read_npz(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None, torch.Tensor | None]:
+    """``(images, labels, class_names, base_indices)`` from an ``.npz``: uint8 ``images`` (N, H, W[, C]) and
+    optional integer ``labels`` (N,), ``classes`` names and ``base_indices``.
+
+    Images come back as a uint8 tensor (N, C, H, W) (an alpha channel is
+    dropped); labels, names and base indices are ``None`` when absent.
+    """
+    path = Path(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable .npz file: {err}") from err
+    with archive:
+        if "images" not in archive.files:
+            raise ValueError(f"{str(path)!r} has no 'images' array; it holds {sorted(archive.files)}")
+        images = archive["images"]
+        labels = archive["labels"] if "labels" in archive.files else None
+        classes = archive["classes"] if "classes" in archive.files else None
+        base = archive["base_indices"] if "base_indices" in archive.files else None
+    if images.dtype != np.uint8:
+        raise ValueError(f"{str(path)!r}: 'images' must be uint8 in [0, 255], got dtype {images.dtype}")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"{str(path)!r}: 'images' must have shape (N, H, W) or (N, H, W, C) with C in 1, 3, 4, "
+            f"got {images.shape}"
+        )
+    if images.shape[0] == 0:
+        raise ValueError(f"{str(path)!r}: 'images' holds no image")
+    tensor = torch.from_numpy(np.ascontiguousarray(images[..., :3])).permute(0, 3, 1, 2).contiguous()
+    base_tensor = torch.from_numpy(base.astype(np.int64)) if base is not None and base.ndim == 1 else None
+    if labels is None:
+        return tensor, None, None, base_tensor
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{str(path)!r}: 'labels' must have one entry per image ({images.shape[0]}), got shape {labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{str(path)!r}: 'labels' must be integers, got dtype {labels.dtype}")
+    if labels.min() < 0:
+        raise ValueError(f"{str(path)!r}: 'labels' must be non-negative, got {int(labels.min())}")
+    label_tensor = torch.from_numpy(labels.astype(np.int64))
+    num_classes = int(label_tensor.max()) + 1
+    names = [str(index) for index in range(num_classes)]
+    if classes is not None and classes.ndim == 1 and classes.shape[0] >= num_classes:
+        names = [str(name) for name in classes.tolist()]
+    return tensor, label_tensor, names, base_tensor
+
+
+# --------------------------------------------------------------------------- making images uniform
+
+
+def _is_gray(image: torch.Tensor | np.ndarray) -> bool:
+    if image.shape[-1 if isinstance(image, np.ndarray) else -3] == 1:
+        return True
+    if isinstance(image, np.ndarray):
+        return bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
+    return bool((image[..., 0, :, :] == image[..., 1, :, :]).all() and (image[..., 1, :, :] == image[..., 2, :, :]).all())
+
+
+def _convert_channels(batch: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) to ``channels``; RGB to gray by ITU-R 601 luma, as PIL's "L" mode."""
+    if batch.shape[1] == channels:
+        return batch
+    if channels == 3:
+        return batch.expand(-1, 3, -1, -1).contiguous()
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (batch.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+
+
+def _resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (N, C, H, W) to (N, C, *size), bilinear with antialiasing when shrinking."""
+    if tuple(batch.shape[-2:]) == tuple(size):
+        return batch
+    resized = F.interpolate(batch.float(), size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+def choose_image_size(sizes: Sequence[tuple[int, int]], source: str) -> int:
+    """The square side to fit a generator at: the most common size, rounded to what the generator accepts.
+
+    Says which size it chose and why (a warning) whenever it is not the data's own.
+    """
+    from ..generator import IMAGE_SIZE_MULTIPLE, MIN_IMAGE_SIZE
+
+    (height, width), count = Counter(sizes).most_common(1)[0]
+    side = min(height, width)
+    chosen = max(MIN_IMAGE_SIZE, int(round(side / IMAGE_SIZE_MULTIPLE)) * IMAGE_SIZE_MULTIPLE)
+    if chosen != side:
+        warnings.warn(
+            f"images from {source!r} are mostly {height}x{width} ({count} of {len(sizes)}); they are resized to "
+            f"{chosen}x{chosen} (the generator needs a side divisible by {IMAGE_SIZE_MULTIPLE} and at least "
+            f"{MIN_IMAGE_SIZE}); pass image_size (--image-size) to choose another size",
+            stacklevel=4,
+        )
+    return chosen
+
+
+def conform_images(
+    images: torch.Tensor | list[np.ndarray],
+    image_size: int | tuple[int, int] | None,
+    channels: int | None,
+    source: str,
+) -> torch.Tensor:
+    """One uint8 tensor (N, channels, H, W) from a tensor or a list of (H, W, C) arrays.
+
+    ``image_size`` is a square side, ``(H, W)``, or ``None`` for
+    :func:`choose_image_size`; ``channels`` is 1, 3 or ``None`` (1 when every
+    image is gray). RGB becomes gray by ITU-R 601 luma, as PIL's "L" mode.
+    """
+    if isinstance(images, torch.Tensor):
+        sizes = [tuple(images.shape[-2:])] * len(images)
+        gray = _is_gray(images)
+    else:
+        sizes = [array.shape[:2] for array in images]
+        gray = all(_is_gray(array) for array in images)
+    if channels is None:
+        channels = 1 if gray else 3
+    if image_size is None:
+        image_size = choose_image_size(sizes, source)
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if size[0] == size[1]:
+        non_square = sum(1 for height, width in sizes if height != width)
+        if non_square:
+            warnings.warn(
+                f"{non_square} image(s) from {source!r} are not square; they are stretched to {size[0]}x{size[1]}",
+                stacklevel=3,
+            )
+    if isinstance(images, torch.Tensor):
+        return _resize(_convert_channels(images, channels), size)
+    out = torch.empty(len(images), channels, *size, dtype=torch.uint8)
+    # Images of the same size are converted together; mixed sizes one group at a time.
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, array in enumerate(images):
+        groups.setdefault(array.shape, []).append(index)
+    for indices in groups.values():
+        batch = torch.from_numpy(np.stack([images[i] for i in indices])).permute(0, 3, 1, 2)
+        out[indices] = _resize(_convert_channels(batch, channels), size)
+    return out

@@ -5,13 +5,22 @@ MUNIT generator with a multi-scale LSGAN discriminator on all training
 images pooled together and exports a folder that
 :meth:`gitaug.GITAugment.from_pretrained` loads.
 
+The package, top to bottom: :mod:`~gitaug.fit.config` (the settings),
+:mod:`~gitaug.fit.data` (reading images, drawing batches),
+:mod:`~gitaug.fit.state` (networks, optimizers and random streams with one
+``state_dict``), :mod:`~gitaug.fit.objective` (one step's computation and
+every loss term), :mod:`~gitaug.fit.trainer` (the loop),
+:mod:`~gitaug.fit.run_folder` (what a run writes, checkpoints, signals),
+:mod:`~gitaug.fit.export` (the exported generator) and
+:mod:`~gitaug.fit.cli` (the command line).
+
 Example::
 
     from gitaug import GITAugment
     from gitaug.fit import FitConfig, fit
 
-    out = fit(FitConfig(dataset="digits-bg-lt", out="runs/digits-bg-lt"))
-    aug = GITAugment.from_pretrained(out)
+    exported = fit(FitConfig(dataset="digits-bg-lt", out="runs/digits-bg-lt"))  # runs/digits-bg-lt/generator
+    aug = GITAugment.from_pretrained(exported)
 
 The same run from a shell: ``gitaug-fit --dataset digits-bg-lt --out runs/digits-bg-lt``.
 

@@ -233,6 +233,11 @@ class FitConfig:
             return self.disc_dim
         return 64 if self.preset == "paper" else 32
 
+    @property
+    def resolved_lr_disc(self) -> float:
+        """The discriminator's learning rate: ``lr_disc``, or ``lr`` when it is not set."""
+        return self.lr if self.lr_disc is None else self.lr_disc
+
     def generator_overrides(self) -> dict[str, Any]:
         """The architecture fields set here, to apply over the preset."""
         names = ("dim", "mlp_dim", "style_dim", "n_res")

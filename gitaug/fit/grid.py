@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
 from ..generator import MUNITGenerator
-from .data import derive_seed, to_model_range
+from .._seeding import derive_seed
+from .data import to_model_range
 
 __all__ = ["grid_rows", "sample_grid", "save_sample_grid"]
 

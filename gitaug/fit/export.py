@@ -1,0 +1,117 @@
+"""The end of a fit: a final sample grid, the training metadata and the exported generator folder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..datasets import ImageDataset
+from ..hub import push_folder_to_hub, save_generator
+from .config import FitConfig
+from .grid import grid_rows, save_sample_grid
+from .objective import LossTerms
+from .run_folder import RunFolder
+from .state import FitState
+
+__all__ = ["export_generator", "training_metadata"]
+
+logger = logging.getLogger("gitaug.fit")
+
+
+def export_generator(
+    config: FitConfig,
+    data: ImageDataset,
+    sampling: str,
+    run: RunFolder,
+    state: FitState,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    processes: int,
+) -> Path:
+    """Write ``run.generator_dir`` (config, weights, model card, samples) and push it if asked; returns it."""
+    rows = grid_rows(data.targets if data.labelled else None, len(data), max_rows=10, seed=config.seed)
+    grid = save_sample_grid(
+        run.sample_path(state.step), state.generator, data.images[rows], variants=config.grid_variants, seed=config.seed
+    )
+    metadata = training_metadata(config, data, sampling, state, run.last_log_record(), device, amp_dtype, processes)
+    save_generator(state.generator, run.generator_dir, metadata=metadata, samples_image=grid)
+    logger.info("exported the generator to %s (%.0f s of training)", run.generator_dir, state.seconds)
+    if config.push_to_hub:
+        url = push_folder_to_hub(run.generator_dir, config.push_to_hub)
+        logger.info("pushed to the Hub: %s", url)
+    return run.generator_dir
+
+
+def data_name(config: FitConfig) -> str:
+    """What the metadata says the data was: a built-in name, or the data folder's or file's own name.
+
+    Never a full local path: the metadata goes into the model card, which
+    ``push_to_hub`` publishes.
+    """
+    if config.dataset is not None:
+        return f"dataset:{config.dataset} (train split, seed {config.seed})"
+    return Path(str(config.data)).name
+
+
+def training_metadata(
+    config: FitConfig,
+    data: ImageDataset,
+    sampling: str,
+    state: FitState,
+    last_logged: dict[str, Any],
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    processes: int,
+) -> dict[str, Any]:
+    """What the exported ``config.json`` and model card say about the fit.
+
+    The run's own settings are in ``fit_config.json`` of the run folder; this
+    is the part worth publishing with the weights.
+    """
+    counts = data.class_counts
+    return {
+        "fitted_with": "gitaug-fit",
+        "data_source": data_name(config),
+        "num_images": len(data),
+        "skipped_files": data.skipped,
+        "image_size": int(data.images.shape[-1]),
+        "channels": int(data.images.shape[1]),
+        "class_names": list(data.classes) if data.labelled else None,
+        "class_counts": counts.tolist() if counts is not None else None,
+        "sampling": sampling,
+        "steps": state.step,
+        "batch_size": config.batch_size,
+        "preset": config.preset,
+        "discriminator": {
+            "dim": config.resolved_disc_dim,
+            "scales": config.disc_scales,
+            "layers_per_scale": state.discriminator.layers_per_scale,
+        },
+        "optimizer": {
+            "lr": config.lr,
+            "lr_disc": config.resolved_lr_disc,
+            "betas": [config.beta1, config.beta2],
+            "weight_decay": config.weight_decay,
+            "lr_step_every": config.lr_step_every,
+            "lr_gamma": config.lr_gamma,
+        },
+        "loss_weights": {
+            "image": config.weight_image,
+            "style": config.weight_style,
+            "content": config.weight_content,
+            "adversarial": config.weight_adv,
+            "diversity": config.weight_diversity,
+            "warp_diversity": config.weight_warp_diversity,
+        },
+        "diversity_cap": config.diversity_cap,
+        "final_losses": {name: last_logged[name] for name in LossTerms.log_names() if name in last_logged},
+        "seconds": round(state.seconds, 1),
+        "device": str(device),
+        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "none",
+        "processes": processes,
+        "seed": config.seed,
+        "torch_version": torch.__version__,
+    }
