@@ -142,11 +142,11 @@ def measure(data: Path, workdir: Path, preset: str, device: str, batch_size: int
         progress=False,
     )
     started = time.perf_counter()
-    fit(config)
+    exported = fit(config)
     wall = time.perf_counter() - started
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     images_per_second, measured_steps = throughput(records, batch_size)
-    meta = json.loads((out / "config.json").read_text())["training"]
+    meta = json.loads((exported / "config.json").read_text())["training"]
     return {
         "images_per_second": images_per_second,
         "milliseconds_per_step": 1000 * batch_size / images_per_second,

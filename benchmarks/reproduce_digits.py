@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gitaug.hub import is_generator_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "train_longtail.py"
 DATASETS = ("digits-rot-lt", "digits-bg-lt", "digits-dil-lt")
@@ -121,9 +123,12 @@ def fit_job(args: argparse.Namespace, dataset: str, seed: int):
     command += shlex.split(args.fit_extra)
     if args.fit_steps is not None:
         command += ["--steps", str(args.fit_steps)]
-    if out.exists() and not (out / "config.json").exists():
+    # A finished fit has an exported generator: in <out>/generator, or at <out>'s top for fits made before
+    # the export got its own folder. The generator's config is written last, so it marks a complete export.
+    finished = out / "config.json" if is_generator_folder(out) else out / "generator" / "config.json"
+    if out.exists() and not finished.exists():
         command.append("--resume")  # an interrupted fit continues from its last checkpoint
-    return command, args.work / "logs" / f"fit-{dataset}-seed{seed}.log", out / "model.safetensors"
+    return command, args.work / "logs" / f"fit-{dataset}-seed{seed}.log", finished
 
 
 def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, setting: dict, tag: str, extra: tuple[str, ...] = ()):

@@ -193,8 +193,8 @@ def test_tiny_run_through_main_exits_0_and_exports(digits_npz, tmp_path, capsys)
     status = run_main(as_argv(tiny(digits_npz, out, steps=3, device="cpu")))
 
     assert status == 0
-    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
-    assert f"the generator is in {out}" in capsys.readouterr().out
+    assert (out / "generator" / "config.json").is_file() and (out / "generator" / "model.safetensors").is_file()
+    assert f"the generator is in {out / 'generator'}" in capsys.readouterr().out
     meta = GITAugment.from_pretrained(out).metadata
     assert (meta["steps"], meta["batch_size"], meta["processes"]) == (3, 4, 1)
 
@@ -216,8 +216,8 @@ def test_two_process_run_exports_once_and_matches_a_single_process_run(digits_np
 
     out = tmp_path / "two"
     # One export, written by rank 0 only: no second folder, no log line written twice.
-    assert sorted(tmp_path.rglob("model.safetensors")) == [out / "model.safetensors"]
-    assert sorted(tmp_path.rglob("config.json")) == [out / "config.json"]
+    assert sorted(tmp_path.rglob("model.safetensors")) == [out / "generator" / "model.safetensors"]
+    assert sorted(tmp_path.rglob("config.json")) == [out / "generator" / "config.json"]
     assert [record["step"] for record in read_log(out)] == [1, 2, 3, 4]
     two = GITAugment.from_pretrained(out)
     assert two.metadata["processes"] == 2 and two.metadata["steps"] == 4
@@ -225,7 +225,7 @@ def test_two_process_run_exports_once_and_matches_a_single_process_run(digits_np
     # Averaged gradients over two half batches equal the gradient of the whole batch, so one process with
     # the same global batch trains the same networks (up to float rounding; without gradient sync the
     # losses differ by ~1e-2 relative and the outputs by ~3e-2 after these four steps).
-    one_out = fit(config.replace(out=str(tmp_path / "one")))
+    one_out = fit(config.replace(out=str(tmp_path / "one"))).parent
     for a, b in zip(read_log(one_out), read_log(out)):
         for name in ("loss_image", "loss_style", "loss_content", "loss_adv", "loss_disc"):
             assert b[name] == pytest.approx(a[name], rel=1e-4), (a["step"], name)

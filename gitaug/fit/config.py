@@ -10,6 +10,8 @@ Example::
     >>> config = FitConfig(dataset="digits-bg-lt", out="runs/digits-bg-lt")
     >>> config.batch_size, config.preset
     (32, 'small')
+    >>> FitConfig.describe("steps")
+    'training iterations (one generator and one discriminator update each)'
     >>> FitConfig(dataset="digits-rot-lt", batch_size=0)
     Traceback (most recent call last):
     ...
@@ -23,16 +25,16 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["FitConfig", "load_config_file", "RESUMABLE_FIELDS"]
+__all__ = ["FitConfig", "load_config_file", "RESUMABLE_FIELDS", "GROUPS"]
+
+from ..generator import PRESETS, WARPS
 
 SAMPLING_MODES = ("auto", "balanced", "instance")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
-PRESET_NAMES = ("small", "paper")
-WARP_MODES = ("none", "rotation", "similarity")
 
 #: Fields that may change when a run is resumed: how long it runs, where it
 #: runs and what it writes -- not what it learns from or how it learns.
@@ -56,160 +58,118 @@ RESUMABLE_FIELDS = frozenset(
 )
 
 
+def _setting(default: Any, group: str, help: str, **flag: Any) -> Any:
+    """A FitConfig field with its one description: ``help`` is the flag's help and the field's documentation."""
+    return field(default=default, metadata={"group": group, "help": help, **flag})
+
+
+#: The ``gitaug-fit --help`` groups, in order.
+GROUPS = ("data", "output", "networks", "optimization", "running")
+
+
 @dataclass
 class FitConfig:
     """Everything a ``gitaug-fit`` run needs.
 
-    Data (exactly one of ``dataset`` and ``data``):
-        dataset: a built-in dataset of :mod:`gitaug.datasets` (e.g.
-            ``"digits-rot-lt"``); its training split is used.
-        data: a path: an image folder with one subfolder per class, a flat
-            folder of images, or an ``.npz`` with ``images`` (N, H, W[, C])
-            uint8 and optional ``labels`` (N,).
-        image_size: side of the square training images; ``None`` takes it
-            from the data (the most common size, rounded to a multiple of 4).
-        channels: 1 (gray) or 3 (RGB); ``None`` takes it from the data (gray
-            if every image is gray).
-        sampling: ``"balanced"`` (every class equally likely, as the paper),
-            ``"instance"`` (every image equally likely) or ``"auto"``
-            (balanced when labels are known, instance otherwise).
-        seed: seeds the built-in dataset and the whole run.
-
-    Output:
-        out: the run folder (export files at its top, ``checkpoints/``,
-            ``samples/``, ``log.jsonl`` inside); ``None`` means
-            ``runs/<dataset or data name>``.
-        resume: continue the run in ``out`` from its last checkpoint (a
-            fresh start when it has none).
-        overwrite: replace a run already in ``out``.
-
-    Generator and discriminator:
-        preset: ``"small"`` (default; a narrow generator that fits 28-32 px
-            data on a CPU in minutes) or ``"paper"`` (the reference, about
-            15 M parameters; meant for a GPU).
-        dim, mlp_dim, style_dim, n_res: override the preset's value.
-        warp: ``"none"`` (the paper's generator), ``"rotation"`` or
-            ``"similarity"``: the style code also turns (and, for
-            ``"similarity"``, scales and shifts) each generated image
-            (:class:`gitaug.generator.StyleWarp`). Real images are
-            reconstructed without it. It needs ``weight_warp_diversity`` > 0
-            to be used at all: nothing else in the objective rewards a turned
-            output. Only for data whose nuisance is geometric: on upright
-            digits with a background nuisance the discriminator did not hold
-            the angle back and the decoder collapsed to one shape for every
-            input.
-        disc_dim: width of the discriminator's first layer; ``None`` is 64
-            for ``"paper"`` and 32 for ``"small"``.
-        disc_layers: stride-2 convolutions per scale (fewer at a scale whose
-            input is too small to keep a 2x2 output).
-        disc_scales: image scales the discriminator looks at (each half the
-            size of the one before).
-
-    Optimization (the paper's values except steps, batch size and lr):
-        steps: training iterations (one generator and one discriminator update each).
-        batch_size: images per iteration over all processes. The paper
-            used 1; the default is 32 because one image per step leaves a
-            GPU (and most of a CPU's vector units) idle, while the networks
-            use instance norm, so images in a batch do not share statistics
-            and the per-image objective is unchanged. 1500 steps of 32 show
-            the generator about 48k images, several times the paper's 10k
-            single-image iterations on K49.
-        lr: Adam learning rate of the generator (and of the discriminator
-            unless ``lr_disc`` is set).
-        lr_disc: Adam learning rate of the discriminator; ``None`` is ``lr``.
-            A faster critic (two time-scale updates) is an option when the
-            discriminator loss sits near chance (about 1.0 per scale pair).
-        beta1, beta2: Adam betas.
-        weight_decay: Adam weight decay.
-        lr_step_every, lr_gamma: multiply the learning rate by ``lr_gamma``
-            every ``lr_step_every`` iterations.
-        weight_image, weight_style, weight_content, weight_adv: loss weights
-            (image reconstruction, style reconstruction, content
-            reconstruction, adversarial).
-        weight_diversity: weight of a mode-seeking term (not in the paper;
-            0 switches it off and saves one decoder pass per step). Two
-            styles are decoded from the same content, and the term rewards
-            ``mean|G(c, s1) - G(c, s2)| / mean|s1 - s2|`` up to
-            ``diversity_cap``. Without it the fitted style code can end up
-            ignored: reconstruction alone is best served by an autoencoder,
-            and a weak discriminator does not object.
-        weight_warp_diversity: weight of the same term measured on the warp
-            alone (one decoded image, warped by both styles; needs ``warp``).
-            It rewards geometric variation only, where ``weight_diversity``
-            also rewards texture and background changes.
-        diversity_cap: the ratio above which more diversity earns nothing,
-            so the terms cannot push the generator into noise. Images are in
-            [-1, 1] and ``mean|s1 - s2|`` is about 1.13, so 0.2 asks for
-            draws that differ by about 0.11 per pixel (in [0, 1] units).
-
-    Running:
-        device: ``"auto"`` (CUDA, then MPS, then CPU) or a torch device string.
-        amp: mixed precision, ``"bf16"``, ``"fp16"`` (with gradient
-            scaling), ``"none"``, or ``"auto"`` (bf16 on a CUDA device that
-            supports it, none elsewhere).
-        checkpoint_every: write a checkpoint every this many iterations (0: only at the end).
-        keep_checkpoints: how many recent checkpoints to keep.
-        sample_every: write a sample grid every this many iterations (0: only at the end).
-        log_every: append averaged losses to ``log.jsonl`` every this many iterations.
-        grid_variants: generated variants per row of a sample grid.
-        tensorboard: also write TensorBoard scalars (needs ``tensorboard``).
-        push_to_hub: a Hub repo id to upload the exported generator to.
-        progress: show a progress bar.
+    Each field is documented once, in its ``metadata["help"]``, which is also
+    the help of its ``gitaug-fit`` flag (``--`` and the name with dashes):
+    ``gitaug-fit --help`` lists them all, grouped as data, output, networks,
+    optimization and running. Give exactly one of ``dataset`` and ``data``.
 
     Example::
 
         config = FitConfig(data="my_images/", out="runs/mine", steps=5000, device="cuda")
+        FitConfig.describe("batch_size")   # the field's documentation
     """
 
     # data
-    dataset: str | None = None
-    data: str | None = None
-    image_size: int | None = None
-    channels: int | None = None
-    sampling: str = "auto"
-    seed: int = 0
+    dataset: str | None = _setting(None, "data", "a built-in dataset of gitaug.datasets (its training split), "
+                                   "e.g. digits-rot-lt, digits-bg-lt, digits-dil-lt", metavar="NAME")
+    data: str | None = _setting(None, "data", "an image folder (one subfolder per class), a flat folder of images, "
+                                "or an .npz with 'images' (N,H,W[,C]) uint8 and optional 'labels'", metavar="PATH")
+    image_size: int | None = _setting(None, "data", "side of the square training images: a multiple of 4, at least "
+                                      "16 (default: the data's most common size, rounded)", metavar="S")
+    channels: int | None = _setting(None, "data", "1 (gray) or 3 (RGB) (default: 1 if every image is gray)",
+                                    choices=(1, 3))
+    sampling: str = _setting("auto", "data", "balanced: every class equally often, as the paper (needs labels); "
+                             "instance: every image equally often; auto: balanced when labels are known",
+                             choices=SAMPLING_MODES)
+    seed: int = _setting(0, "data", "seeds the built-in dataset and the whole run")
     # output
-    out: str | None = None
-    resume: bool = False
-    overwrite: bool = False
+    out: str | None = _setting(None, "output", "the run folder; the exported generator goes to its generator/ "
+                               "sub-folder (default: runs/<dataset or data name>)", metavar="DIR")
+    resume: bool = _setting(False, "output", "continue the run in --out from its last checkpoint, with the settings "
+                            "it was started with (flags given only extend it, e.g. --steps)")
+    overwrite: bool = _setting(False, "output", "replace the run in --out (only what that run wrote is removed)")
     # generator and discriminator
-    preset: str = "small"
-    dim: int | None = None
-    mlp_dim: int | None = None
-    style_dim: int | None = None
-    n_res: int | None = None
-    warp: str = "none"
-    disc_dim: int | None = None
-    disc_layers: int = 4
-    disc_scales: int = 2
+    preset: str = _setting("small", "networks", "generator size: small (CPU-friendly, for 28-32 px) or paper (the "
+                           "reference, about 15 M parameters, for a GPU)", choices=tuple(PRESETS))
+    dim: int | None = _setting(None, "networks", "generator base width (default: the preset's)")
+    mlp_dim: int | None = _setting(None, "networks", "width of the style MLP (default: the preset's)")
+    style_dim: int | None = _setting(None, "networks", "length of the style code (default: the preset's)")
+    n_res: int | None = _setting(None, "networks", "residual blocks in the content encoder and decoder "
+                                 "(default: the preset's)")
+    warp: str = _setting("none", "networks", "rotation: the style code also turns each generated image; similarity: "
+                         "it also scales and shifts it. Only for geometric nuisances (on upright digits the "
+                         "discriminator did not hold the angle back and the decoder collapsed); use with "
+                         "--weight-warp-diversity", choices=WARPS)
+    disc_dim: int | None = _setting(None, "networks", "discriminator base width (default: 64 for paper, 32 for small)")
+    disc_layers: int = _setting(4, "networks", "stride-2 convolutions per discriminator scale, at most (fewer at a "
+                                "scale too small to keep a 2x2 output)")
+    disc_scales: int = _setting(2, "networks", "image scales the discriminator looks at, each half the one before")
     # optimization
-    steps: int = 1500
-    batch_size: int = 32
-    lr: float = 1e-4
-    lr_disc: float | None = None
-    beta1: float = 0.5
-    beta2: float = 0.999
-    weight_decay: float = 1e-4
-    lr_step_every: int = 100_000
-    lr_gamma: float = 0.5
-    weight_image: float = 10.0
-    weight_style: float = 1.0
-    weight_content: float = 1.0
-    weight_adv: float = 1.0
-    weight_diversity: float = 0.0
-    weight_warp_diversity: float = 0.0
-    diversity_cap: float = 0.2
+    steps: int = _setting(1500, "optimization", "training iterations (one generator and one discriminator update each)")
+    batch_size: int = _setting(32, "optimization", "images per iteration over all processes (the paper used 1; the "
+                               "networks use instance norm, so the per-image objective is the same)")
+    lr: float = _setting(1e-4, "optimization", "Adam learning rate of the generator (and the discriminator unless "
+                         "--lr-disc is given)")
+    lr_disc: float | None = _setting(None, "optimization", "Adam learning rate of the discriminator (default: --lr); "
+                                     "a faster critic is an option when its loss sits near chance")
+    beta1: float = _setting(0.5, "optimization", "Adam beta1")
+    beta2: float = _setting(0.999, "optimization", "Adam beta2")
+    weight_decay: float = _setting(1e-4, "optimization", "Adam weight decay")
+    lr_step_every: int = _setting(100_000, "optimization", "multiply the learning rates by --lr-gamma every this "
+                                  "many iterations")
+    lr_gamma: float = _setting(0.5, "optimization", "learning-rate decay factor")
+    weight_image: float = _setting(10.0, "optimization", "weight of the image reconstruction loss")
+    weight_style: float = _setting(1.0, "optimization", "weight of the style reconstruction loss")
+    weight_content: float = _setting(1.0, "optimization", "weight of the content reconstruction loss")
+    weight_adv: float = _setting(1.0, "optimization", "weight of the adversarial loss")
+    weight_diversity: float = _setting(0.0, "optimization", "weight of a mode-seeking term (not in the paper; 0: off) "
+                                       "that rewards two style draws of one input for differing, up to "
+                                       "--diversity-cap; without it the style code can end up ignored")
+    weight_warp_diversity: float = _setting(0.0, "optimization", "weight of the same term on the warp alone: "
+                                            "rewards draws that differ in geometry (needs --warp)")
+    diversity_cap: float = _setting(0.2, "optimization", "the ratio mean|G(c,s1)-G(c,s2)| / mean|s1-s2| above which "
+                                    "the mode-seeking terms reward nothing more (0.2 asks for draws about 0.11 apart "
+                                    "per pixel in [0, 1] units)")
     # running
-    device: str = "auto"
-    amp: str = "auto"
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    sample_every: int = 500
-    log_every: int = 10
-    grid_variants: int = 8
-    tensorboard: bool = False
-    push_to_hub: str | None = None
-    progress: bool = True
+    device: str = _setting("auto", "running", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    amp: str = _setting("auto", "running", "mixed precision: bf16, fp16 (with gradient scaling), none, or auto "
+                        "(bf16 on a CUDA GPU that supports it, none elsewhere)", choices=AMP_MODES)
+    checkpoint_every: int = _setting(500, "running", "write a checkpoint every this many iterations (0: only at the end)")
+    keep_checkpoints: int = _setting(3, "running", "how many recent checkpoints to keep")
+    sample_every: int = _setting(500, "running", "write a sample grid every this many iterations (0: only at the end)")
+    log_every: int = _setting(10, "running", "append averaged losses to log.jsonl every this many iterations")
+    grid_variants: int = _setting(8, "running", "generated variants per row of a sample grid")
+    tensorboard: bool = _setting(False, "running", "also write TensorBoard scalars (needs tensorboard)")
+    push_to_hub: str | None = _setting(None, "running", "upload the exported generator to this Hugging Face Hub repo",
+                                       metavar="REPO")
+    progress: bool = _setting(True, "running", "show a progress bar (--no-progress hides it)")
+
+    @classmethod
+    def describe(cls, name: str) -> str:
+        """The documentation of field ``name``.
+
+        Example::
+
+            >>> FitConfig.describe("seed")
+            'seeds the built-in dataset and the whole run'
+        """
+        for item in fields(cls):
+            if item.name == name:
+                return item.metadata["help"]
+        raise ValueError(f"FitConfig has no field {name!r}")
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -363,8 +323,8 @@ def _problems(config: FitConfig) -> list[str]:
             bad(name, "must be true or false")
     if config.resume is True and config.overwrite is True:
         problems.append("resume=True, overwrite=True: choose one of resume and overwrite")
-    if config.preset not in PRESET_NAMES:
-        bad("preset", f"must be one of {PRESET_NAMES}")
+    if config.preset not in PRESETS:
+        bad("preset", f"must be one of {tuple(PRESETS)}")
     for name in ("dim", "mlp_dim", "style_dim", "disc_dim"):
         value = getattr(config, name)
         if value is not None and (not _is_int(value) or value < 1):
@@ -391,8 +351,8 @@ def _problems(config: FitConfig) -> list[str]:
         bad("weight_decay", "must be a non-negative, finite number")
     if not _is_number(config.lr_gamma) or not 0 < config.lr_gamma <= 1:
         bad("lr_gamma", "must be a number in (0, 1]")
-    if config.warp not in WARP_MODES:
-        bad("warp", f"must be one of {WARP_MODES}")
+    if config.warp not in WARPS:
+        bad("warp", f"must be one of {WARPS}")
     if config.warp == "none" and _is_number(config.weight_warp_diversity) and config.weight_warp_diversity > 0:
         bad("weight_warp_diversity", "needs a warp (warp='rotation' or 'similarity'); there is none to reward")
     if not _is_number(config.diversity_cap) or config.diversity_cap <= 0:

@@ -225,8 +225,8 @@ def _loop(config: FitConfig, data: ImageDataset, run: RunFolder, state: FitState
                 _check_parameters_finite(state, run)
                 saved = run.checkpoint_path(state.step)
                 if where.is_main:
-                    saved = run.save_checkpoint({**state.state_dict(), "config": config.to_dict()}, state.step,
-                                                config.keep_checkpoints)
+                    record = {**state.state_dict(), "config": config.to_dict(), "world_size": where.world_size}
+                    saved = run.save_checkpoint(record, state.step, config.keep_checkpoints)
                 where.barrier()
                 if stop_signal:
                     raise FitInterrupted(state.step, saved, stop_signal)
