@@ -41,12 +41,9 @@ import torch
 
 from gitaug.fit import FitConfig, fit
 from gitaug.generator import MUNITConfig, MUNITGenerator
+from _report import update_section
 
 ROOT = Path(__file__).resolve().parent.parent
-START_MARKER = "<!-- fit_speed:start -->"
-END_MARKER = "<!-- fit_speed:end -->"
-# The marker after which reproduce_digits.py keeps other benchmarks' sections (see write_report there).
-OTHER_BENCHMARKS_MARKER = "<!-- other benchmarks -->"
 
 # (preset, image side, channels): the CPU-friendly preset at MNIST size, the reference one at CIFAR size.
 CONFIGURATIONS = (("small", 28, 1), ("paper", 32, 3))
@@ -178,7 +175,6 @@ def table(results: list[dict]) -> list[str]:
 def report_section(summary: dict) -> str:
     devices = "; ".join(f"{name}: {hardware}" for name, hardware in summary["device_names"].items())
     lines = [
-        START_MARKER,
         "## Fit speed",
         "",
         f"Produced by `{summary['command']}` on {summary['date'][:10]} (torch {summary['torch_version']}, "
@@ -189,32 +185,8 @@ def report_section(summary: dict) -> str:
         f"then {summary['steps'] - summary['warmup_steps']} steps timed. Batch = images per step.",
         "",
         *table(summary["results"]),
-        END_MARKER,
     ]
     return "\n".join(lines)
-
-
-def update_report(path: Path, section: str) -> None:
-    """Put ``section`` between the fit-speed markers of ``path``, touching nothing else in the file.
-
-    A file without the markers gets the section right after the
-    ``<!-- other benchmarks -->`` marker when it has one (where the other
-    benchmark scripts keep sections they did not write), else at its end.
-    """
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"# Benchmarks\n\n{OTHER_BENCHMARKS_MARKER}\n\n{section}\n", encoding="utf-8")
-        return
-    text = path.read_text(encoding="utf-8")
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
-    if start != -1 and end > start:
-        text = text[:start] + section + text[end + len(END_MARKER):]
-    elif OTHER_BENCHMARKS_MARKER in text:
-        head, _, rest = text.partition(OTHER_BENCHMARKS_MARKER)
-        text = f"{head}{OTHER_BENCHMARKS_MARKER}\n\n{section}\n{rest}"
-    else:
-        text = text.rstrip("\n") + f"\n\n{section}\n"
-    path.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -265,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    update_report(args.report, report_section(summary))
+    update_section(args.report, "fit_speed", report_section(summary))
     print()
     print("\n".join(table(results)))
     print(f"\nwrote {args.out} and the fit-speed section of {args.report}")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 # Run as a script, this file's folder is on sys.path: the reproduction's job runner and work folder are shared.
 import reproduce_digits as repro
+from _report import update_section
 
 ROWS = (
     # (label, method, extra flags); CE+DRS rows reuse the reproduction's runs (same tags, same commands)
@@ -101,12 +102,7 @@ def main() -> None:
         row = table[label]
         lines.append(f"| {label} | {repro.fmt(row['balanced_accuracy'], 100, 1)} | {repro.fmt(row['tail_accuracy'], 100, 1)} | "
                      f"{repro.fmt(row['ekld_tail'], 1, 3)} |")
-    report = args.report.read_text() if args.report.exists() else "# Benchmarks\n\n<!-- other benchmarks -->"
-    head, _, rest = report.partition("<!-- other benchmarks -->")
-    # Replace an earlier losses table, keep whatever else follows the marker.
-    marker = f"## Long-tail losses with and without GIT ({args.dataset})"
-    kept = rest.split(marker)[0].rstrip() if marker in rest else rest.rstrip()
-    args.report.write_text(head + "<!-- other benchmarks -->" + kept + "\n" + "\n".join(lines) + "\n")
+    update_section(args.report, f"losses_digits:{args.dataset}", "\n".join(lines))
     print("\n".join(lines))
     print(f"{(time.time() - started) / 60:.1f} min")
 

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _report import update_section
 from gitaug.hub import is_generator_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,8 +236,6 @@ def tail_head_means(counts: list[int], ekld_values: list[float], fraction: float
 
 def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
     lines = [
-        "# Benchmarks",
-        "",
         "## GIT on the built-in long-tailed digits",
         "",
         f"Produced by `{command}` ({summary['environment']}; "
@@ -317,12 +316,11 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
         ) + ".",
         "",
     ]
-    extra = args.report.read_text().split("<!-- other benchmarks -->", 1)[1] if args.report.exists() and "<!-- other benchmarks -->" in args.report.read_text() else ""
-    args.report.write_text("\n".join(lines) + "\n<!-- other benchmarks -->" + extra)
+    update_section(args.report, "reproduce_digits", "\n".join(lines))
 
 
 def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict:
-    from gitaug.invariance import EKLDResult, plot_ekld
+    from gitaug.evaluation.invariance import EKLDResult, plot_ekld
 
     table: dict = {}
     figures: dict = {}

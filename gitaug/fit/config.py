@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 __all__ = ["FitConfig", "load_config_file", "RESUMABLE_FIELDS", "GROUPS"]
 
-from ..generator import PRESETS, WARPS
+from ..generator import IMAGE_SIZE_MULTIPLE, MIN_IMAGE_SIZE, PRESETS, WARPS
 
 SAMPLING_MODES = ("auto", "balanced", "instance")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
@@ -308,10 +308,10 @@ def _problems(config: FitConfig) -> list[str]:
         value = getattr(config, name)
         if value is not None and (not isinstance(value, (str, os.PathLike)) or not os.fspath(value)):
             bad(name, "must be a non-empty string or None")
-    if config.image_size is not None and (not _is_int(config.image_size) or config.image_size < 16):
-        bad("image_size", "must be an integer >= 16 (the content map needs at least 4x4) or None")
-    elif config.image_size is not None and config.image_size % 4:
-        bad("image_size", "must be divisible by 4 (the generator downsamples twice)")
+    if config.image_size is not None and (not _is_int(config.image_size) or config.image_size < MIN_IMAGE_SIZE):
+        bad("image_size", f"must be an integer >= {MIN_IMAGE_SIZE} (the content map needs at least 4x4) or None")
+    elif config.image_size is not None and config.image_size % IMAGE_SIZE_MULTIPLE:
+        bad("image_size", f"must be divisible by {IMAGE_SIZE_MULTIPLE} (the generator downsamples twice)")
     if config.channels not in (None, 1, 3) or isinstance(config.channels, bool):
         bad("channels", "must be 1 (gray), 3 (RGB) or None (from the data)")
     if config.sampling not in SAMPLING_MODES:
