@@ -108,7 +108,8 @@ def test_tiny_run_exports_a_folder_that_gitaugment_loads(digits_npz, tmp_path):
     meta = aug.metadata
     assert meta["class_counts"] == COUNTS
     assert meta["steps"] == 4 and meta["batch_size"] == 4 and meta["sampling"] == "balanced"
-    assert meta["data_source"] == str(digits_npz)
+    assert meta["data_source"] == digits_npz.name  # the base name only: no local path is published
+    assert str(digits_npz.parent) not in (out / "config.json").read_text() + (out / "README.md").read_text()
     assert set(meta["final_losses"]) >= {"loss_image", "loss_adv", "loss_disc"}
     assert all(math.isfinite(v) for v in meta["final_losses"].values())
 
@@ -231,6 +232,8 @@ def _send_sigint_after(log: Path, lines: int) -> threading.Thread:
 
 def test_sigint_writes_a_checkpoint_and_the_resumed_run_matches(digits_npz, tmp_path):
     out = tmp_path / "interrupted"
+    # The handler before the run is what must come back: a background job starts with SIGINT ignored.
+    handler_before = signal.getsignal(signal.SIGINT)
     watcher = _send_sigint_after(out / "log.jsonl", lines=2)
     with pytest.raises(FitInterrupted, match=r"stopped by SIGINT after step \d+") as stopped:
         fit(tiny(digits_npz, out, steps=100_000, checkpoint_every=0))
@@ -240,7 +243,7 @@ def test_sigint_writes_a_checkpoint_and_the_resumed_run_matches(digits_npz, tmp_
     assert stopped.value.checkpoint == out / "checkpoints" / f"step-{step:08d}.pt"
     assert stopped.value.checkpoint.is_file()
     assert not (out / "model.safetensors").exists()  # interrupted: no export
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is handler_before  # handlers restored
 
     resumed = fit(tiny(digits_npz, out, steps=step + 2, checkpoint_every=0, resume=True))
     whole = fit(tiny(digits_npz, tmp_path / "whole", steps=step + 2, checkpoint_every=0))

@@ -175,6 +175,17 @@ def diversity_loss(
 # --------------------------------------------------------------------------- the run
 
 
+def _shareable_source(source: str) -> str:
+    """The data source as the exported metadata records it: a folder's or file's base name, never a full path.
+
+    ``config.json`` and the model card are uploaded by ``--push-to-hub``; a local
+    path would publish the user's directory layout (often their user name).
+    """
+    if source.startswith("dataset:"):
+        return source
+    return Path(source).name or source
+
+
 def fit(config: FitConfig) -> Path:
     """Fit a class-agnostic generator as ``config`` says and export it; returns the export folder.
 
@@ -496,7 +507,7 @@ def _run(
         counts = data.class_counts
         metadata = {
             "fitted_with": "gitaug-fit",
-            "data_source": data.source,
+            "data_source": _shareable_source(data.source),
             "num_images": len(data),
             "skipped_files": data.skipped,
             "image_size": data.image_size,
