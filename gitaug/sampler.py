@@ -218,6 +218,8 @@ def _class_counts(class_counts: Sequence[int] | torch.Tensor) -> torch.Tensor:
     """``class_counts`` as a 1-D int64 tensor, or a clear error naming the bad value."""
     try:
         counts = class_counts if isinstance(class_counts, torch.Tensor) else torch.as_tensor(class_counts)
+        if counts.is_floating_point() and not isinstance(class_counts, torch.Tensor):
+            counts = torch.as_tensor(class_counts, dtype=torch.float64)  # float32 cannot hold every count above 2**24
     except (TypeError, ValueError, RuntimeError, OverflowError) as err:
         raise TypeError(f"class_counts must be a sequence of whole numbers, got {class_counts!r} ({err})") from None
     if counts.dim() != 1 or counts.numel() == 0:
