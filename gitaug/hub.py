@@ -26,8 +26,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import _untrusted
 from ._files import give_default_permissions
-from .generator import MUNITConfig, MUNITGenerator
+from .generator import MUNITGenerator
 
 __all__ = [
     "FORMAT_VERSION",
@@ -198,9 +199,9 @@ def _resolve(
     local = Path(os.path.expanduser(os.fspath(repo_id_or_path)))
     if local.is_dir():
         path = local / filename
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"{str(local)!r} holds no {filename}: it is not a gitaug generator folder")
-        return path
+        return _untrusted.file_inside(path, local)
     name = os.fspath(repo_id_or_path)
     if not _REPO_ID.match(name) or ".." in name or local.exists():
         raise FileNotFoundError(f"no generator folder at {name!r} (and it is not a Hub repo id)")
@@ -215,7 +216,7 @@ def _resolve(
     )
 
     try:
-        return Path(
+        path = Path(
             hf_hub_download(
                 repo_id=name,
                 filename=filename,
@@ -239,31 +240,28 @@ def _resolve(
         raise FileNotFoundError(f"Hub repo {name!r} has no file {filename!r}: it is not a gitaug generator") from err
     except HfHubHTTPError as err:
         raise OSError(f"downloading {filename!r} from Hub repo {name!r} failed: {err}") from err
+    # The cache keeps <repo folder>/snapshots/<commit>/<file> as a link into <repo folder>/blobs/.
+    snapshot = path.parent
+    root = snapshot.parent.parent if snapshot.parent.name == "snapshots" else snapshot
+    return _untrusted.file_inside(path, root)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path.name} is not valid JSON ({err})") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{path.name} must hold a JSON object, got {type(config).__name__}")
-    version = config.get("format_version")
-    if version is None:
-        raise ValueError(f"{path.name} has no 'format_version': it is not a gitaug generator config")
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"unsupported format_version {version!r} in {path.name}; this gitaug reads version "
-            f"{FORMAT_VERSION} (a newer gitaug may be needed)"
-        )
+    config = _untrusted.read_json(path)
+    _untrusted.check_format_version(config.get("format_version"), FORMAT_VERSION, path.name)
     if config.get("architecture") != ARCHITECTURE:
         raise ValueError(f"unsupported architecture {config.get('architecture')!r}; expected {ARCHITECTURE!r}")
     if not isinstance(config.get("generator"), dict):
         raise ValueError(f"{path.name} has no 'generator' architecture section")
+    training = config.get("training")
+    if training is not None and not isinstance(training, dict):
+        raise ValueError(f"'training' in {path.name} must be a JSON object, got {type(training).__name__}")
     return config
 
 
 def _load_weights(path: Path, generator: MUNITGenerator) -> None:
+    # The header was checked against the architecture, so the data read here has a bounded, known size;
+    # float16/bfloat16/float64 tensors are cast to the generator's dtype by load_state_dict.
     try:
         state = load_file(path)
     except (SafetensorError, OSError, ValueError) as err:
@@ -306,11 +304,16 @@ def load_generator(
     config_path = _resolve(repo_id_or_path, CONFIG_NAME, **kwargs)
     config = _read_config(config_path)
     try:
-        arch = MUNITConfig.from_dict(config["generator"])
+        arch = _untrusted.check_generator_fields(config["generator"])
+        shapes = _untrusted.expected_shapes(arch)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{CONFIG_NAME} holds an invalid generator architecture: {err}") from err
+    # Everything the weights file says about itself is checked before a module is built or data is read.
+    weights_path = _resolve(repo_id_or_path, WEIGHTS_NAME, **kwargs)
+    header = _untrusted.read_safetensors_header(weights_path, max_header_bytes=_untrusted.header_budget(shapes))
+    _untrusted.check_weights_header(header, shapes, WEIGHTS_NAME)
     generator = MUNITGenerator(arch)
-    _load_weights(_resolve(repo_id_or_path, WEIGHTS_NAME, **kwargs), generator)
+    _load_weights(weights_path, generator)
     generator.eval()
     if device is not None:
         generator.to(device)
