@@ -328,19 +328,21 @@ class GITAugment(nn.Module):
         if not batch.is_floating_point() or batch.numel() == 0:
             return  # uint8 is [0, 255] by construction
         finite = torch.isfinite(batch).flatten(1).all(1)
-        if not finite.all():
+        if self.normalized:
+            # std > 0, so the per-channel extremes of x * std + mean are those of x, mapped.
+            std, mean = self.std.flatten().to(batch.device), self.mean.flatten().to(batch.device)
+            low = (batch.amin(dim=(0, 2, 3)).float() * std + mean).min()
+            high = (batch.amax(dim=(0, 2, 3)).float() * std + mean).max()
+        else:
+            low, high = (v.float() for v in torch.aminmax(batch))
+        # One transfer to the host for all three checks: each .item() would wait for the device.
+        all_finite, low, high = torch.stack([finite.all().float(), low, high]).tolist()
+        if not all_finite:
             bad = torch.nonzero(~finite).flatten().tolist()
             raise ValueError(
                 f"images hold NaN or inf in {len(bad)} of {batch.shape[0]} sample(s), at batch index(es) {_some(bad)}; "
                 "the generator would turn a re-drawn image into NaN"
             )
-        if self.normalized:
-            # std > 0, so the per-channel extremes of x * std + mean are those of x, mapped.
-            low = batch.amin(dim=(0, 2, 3)).float() * self.std.flatten().to(batch.device) + self.mean.flatten().to(batch.device)
-            high = batch.amax(dim=(0, 2, 3)).float() * self.std.flatten().to(batch.device) + self.mean.flatten().to(batch.device)
-            low, high = float(low.min()), float(high.max())
-        else:
-            low, high = (float(v) for v in torch.aminmax(batch))
         tol = self.range_tolerance
         if low >= -tol and high <= 1 + tol:
             return
@@ -368,8 +370,9 @@ class GITAugment(nn.Module):
 
         Args:
             images: ``(N, C, H, W)`` or ``(C, H, W)``, float or uint8.
-            labels: class indices ``(N,)`` (an int for a single image), or
-                one-hot / soft labels ``(N, num_classes)``; returned unchanged.
+            labels: class indices ``(N,)`` of any integer dtype (an int for a
+                single image), or one-hot / soft labels ``(N, num_classes)``
+                of any integer or float dtype; returned unchanged.
             generator: a ``torch.Generator`` seeding the selection and style
                 draws, for a reproducible call.
 
