@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 import tempfile
 import warnings
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -224,12 +226,15 @@ class GITAugment(nn.Module):
 
     def _labels_as_indices(self, labels: Any, images: torch.Tensor) -> torch.Tensor:
         """Class indices ``(N,)`` (int64) from any accepted label form, or a clear error."""
-        if isinstance(labels, bool) or not isinstance(labels, (int, torch.Tensor)):
+        # numbers.Integral takes numpy's integers too (a dataset may hand out np.int64 labels).
+        if isinstance(labels, (bool, np.bool_)) or not isinstance(labels, (numbers.Integral, torch.Tensor)):
             raise TypeError(f"labels must be an int or a tensor, got {type(labels).__name__}")
         single = images.dim() == 3
         batch_size = 1 if single else images.shape[0]
-        if isinstance(labels, int):
-            return torch.tensor([labels], dtype=torch.int64)
+        if isinstance(labels, numbers.Integral):
+            if not -(2**63) <= int(labels) < 2**63:
+                raise ValueError(f"label {int(labels)} is out of range")
+            return torch.tensor([int(labels)], dtype=torch.int64)
         if labels.device.type == "meta":
             raise ValueError("labels are on the meta device and hold no values; move them to a real device first")
         if labels.dtype == torch.bool or labels.is_complex():

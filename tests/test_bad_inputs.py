@@ -76,10 +76,10 @@ def test_soft_labels_select_by_their_main_class(generator):
 def test_single_image_with_one_hot_or_index_label(generator):
     aug = make_aug(generator)
     image = torch.rand(1, 16, 16)
-    for label in (0, torch.tensor(0), torch.tensor([1, 0, 0]), torch.tensor([0.8, 0.2, 0.0])):
+    for label in (0, np.int64(0), torch.tensor(0), torch.tensor([1, 0, 0]), torch.tensor([0.8, 0.2, 0.0])):
         out, _ = aug(image, label)
         assert torch.equal(out, image), label
-    for label in (2, torch.tensor(2, dtype=torch.uint8), torch.tensor([0, 0, 1]), torch.tensor([[0.1, 0.0, 0.9]])):
+    for label in (2, np.uint8(2), torch.tensor(2, dtype=torch.uint8), torch.tensor([0, 0, 1]), torch.tensor([[0.1, 0.0, 0.9]])):
         out, _ = aug(image, label)
         assert out.shape == image.shape and not torch.equal(out, image), label
 
@@ -117,6 +117,9 @@ def nan_rows():
         (torch.tensor(LABELS, device="meta"), ValueError, "labels are on the meta device"),
         (np.array(LABELS), TypeError, "labels must be an int or a tensor, got ndarray"),
         (True, TypeError, "labels must be an int or a tensor, got bool"),
+        (np.bool_(True), TypeError, "labels must be an int or a tensor, got bool"),
+        (10**30, ValueError, "label 1000000000000000000000000000000 is out of range"),
+        ([0, 0, 1, 2, 2, 0], TypeError, "labels must be an int or a tensor, got list"),
         (3.0, TypeError, "labels must be an int or a tensor, got float"),
     ],
     ids=lambda v: None,
