@@ -148,7 +148,7 @@ class ClassThresholdSampler:
         ``num_classes`` defaults to ``max(labels) + 1``; pass it when the
         largest classes may be absent. Other arguments as in the constructor.
         """
-        labels = torch.as_tensor(labels) if not isinstance(labels, torch.Tensor) else labels
+        labels = _as_tensor(labels)
         if labels.dim() != 1 or labels.numel() == 0:
             raise ValueError(f"labels must be a non-empty 1-D sequence, got shape {tuple(labels.shape)}")
         labels = class_indices(labels)
@@ -190,8 +190,7 @@ class ClassThresholdSampler:
         ``generator`` the draws are reproducible (they are made on the
         generator's device and moved).
         """
-        if not isinstance(labels, torch.Tensor):
-            labels = torch.as_tensor(labels)
+        labels = _as_tensor(labels)
         if labels.dim() != 1:
             raise ValueError(f"labels must be 1-D class indices, got shape {tuple(labels.shape)}")
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -212,6 +211,15 @@ class ClassThresholdSampler:
             f"{type(self).__name__}(num_classes={self.num_classes}, threshold={self.threshold}, "
             f"p={self.p}, rule={self.rule!r})"
         )
+
+
+def _as_tensor(labels: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    if isinstance(labels, torch.Tensor):
+        return labels
+    try:
+        return torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as err:
+        raise TypeError(f"labels must be a tensor or a sequence of class indices, got {labels!r:.80} ({err})") from None
 
 
 def _class_counts(class_counts: Sequence[int] | torch.Tensor) -> torch.Tensor:

@@ -387,3 +387,8 @@ def test_from_labels_with_every_integer_dtype_and_bad_forms():
         ClassThresholdSampler.from_labels(torch.tensor([True, False]))
     with pytest.raises(ValueError, match="num_classes must be a positive integer or None, got True"):
         ClassThresholdSampler.from_labels([0, 0], num_classes=True)
+    with pytest.raises(TypeError, match=r"labels must be a tensor or a sequence of class indices, got \['a', 'b'\]"):
+        ClassThresholdSampler.from_labels(["a", "b"])
+    with pytest.raises(TypeError, match=r"labels must be a tensor or a sequence of class indices, got \[10000"):
+        ClassThresholdSampler([3, 1])([10**30])
+    assert ClassThresholdSampler([3, 1], p=1.0)([1, 0]).tolist() == [True, True]  # a plain list of indices
