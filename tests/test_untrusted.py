@@ -8,8 +8,7 @@ import json
 import math
 import os
 import struct
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,6 @@ from gitaug.generator import MUNITConfig
 from gitaug.hub import CONFIG_NAME, WEIGHTS_NAME, load_generator
 
 from helpers import tiny_generator
-
-TESTS = Path(__file__).parent
-
 
 @pytest.fixture
 def saved(tmp_path) -> Path:
@@ -64,8 +60,8 @@ def header_for(shapes: dict, dtype: str = "F32", itemsize: int = 4) -> tuple[dic
 
 # --------------------------------------------------------------------------- oversized architectures and headers
 
-# Each case: (name, how to make the folder hostile, the error it must give). They all run in one
-# fresh interpreter that measures the time and the peak memory each load takes.
+# Each case: (name, how to make the folder hostile, the error it must give). The test measures the
+# time and the peak memory each load takes.
 OVERSIZED = [
     ("n_res", dict(n_res=10_000), r"n_res must be in \[0, 32\], got 10000"),
     ("n_mlp", dict(n_mlp=10**6), r"n_mlp must be in \[2, 16\], got 1000000"),
@@ -140,47 +136,47 @@ def make_oversized(root: Path) -> list[tuple[str, str, str]]:
     return [(name, folder, match) for name, folder, match in cases] + [("base", str(base), "")]
 
 
-MEASURE = """
-import json, resource, sys, time, torch
-torch.set_num_threads(1)
-from gitaug import GITAugment
-cases = json.loads(sys.argv[1])
-# a valid load first, so that lazy imports and caches are not counted against the hostile ones
-GITAugment.from_pretrained(cases[-1][1])
-# a guard: a regression fails with MemoryError here instead of exhausting a shared machine
-vm = int([l.split()[1] for l in open("/proc/self/status") if l.startswith("VmSize")][0]) * 1024
-resource.setrlimit(resource.RLIMIT_AS, (vm + 2 * 2**30, resource.RLIM_INFINITY))
-results = []
-for name, folder, _ in cases[:-1]:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory (VmHWM) to its current size; False where Linux cannot."""
     try:
-        GITAugment.from_pretrained(folder)
-        error = None
-    except Exception as err:
-        error = f"{type(err).__name__}: {err}"
-    seconds = time.perf_counter() - start
-    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    results.append({"name": name, "error": error, "seconds": seconds, "peak_growth_kib": grown})
-print(json.dumps(results))
-"""
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def test_oversized_folders_fail_fast_with_bounded_memory(tmp_path):
     cases = make_oversized(tmp_path)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
-        [sys.executable, "-c", MEASURE, json.dumps(cases)], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    results = {r["name"]: r for r in json.loads(done.stdout.strip().splitlines()[-1])}
-    for name, _, match in cases[:-1]:
-        result = results[name]
-        assert result["error"] is not None, f"{name}: loaded without an error"
-        assert result["error"].startswith("ValueError: "), f"{name}: {result['error']}"
-        assert __import__("re").search(match, result["error"]), f"{name}: {result['error']}"
-        assert result["seconds"] < 0.5, f"{name}: took {result['seconds']:.2f} s"
-        assert result["peak_growth_kib"] < 32 * 1024, f"{name}: peak memory grew by {result['peak_growth_kib']} KiB"
+    GITAugment.from_pretrained(cases[-1][1])  # a valid load first: lazy imports and caches are not counted
+    can_measure = os.path.exists("/proc/self/status") and _reset_peak_rss()
+    # A guard: a regression fails with MemoryError instead of exhausting the machine.
+    resource = pytest.importorskip("resource")
+    limits = resource.getrlimit(resource.RLIMIT_AS)
+    if can_measure:
+        resource.setrlimit(resource.RLIMIT_AS, (_status_kib("VmSize") * 1024 + 2 * 2**30, limits[1]))
+    try:
+        for name, folder, match in cases[:-1]:
+            if can_measure:
+                _reset_peak_rss()
+                before = _status_kib("VmRSS")
+            start = time.perf_counter()
+            with pytest.raises(ValueError, match=match):
+                GITAugment.from_pretrained(folder)
+            seconds = time.perf_counter() - start
+            assert seconds < 0.5, f"{name}: took {seconds:.2f} s"
+            if can_measure:
+                grown = _status_kib("VmHWM") - before
+                assert grown < 32 * 1024, f"{name}: peak memory grew by {grown} KiB"
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, limits)
+    if not can_measure:
+        pytest.skip("errors and times checked; this system cannot reset the peak memory figure to measure it")
 
 
 # --------------------------------------------------------------------------- strict types in config.json
