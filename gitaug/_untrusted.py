@@ -238,6 +238,16 @@ def expected_shapes(arch: MUNITConfig, *, max_parameters: int = MAX_PARAMETERS) 
     Raises ``ValueError`` when the architecture has more than
     ``max_parameters`` parameters.
     """
+    # The residual blocks' 3x3 convolutions alone (two per block in the encoder, two in the decoder) and
+    # the style MLP's last layer are a lower bound on the count: it refuses a vast architecture without
+    # building even its meta-device modules.
+    channels = arch.dim * 2**arch.n_downsample
+    at_least = arch.n_res * 4 * 9 * channels**2 + arch.mlp_dim * arch.n_res * 4 * channels
+    if at_least > max_parameters:
+        raise ValueError(
+            f"the generator architecture has more than {at_least:,} parameters, more than the {max_parameters:,} "
+            "a gitaug generator may have"
+        )
     with torch.device("meta"):
         state = MUNITGenerator(arch).state_dict()
     shapes = {name: tuple(tensor.shape) for name, tensor in state.items()}
