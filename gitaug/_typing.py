@@ -6,7 +6,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Transform", "SelectionRule"]
+__all__ = ["Transform"]
 
 
 @runtime_checkable
@@ -20,14 +20,3 @@ class Transform(Protocol):
     """
 
     def __call__(self, images: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor: ...
-
-
-@runtime_checkable
-class SelectionRule(Protocol):
-    """Maps the class indices of a batch ``(N,)`` to a boolean mask ``(N,)`` of samples to re-draw.
-
-    :class:`gitaug.ClassThresholdSampler` is the paper's rule; any callable with
-    this signature can take its place in :class:`gitaug.GITAugment`.
-    """
-
-    def __call__(self, labels: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor: ...

@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+import numbers
 import os
+import sys
+import warnings
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision import tv_tensors
 
 from .generator import MUNITGenerator
-from .sampler import ClassThresholdSampler
+from .sampler import ClassThresholdSampler, SelectionRule, class_indices
 
 __all__ = ["GITAugment"]
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the user's line, past gitaug's and torch's frames."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith((_PACKAGE_DIR, _TORCH_DIR)):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _some(indices: list[int], limit: int = 10) -> str:
+    """The first few of a list of indices, for an error message."""
+    shown = ", ".join(map(str, indices[:limit]))
+    return f"[{shown}, ...]" if len(indices) > limit else f"[{shown}]"
 
 
 def _channel_stats(value: float | Sequence[float] | torch.Tensor, name: str, channels: int) -> torch.Tensor:
@@ -44,15 +66,36 @@ class GITAugment(nn.Module):
     * float normalized with ``mean``/``std`` given here (as ``Normalize`` would),
     * ``uint8`` in [0, 255].
 
+    Float images outside [0, 1] (after un-normalizing, when ``mean``/``std``
+    are given), beyond a rounding tolerance of :attr:`range_tolerance`, and
+    images holding NaN or inf are refused with an error that names what was
+    seen: the whole batch is checked whenever the transform is enabled, so
+    whether a call fails never depends on the random draw.
+
+    Labels are class indices ``(N,)`` of any integer dtype (an ``int`` for a
+    single image), or one-hot / soft labels ``(N, num_classes)`` of any
+    integer or float dtype, which select by their largest entry. Boolean
+    labels are refused.
+
     The output has the input's dtype, value range, normalization and device.
+    When enabled, it never requires grad, whatever the draw: generated images
+    are data, not a function of the input to differentiate through (disabled,
+    the transform hands back the input itself).
     The generator runs on its own device (move it with ``aug.to(device)``),
     without gradients and in eval mode; images of another size than the
     generator's are resized to it and back.
 
     Args:
         generator: the fitted generator.
-        sampler: which samples ``aug(images, labels)`` replaces; ``None``
-            replaces every sample.
+        sampler: which samples ``aug(images, labels)`` replaces: a
+            :class:`~gitaug.ClassThresholdSampler`, or any
+            :class:`~gitaug.sampler.SelectionRule` (a callable mapping int64
+            class indices ``(N,)`` to a boolean mask ``(N,)``). ``None``
+            replaces every sample. With a sampler, call the transform with
+            labels: called without them it re-draws every image (head
+            classes too) and warns once; inside a dataset's per-image
+            ``transform`` (``ImageFolder(transform=...)``), which never sees
+            the label, wrap the dataset with ``gitaug.GITDataset(dataset, aug)``.
         mean, std: per-channel normalization of float inputs, if they are
             normalized; both or neither.
         enabled: when ``False`` the transform is the identity (switch it on
@@ -71,10 +114,13 @@ class GITAugment(nn.Module):
         True
     """
 
+    #: How far float images may stray outside [0, 1] (rounding, resampling) before they are refused.
+    range_tolerance: float = 0.02
+
     def __init__(
         self,
         generator: MUNITGenerator,
-        sampler: ClassThresholdSampler | None = None,
+        sampler: ClassThresholdSampler | SelectionRule | None = None,
         *,
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
@@ -83,8 +129,11 @@ class GITAugment(nn.Module):
         super().__init__()
         if not isinstance(generator, MUNITGenerator):
             raise TypeError(f"generator must be a MUNITGenerator, got {type(generator).__name__}")
-        if sampler is not None and not isinstance(sampler, ClassThresholdSampler):
-            raise TypeError(f"sampler must be a ClassThresholdSampler or None, got {type(sampler).__name__}")
+        if sampler is not None and not isinstance(sampler, ClassThresholdSampler) and not callable(sampler):
+            raise TypeError(
+                f"sampler must be a ClassThresholdSampler or None, got {type(sampler).__name__}; a custom "
+                "selection rule must be callable as rule(labels, generator=None) and return a boolean mask"
+            )
         if (mean is None) != (std is None):
             raise ValueError(f"give both mean and std or neither, got mean={mean!r}, std={std!r}")
         channels = generator.config.in_channels
@@ -100,6 +149,7 @@ class GITAugment(nn.Module):
             self.register_buffer("std", std_t, persistent=False)
         #: Training metadata of a loaded generator (its config's "training" section).
         self.metadata: dict[str, Any] = {}
+        self._warned_without_labels = False
 
     # ------------------------------------------------------------------ Hub / files
 
@@ -178,16 +228,144 @@ class GITAugment(nn.Module):
         self.generator.eval()
         return self
 
-    def _labels_as_indices(self, labels: Any, batch_size: int) -> torch.Tensor:
-        if isinstance(labels, bool) or not isinstance(labels, (int, torch.Tensor)):
+    def _labels_as_indices(self, labels: Any, images: torch.Tensor) -> torch.Tensor:
+        """Class indices ``(N,)`` (int64) from any accepted label form, or a clear error."""
+        # numbers.Integral takes numpy's integers too (a dataset may hand out np.int64 labels).
+        if isinstance(labels, (bool, np.bool_)) or not isinstance(labels, (numbers.Integral, torch.Tensor)):
             raise TypeError(f"labels must be an int or a tensor, got {type(labels).__name__}")
-        indices = torch.as_tensor(labels)
-        if indices.dim() == 2 and indices.is_floating_point():
-            indices = indices.argmax(dim=1)  # one-hot or mixed (soft) labels: select by the main class
-        indices = indices.reshape(-1)
+        single = images.dim() == 3
+        batch_size = 1 if single else images.shape[0]
+        if isinstance(labels, numbers.Integral):
+            if not -(2**63) <= int(labels) < 2**63:
+                raise ValueError(f"label {int(labels)} is out of range")
+            return torch.tensor([int(labels)], dtype=torch.int64)
+        if labels.device.type == "meta":
+            raise ValueError("labels are on the meta device and hold no values; move them to a real device first")
+        if labels.dtype == torch.bool or labels.is_complex():
+            raise ValueError(
+                f"labels must be integer class indices or one-hot / soft labels, got dtype {labels.dtype} "
+                "(a boolean mask is not a class label)"
+            )
+        shape = tuple(labels.shape)
+        if labels.dim() == 1 and single and labels.numel() > 1:
+            indices = self._indices_from_rows(labels.unsqueeze(0), shape, batch_size)  # one image's one-hot / soft label
+        elif labels.dim() <= 1 or (labels.dim() == 2 and labels.shape[1] == 1 and not labels.is_floating_point()):
+            if labels.is_floating_point():
+                raise ValueError(
+                    f"labels must be integer class indices, got dtype {labels.dtype} with shape {shape}; "
+                    f"float labels are soft labels of shape ({batch_size}, num_classes)"
+                )
+            indices = class_indices(labels.reshape(-1))  # class indices, or a column of them
+        else:
+            indices = self._indices_from_rows(labels, shape, batch_size)
         if indices.numel() != batch_size:
-            raise ValueError(f"got {indices.numel()} labels for {batch_size} images")
+            raise ValueError(
+                f"got {indices.numel()} labels for {batch_size} images (labels of shape {shape}): give class "
+                f"indices of shape ({batch_size},) or one-hot / soft labels of shape ({batch_size}, num_classes)"
+            )
         return indices
+
+    def _indices_from_rows(self, rows: torch.Tensor, shape: tuple[int, ...], batch_size: int) -> torch.Tensor:
+        """The main class of each row of one-hot (integer) or soft (float) labels."""
+        if rows.dim() != 2 or rows.shape[0] != batch_size:
+            raise ValueError(
+                f"labels of shape {shape} do not fit a batch of {batch_size} image(s): give class indices of shape "
+                f"({batch_size},) or one-hot / soft labels of shape ({batch_size}, num_classes)"
+            )
+        if rows.shape[1] == 1:
+            raise ValueError(
+                f"float labels of shape {shape} are ambiguous (a column of class indices or a single class?); "
+                f"give integer class indices of shape ({batch_size},) or soft labels with one column per class"
+            )
+        num_classes = getattr(self.sampler, "num_classes", None)
+        if isinstance(num_classes, int) and rows.shape[1] != num_classes:
+            raise ValueError(
+                f"one-hot / soft labels of shape {shape} have {rows.shape[1]} columns, "
+                f"but the sampler knows {num_classes} classes"
+            )
+        if rows.is_floating_point():
+            finite = torch.isfinite(rows).all(1)
+            if not finite.all():
+                bad = torch.nonzero(~finite).flatten().tolist()
+                raise ValueError(f"soft labels hold NaN or inf in {len(bad)} row(s): {_some(bad)}")
+        negative = (rows < 0).any(1)
+        if negative.any():
+            bad = torch.nonzero(negative).flatten().tolist()
+            raise ValueError(f"one-hot / soft labels must be non-negative; row(s) {_some(bad)} hold negative values")
+        empty = (rows == 0).all(1)
+        if empty.any():
+            bad = torch.nonzero(empty).flatten().tolist()
+            raise ValueError(f"one-hot / soft labels have no class in row(s) {_some(bad)} (all zeros)")
+        # argmax takes the first of tied entries: a 50/50 mix counts as its first class.
+        return rows.argmax(dim=1).to(torch.int64)
+
+    def _select(self, indices: torch.Tensor, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
+        """The sampler's mask for ``indices``, checked: a boolean tensor of shape (N,)."""
+        mask = self.sampler(indices, generator=generator)
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (batch_size,):
+            got = (
+                f"dtype {mask.dtype}, shape {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+            )
+            raise TypeError(
+                f"the sampler {type(self.sampler).__name__} must return a boolean tensor of shape ({batch_size},), "
+                f"got {got}"
+            )
+        return mask
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        if images.dim() not in (3, 4):
+            raise ValueError(f"images must be (N, C, H, W) or (C, H, W), got shape {tuple(images.shape)}")
+        if images.dtype != torch.uint8 and not images.is_floating_point():
+            raise TypeError(f"images must be float or uint8, got dtype {images.dtype}")
+        if images.device.type == "meta":
+            raise ValueError("images are on the meta device and hold no values; move them to a real device first")
+        if images.dtype == torch.uint8 and self.normalized:
+            raise ValueError("mean/std were given but the images are uint8; normalized images must be float")
+        expected_channels = self.generator.config.in_channels
+        if images.shape[-3] != expected_channels:
+            raise ValueError(
+                f"the generator takes {expected_channels}-channel images, got {images.shape[-3]} channels "
+                f"(shape {tuple(images.shape)})"
+            )
+        if images.shape[-1] == 0 or images.shape[-2] == 0:
+            raise ValueError(f"images must have a non-zero height and width, got shape {tuple(images.shape)}")
+
+    def _check_values(self, batch: torch.Tensor) -> None:
+        """Refuse non-finite pixels and float values outside [0, 1] (after un-normalizing)."""
+        if not batch.is_floating_point() or batch.numel() == 0:
+            return  # uint8 is [0, 255] by construction
+        finite = torch.isfinite(batch).flatten(1).all(1)
+        if self.normalized:
+            # std > 0, so the per-channel extremes of x * std + mean are those of x, mapped.
+            std, mean = self.std.flatten().to(batch.device), self.mean.flatten().to(batch.device)
+            low = (batch.amin(dim=(0, 2, 3)).float() * std + mean).min()
+            high = (batch.amax(dim=(0, 2, 3)).float() * std + mean).max()
+        else:
+            low, high = (v.float() for v in torch.aminmax(batch))
+        # One transfer to the host for all three checks: each .item() would wait for the device.
+        all_finite, low, high = torch.stack([finite.all().float(), low, high]).tolist()
+        if not all_finite:
+            bad = torch.nonzero(~finite).flatten().tolist()
+            raise ValueError(
+                f"images hold NaN or inf in {len(bad)} of {batch.shape[0]} sample(s), at batch index(es) {_some(bad)}; "
+                "the generator would turn a re-drawn image into NaN"
+            )
+        tol = self.range_tolerance
+        if low >= -tol and high <= 1 + tol:
+            return
+        if self.normalized:
+            raise ValueError(
+                f"un-normalized with mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}, "
+                f"the images lie in [{low:.4g}, {high:.4g}], not in [0, 1] (tolerance {tol}): give the mean/std "
+                "the images were normalized with"
+            )
+        raise ValueError(
+            f"float images must lie in [0, 1] (tolerance {tol}), got values in [{low:.4g}, {high:.4g}]; "
+            "declare the value range: pass uint8 images for [0, 255] (or divide by 255), or give mean/std "
+            "for normalized images (mean=0.5, std=0.5 for [-1, 1])"
+        )
 
     @torch.no_grad()
     def forward(
@@ -201,8 +379,9 @@ class GITAugment(nn.Module):
 
         Args:
             images: ``(N, C, H, W)`` or ``(C, H, W)``, float or uint8.
-            labels: class indices ``(N,)`` (an int for a single image), or
-                one-hot / soft labels ``(N, num_classes)``; returned unchanged.
+            labels: class indices ``(N,)`` of any integer dtype (an int for a
+                single image), or one-hot / soft labels ``(N, num_classes)``
+                of any integer or float dtype; returned unchanged.
             generator: a ``torch.Generator`` seeding the selection and style
                 draws, for a reproducible call.
 
@@ -215,38 +394,41 @@ class GITAugment(nn.Module):
         return out if labels is None else (out, labels)
 
     def _transform(self, images: torch.Tensor, labels: Any, generator: torch.Generator | None) -> torch.Tensor:
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-        if images.dim() not in (3, 4):
-            raise ValueError(f"images must be (N, C, H, W) or (C, H, W), got shape {tuple(images.shape)}")
-        if images.dtype != torch.uint8 and not images.is_floating_point():
-            raise TypeError(f"images must be float or uint8, got dtype {images.dtype}")
-        if images.dtype == torch.uint8 and self.normalized:
-            raise ValueError("mean/std were given but the images are uint8; normalized images must be float")
-        expected_channels = self.generator.config.in_channels
-        if images.shape[-3] != expected_channels:
-            raise ValueError(
-                f"the generator takes {expected_channels}-channel images, got {images.shape[-3]} channels "
-                f"(shape {tuple(images.shape)})"
-            )
+        self._check_images(images)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if not self.enabled:
             return images
 
         batch = images if images.dim() == 4 else images.unsqueeze(0)
-        if labels is None or self.sampler is None:
+        indices = self._labels_as_indices(labels, images) if labels is not None else None
+        self._check_values(batch)
+        if indices is None or self.sampler is None:
+            if indices is None and self.sampler is not None:
+                self._warn_without_labels()
             mask = torch.ones(batch.shape[0], dtype=torch.bool, device=batch.device)
-            if labels is not None:
-                self._labels_as_indices(labels, batch.shape[0])  # still validate them
         else:
-            mask = self.sampler(self._labels_as_indices(labels, batch.shape[0]), generator=generator)
-            mask = mask.to(batch.device)
+            mask = self._select(indices, batch.shape[0], generator).to(batch.device)
         if not mask.any():
-            return images
+            return images.detach()  # a new tensor object that never requires grad, as when samples are re-drawn
 
         generated = self._generate(batch[mask], generator)
         result = batch.clone()
         result[mask] = generated
         return result if images.dim() == 4 else result.squeeze(0)
+
+    def _warn_without_labels(self) -> None:
+        if self._warned_without_labels:
+            return
+        self._warned_without_labels = True
+        warnings.warn(
+            "GITAugment has a sampler but was called without labels, so it re-draws every image, head classes "
+            "included (a per-image transform such as ImageFolder(transform=...) never sees the label). Call "
+            "aug(images, labels), or wrap the dataset with gitaug.GITDataset(dataset, aug) to hand each image's "
+            "label to the transform; to re-draw every image on purpose, build GITAugment without a sampler.",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
 
     def _generate(self, selected: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Run the generator on the selected samples and bring them back to the input's format."""

@@ -261,17 +261,20 @@ class GeneratorHubMixin(
         map_location: str | torch.device = "cpu",
         **model_kwargs: Any,
     ) -> "MUNITGenerator":
-        from .generator import MUNITConfig
-
         if model_kwargs:
             raise TypeError(f"unexpected keyword argument(s) {sorted(model_kwargs)}")
+        _untrusted = _checks()
         try:
-            arch = MUNITConfig.from_dict(config["generator"])
+            arch = _untrusted.check_generator_fields(config["generator"])
+            shapes = _untrusted.expected_shapes(arch)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{CONFIG_NAME} holds an invalid generator architecture: {err}") from err
         source: Path | str = Path(model_id) if Path(model_id).is_dir() else model_id
         weights = _fetch(source, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir, force_download=force_download,
                          local_files_only=local_files_only, token=token)
+        # Everything the weights file says about itself is checked before a module is built or data is read.
+        header = _untrusted.read_safetensors_header(weights, max_header_bytes=_untrusted.header_budget(shapes))
+        _untrusted.check_weights_header(header, shapes, WEIGHTS_NAME)
         generator = cls(arch)  # type: ignore[call-arg]
         _load_weights(weights, generator)
         generator.training_metadata = dict(config.get("training") or {})
@@ -279,6 +282,14 @@ class GeneratorHubMixin(
 
 
 # --------------------------------------------------------------------------- finding files
+
+
+def _checks() -> Any:
+    # The untrusted-input checks build expected shapes from the generator module, which imports this
+    # one for its mixin: they are imported when first needed.
+    from . import _untrusted
+
+    return _untrusted
 
 
 # A Hub repo id is "name" or "namespace/name" of letters, digits, "-", "_" and ".".
@@ -302,9 +313,9 @@ def _fetch(source: Path | str, filename: str, **download: Any) -> Path:
     """The local path of ``filename`` from a folder, or from a Hub repo through the Hub cache."""
     if isinstance(source, Path):
         path = source / filename
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"{str(source)!r} holds no {filename}: it is not a gitaug generator folder")
-        return path
+        return _checks().file_inside(path, source)
 
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
@@ -317,7 +328,7 @@ def _fetch(source: Path | str, filename: str, **download: Any) -> Path:
 
     not_local = f"there is no local folder {source!r}, and "
     try:
-        return Path(hf_hub_download(repo_id=source, filename=filename, **download))
+        path = Path(hf_hub_download(repo_id=source, filename=filename, **download))
     except RepositoryNotFoundError as err:
         raise FileNotFoundError(
             f"{not_local}Hub repo {source!r} was not found (or is private and no token was given)"
@@ -334,39 +345,33 @@ def _fetch(source: Path | str, filename: str, **download: Any) -> Path:
         raise FileNotFoundError(f"Hub repo {source!r} has no file {filename!r}: it is not a gitaug generator") from err
     except HfHubHTTPError as err:
         raise OSError(f"downloading {filename!r} from Hub repo {source!r} failed: {err}") from err
+    # The cache keeps <repo folder>/snapshots/<commit>/<file> as a link into <repo folder>/blobs/.
+    snapshot = path.parent
+    root = snapshot.parent.parent if snapshot.parent.name == "snapshots" else snapshot
+    return _checks().file_inside(path, root)
 
 
 # --------------------------------------------------------------------------- checking what was read
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """Parse and check a generator folder's ``config.json``; every problem is a ``ValueError`` naming it."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path.name} is not valid JSON ({err})") from err
-    except RecursionError as err:
-        raise ValueError(f"{path.name} is nested too deeply to be a gitaug generator config") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{path.name} must hold a JSON object, got {type(config).__name__}")
-    version = config.get("format_version")
-    if version is None:
-        raise ValueError(f"{path.name} has no 'format_version': it is not a gitaug generator config")
-    if isinstance(version, bool) or version != FORMAT_VERSION:
-        raise ValueError(
-            f"unsupported format_version {version!r} in {path.name}; this gitaug reads version "
-            f"{FORMAT_VERSION} (a newer gitaug may be needed)"
-        )
+    """Parse and check a generator folder's ``config.json`` (untrusted input: bounded size, depth and types)."""
+    _untrusted = _checks()
+    config = _untrusted.read_json(path)
+    _untrusted.check_format_version(config.get("format_version"), FORMAT_VERSION, path.name)
     if config.get("architecture") != ARCHITECTURE:
         raise ValueError(f"unsupported architecture {config.get('architecture')!r}; expected {ARCHITECTURE!r}")
     if not isinstance(config.get("generator"), dict):
         raise ValueError(f"{path.name} has no 'generator' architecture section")
-    if not isinstance(config.get("training", {}), dict):
-        raise ValueError(f"{path.name}: 'training' must be a JSON object, got {type(config['training']).__name__}")
+    training = config.get("training")
+    if training is not None and not isinstance(training, dict):
+        raise ValueError(f"'training' in {path.name} must be a JSON object, got {type(training).__name__}")
     return config
 
 
 def _load_weights(path: Path, generator: torch.nn.Module) -> None:
+    # The header was checked against the architecture, so the data read here has a bounded, known size;
+    # float16/bfloat16/float64 tensors are cast to the generator's dtype by load_state_dict.
     try:
         state = load_file(path)
     except (SafetensorError, OSError, ValueError) as err:

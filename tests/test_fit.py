@@ -116,7 +116,8 @@ def test_tiny_run_exports_a_folder_that_gitaugment_loads(digits_npz, tmp_path):
     meta = aug.metadata
     assert meta["class_counts"] == COUNTS
     assert meta["steps"] == 4 and meta["batch_size"] == 4 and meta["sampling"] == "balanced"
-    assert meta["data_source"] == digits_npz.name  # never a full local path: the card gets published
+    assert meta["data_source"] == digits_npz.name  # the base name only: no local path is published
+    assert str(digits_npz.parent) not in (out / "generator" / "config.json").read_text() + (out / "generator" / "README.md").read_text()
     assert set(meta["final_losses"]) >= {"loss_image", "loss_adv", "loss_disc"}
     assert all(math.isfinite(v) for v in meta["final_losses"].values())
 
@@ -239,6 +240,7 @@ def _send_sigint_after(log: Path, lines: int) -> threading.Thread:
 
 def test_sigint_writes_a_checkpoint_and_the_resumed_run_matches(digits_npz, tmp_path):
     out = tmp_path / "interrupted"
+    # The handler before the run is what must come back: a background job starts with SIGINT ignored.
     handler_before = signal.getsignal(signal.SIGINT)
     watcher = _send_sigint_after(out / "log.jsonl", lines=2)
     with pytest.raises(FitInterrupted, match=r"stopped by SIGINT after step \d+") as stopped:

@@ -87,6 +87,17 @@ class _Placement:
             dist.barrier()
 
 
+def _shareable_source(source: str) -> str:
+    """The data source as the exported metadata records it: a folder's or file's base name, never a full path.
+
+    ``config.json`` and the model card are uploaded by ``--push-to-hub``; a local
+    path would publish the user's directory layout (often their user name).
+    """
+    if source.startswith("dataset:"):
+        return source
+    return Path(source).name or source
+
+
 def fit(config: FitConfig) -> Path:
     """Fit a class-agnostic generator as ``config`` says and export it; returns the export folder.
 
