@@ -19,6 +19,7 @@ import io
 import os
 import pickle
 import warnings
+import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -318,15 +319,19 @@ def read_npz(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | None
     path = Path(path)
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{str(path)!r} is not a readable .npz file: {err}") from err
-    with archive:
-        if "images" not in archive.files:
-            raise ValueError(f"{str(path)!r} has no 'images' array; it holds {sorted(archive.files)}")
-        images = archive["images"]
-        labels = archive["labels"] if "labels" in archive.files else None
-        classes = archive["classes"] if "classes" in archive.files else None
-        base = archive["base_indices"] if "base_indices" in archive.files else None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not named arrays")
+        with archive:
+            if "images" not in archive.files:
+                raise ValueError(f"it has no 'images' array; it holds {sorted(archive.files)}")
+            images = archive["images"]
+            labels = archive["labels"] if "labels" in archive.files else None
+            classes = archive["classes"] if "classes" in archive.files else None
+            base = archive["base_indices"] if "base_indices" in archive.files else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        # Empty, truncated or foreign files fail in numpy's or zipfile's own words; say what is wrong here.
+        size = path.stat().st_size if path.is_file() else 0
+        raise ValueError(f"{str(path)!r} is not a readable .npz file ({size:,} bytes): {err}") from err
     if images.dtype != np.uint8:
         raise ValueError(f"{str(path)!r}: 'images' must be uint8 in [0, 255], got dtype {images.dtype}")
     if images.ndim == 3:
@@ -338,6 +343,8 @@ def read_npz(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | None
         )
     if images.shape[0] == 0:
         raise ValueError(f"{str(path)!r}: 'images' holds no image")
+    if images.shape[1] == 0 or images.shape[2] == 0:
+        raise ValueError(f"{str(path)!r}: 'images' are {images.shape[1]}x{images.shape[2]} pixels; they need a size")
     tensor = torch.from_numpy(np.ascontiguousarray(images[..., :3])).permute(0, 3, 1, 2).contiguous()
     base_tensor = torch.from_numpy(base.astype(np.int64)) if base is not None and base.ndim == 1 else None
     if labels is None:
@@ -350,10 +357,19 @@ def read_npz(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | None
         raise ValueError(f"{str(path)!r}: 'labels' must be integers, got dtype {labels.dtype}")
     if labels.min() < 0:
         raise ValueError(f"{str(path)!r}: 'labels' must be non-negative, got {int(labels.min())}")
+    # Compared as Python ints: a uint64 label beyond int64 must not wrap around.
+    largest = int(labels.max())
+    named = int(classes.shape[0]) if classes is not None and classes.ndim == 1 else 0
+    # A class index is bounded by the classes there can be: one per image, or one per name given.
+    if largest >= max(images.shape[0], named):
+        raise ValueError(
+            f"{str(path)!r}: label {largest} is larger than {images.shape[0]} images (and {named} class names) can "
+            "hold; labels must be class indices 0, 1, 2, ... (give a 'classes' array to name classes without images)"
+        )
     label_tensor = torch.from_numpy(labels.astype(np.int64))
-    num_classes = int(label_tensor.max()) + 1
+    num_classes = largest + 1
     names = [str(index) for index in range(num_classes)]
-    if classes is not None and classes.ndim == 1 and classes.shape[0] >= num_classes:
+    if named >= num_classes:
         names = [str(name) for name in classes.tolist()]
     return tensor, label_tensor, names, base_tensor
 
@@ -387,6 +403,10 @@ def _resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resized.round().clamp(0, 255).to(torch.uint8)
 
 
+#: The largest square side :func:`choose_image_size` picks on its own; larger needs an explicit choice.
+MAX_AUTO_IMAGE_SIZE = 256
+
+
 def choose_image_size(sizes: Sequence[tuple[int, int]], source: str) -> int:
     """The square side to fit a generator at: the most common size, rounded to what the generator accepts.
 
@@ -396,7 +416,17 @@ def choose_image_size(sizes: Sequence[tuple[int, int]], source: str) -> int:
 
     (height, width), count = Counter(sizes).most_common(1)[0]
     side = min(height, width)
+    if side <= 0:
+        raise ValueError(f"images from {source!r} are mostly {height}x{width} pixels; they need a size")
     chosen = max(MIN_IMAGE_SIZE, int(round(side / IMAGE_SIZE_MULTIPLE)) * IMAGE_SIZE_MULTIPLE)
+    if chosen > MAX_AUTO_IMAGE_SIZE:
+        # A generator's activations grow with the square of the side: at 2048 px a batch of 32 needs
+        # hundreds of GB. Large images are a choice to make, not a default.
+        raise ValueError(
+            f"images from {source!r} are mostly {height}x{width}; fitting a generator at {chosen}x{chosen} would need "
+            f"far more memory than a GIT generator is meant for. Choose a side with image_size (--image-size), "
+            f"e.g. 32, 64 or 128 (at most {MAX_AUTO_IMAGE_SIZE} is chosen automatically)"
+        )
     if chosen != side:
         warnings.warn(
             f"images from {source!r} are mostly {height}x{width} ({count} of {len(sizes)}); they are resized to "

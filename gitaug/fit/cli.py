@@ -148,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"gitaug-fit: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, or a push that failed after the export was written
+        print(f"gitaug-fit: error: {err}", file=sys.stderr)
+        return 1
     print(f"gitaug-fit: the generator is in {out} (load it with GITAugment.from_pretrained({str(out)!r}))")
     return 0
 

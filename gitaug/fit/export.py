@@ -16,7 +16,7 @@ from .objective import LossTerms
 from .run_folder import RunFolder
 from .state import FitState
 
-__all__ = ["export_generator", "training_metadata"]
+__all__ = ["export_generator", "training_metadata", "check_push_target"]
 
 logger = logging.getLogger("gitaug.fit")
 
@@ -40,9 +40,33 @@ def export_generator(
     save_generator(state.generator, run.generator_dir, metadata=metadata, samples_image=grid)
     logger.info("exported the generator to %s (%.0f s of training)", run.generator_dir, state.seconds)
     if config.push_to_hub:
-        url = push_folder_to_hub(run.generator_dir, config.push_to_hub)
+        try:
+            url = push_folder_to_hub(run.generator_dir, config.push_to_hub)
+        except Exception as err:  # network and Hub errors come in many types; the export is safe either way
+            raise OSError(
+                f"the generator was exported to {run.generator_dir}, but pushing it to the Hub repo "
+                f"{config.push_to_hub!r} failed ({type(err).__name__}: {err}); push it later with "
+                f"`gitaug push {run.generator_dir} {config.push_to_hub}`"
+            ) from err
         logger.info("pushed to the Hub: %s", url)
     return run.generator_dir
+
+
+def check_push_target(repo_id: str) -> None:
+    """Make sure the Hub repo ``repo_id`` exists and can be written to (it is created if needed), before training.
+
+    A fit that can only fail at its very end should fail at its start.
+    """
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().create_repo(repo_id, exist_ok=True)
+    except Exception as err:  # connection, authentication and permission errors all mean the same here
+        raise ValueError(
+            f"push_to_hub={repo_id!r}: the Hub repo cannot be reached or created ({type(err).__name__}: {err}). "
+            "Nothing was trained. Log in (hf auth login) or fix the repo id, or fit without --push-to-hub and "
+            f"upload the export later with `gitaug push <out>/generator {repo_id}`"
+        ) from err
 
 
 def data_name(config: FitConfig) -> str:

@@ -32,7 +32,7 @@ from torch import nn
 from ..datasets import ImageDataset
 from .config import RESUMABLE_FIELDS, FitConfig
 from .data import read_training_data, to_model_range
-from .export import export_generator
+from .export import check_push_target, export_generator
 from .grid import grid_rows, save_sample_grid
 from .objective import GeneratorPass, LossTerms, LossWeights, discriminator_loss, generator_losses
 from .run_folder import RunFolder, StopRequests, progress_bar
@@ -145,6 +145,8 @@ def fit(config: FitConfig) -> Path:
     run = RunFolder(config.output_dir)
     run.check(resume=config.resume, overwrite=config.overwrite)
     resume_from = _checkpoint_to_resume(run, config) if config.resume else None
+    if config.push_to_hub and where.is_main:
+        check_push_target(config.push_to_hub)
 
     started_here = where.distributed and not dist.is_initialized()
     if started_here:
