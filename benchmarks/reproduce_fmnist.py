@@ -1,0 +1,295 @@
+"""Reproduce GIT's findings on the Fashion-MNIST-LT built-ins (real 28x28 clothing images).
+
+For each of ``fmnist-rot-lt``, ``fmnist-bg-lt`` and ``fmnist-dil-lt`` and each
+seed (its own validation hold-out, class order and nuisance draws), this runs
+gitaug as a user would, with the jobs and helpers of
+``benchmarks/reproduce_digits.py``:
+
+1. ``gitaug-fit`` fits a generator on the long-tailed training split (4,479
+   images, 2,000 down to 10 per class), with the project's best flags per
+   nuisance (``FIT_FLAGS``);
+2. ``examples/train_longtail.py`` trains ERM, CE+DRS, CE+DRS+GIT and
+   CE+DRS+oracle (the true nuisance on the samples GIT would replace);
+3. each run reports balanced and tail test accuracy (official test split,
+   10,000 images, one nuisance draw each) and per-class eKLD under the true
+   nuisance on the untransformed test images.
+
+GIT's threshold K, proportion p and rule: by default the setting the digits
+benchmark chose on its validation split for the same nuisance, with K scaled
+by the ratio of the largest classes (2,000 / 500); ``--select`` instead chooses
+among ``CANDIDATES`` on this benchmark's validation split (seed of the first
+``--seeds``), at the cost of three more runs per dataset.
+
+Sized to finish in under 90 minutes of wall time on 2 idle CPU cores with the
+defaults (2 seeds, 12 classifier epochs, 800 generator steps, 2 workers of
+one thread each); a busier machine takes longer. Each job writes its own
+output, so an interrupted run resumes where it stopped when started again with
+the same arguments. Outputs: ``benchmarks/results/reproduce_fmnist.json`` and
+the ``reproduce_fmnist`` section of ``benchmarks/RESULTS.md``.
+
+    python benchmarks/reproduce_fmnist.py                       # the full run
+    python benchmarks/reproduce_fmnist.py --seeds 0 --epochs 2 --fit-steps 20 --datasets fmnist-bg-lt   # a smoke run
+
+Needs the Fashion-MNIST idx files (see ``gitaug.datasets.fashion_mnist``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reproduce_digits as shared  # noqa: E402  (the digits benchmark's jobs and table helpers)
+
+ROOT = shared.ROOT
+DATASETS = ("fmnist-rot-lt", "fmnist-bg-lt", "fmnist-dil-lt")
+#: gitaug-fit flags beyond its defaults, per dataset: the best recipe per nuisance found on the digits
+#: (see README and the digits section of benchmarks/RESULTS.md).
+FIT_FLAGS = {
+    "fmnist-rot-lt": ("--warp", "rotation", "--weight-warp-diversity", "10"),
+    "fmnist-bg-lt": ("--weight-diversity", "10"),
+    "fmnist-dil-lt": ("--weight-diversity", "10"),
+}
+#: The digits benchmark's validation choice per nuisance, K scaled from a largest class of 500 to 2,000.
+DEFAULT_SETTINGS = {
+    "fmnist-rot-lt": {"threshold": 800, "p": 1.0, "rule": "linear"},
+    "fmnist-bg-lt": {"threshold": 800, "p": 1.0, "rule": "linear"},
+    "fmnist-dil-lt": {"threshold": 400, "p": 0.5, "rule": "hard"},
+}
+CANDIDATES = (
+    {"threshold": None, "p": 0.5, "rule": "hard"},
+    {"threshold": 400, "p": 0.5, "rule": "hard"},
+    {"threshold": 800, "p": 1.0, "rule": "linear"},
+)
+METHODS = shared.METHODS
+METHOD_NAMES = shared.METHOD_NAMES
+SECTION_START, SECTION_END = "<!-- reproduce_fmnist:start -->", "<!-- reproduce_fmnist:end -->"
+IDLE_BUDGET_MINUTES = 90
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--epochs", type=int, default=12, help="classifier epochs (re-sampling and GIT from 2/3 on)")
+    parser.add_argument("--fit-steps", type=int, default=800, help="generator steps")
+    parser.add_argument("--fit-extra", default="", metavar="FLAGS", help="more gitaug-fit flags for every dataset")
+    parser.add_argument("--select", action="store_true", help="choose K, p and the rule on validation (3 runs per dataset)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel jobs, one thread each")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work_fmnist", help="generators, logs, per-run JSON")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--partial", action="store_true",
+                        help="only summarize the runs already finished (no job is started)")
+    return parser.parse_args()
+
+
+def fit_job(args: argparse.Namespace, dataset: str, seed: int):
+    command, log, marker = shared.fit_job(args, dataset, seed)
+    return [*command, *FIT_FLAGS[dataset]], log, marker
+
+
+def tail_accuracy(run: dict, fraction: float = 1 / 3) -> float:
+    """Mean test accuracy of the smallest third of training classes."""
+    accuracy, _ = shared.tail_head_means(run["class_counts"], run["test_per_class_accuracy"], fraction)
+    return accuracy
+
+
+def choose_settings(args: argparse.Namespace) -> tuple[dict, int]:
+    if not args.select:
+        return {d: {"chosen": DEFAULT_SETTINGS[d], "how": "digits benchmark's choice, K scaled x4"} for d in args.datasets}, 0
+    seed = args.seeds[0]
+    jobs = [shared.train_job(args, d, seed, "git", c, f"select-{shared.setting_tag(c)}") for d in args.datasets for c in CANDIDATES]
+    ran = 0 if args.partial else shared.run_all(jobs, args.workers)
+    selection = {}
+    for dataset in args.datasets:
+        scores = {}
+        for candidate in CANDIDATES:
+            path = args.work / "runs" / f"{dataset}-seed{seed}-select-{shared.setting_tag(candidate)}.json"
+            if path.exists():
+                scores[shared.setting_tag(candidate)] = json.loads(path.read_text())["val_balanced_accuracy"]
+        if len(scores) < len(CANDIDATES):
+            selection[dataset] = {"chosen": DEFAULT_SETTINGS[dataset], "how": "selection unfinished: default"}
+            continue
+        chosen = max(CANDIDATES, key=lambda c: scores[shared.setting_tag(c)])
+        selection[dataset] = {"chosen": chosen, "how": f"validation, seed {seed}", "val_balanced_accuracy": scores}
+    return selection, ran
+
+
+def summarize(args: argparse.Namespace, selection: dict) -> dict:
+    """Per dataset and method, every finished seed's figures (a method with no finished seed is left out)."""
+    table: dict = {}
+    for dataset in args.datasets:
+        table[dataset] = {}
+        for method in METHODS:
+            runs = []
+            for seed in args.seeds:
+                path = args.work / "runs" / f"{dataset}-seed{seed}-{method}.json"
+                if path.exists():
+                    runs.append(json.loads(path.read_text()))
+            if not runs:
+                continue
+            tails, heads = zip(*(shared.tail_head_means(r["class_counts"], r["ekld_per_class"]) for r in runs))
+            table[dataset][method] = {
+                "seeds": [r["seed"] for r in runs],
+                "balanced_accuracy": [r["test_balanced_accuracy"] for r in runs],
+                "tail_accuracy": [tail_accuracy(r) for r in runs],
+                "val_balanced_accuracy": [r["val_balanced_accuracy"] for r in runs],
+                "ekld_tail": list(tails),
+                "ekld_head": list(heads),
+                "spearman": [r["ekld_summary"]["spearman"] for r in runs],
+                "train_seconds": [r["train_seconds"] for r in runs],
+            }
+    return {"selection": selection, "table": table}
+
+
+def gap_to_oracle(rows: dict) -> dict | None:
+    """How much of the oracle's tail-eKLD reduction over CE+DRS GIT achieves (1 = all of it)."""
+    if not all(m in rows for m in ("drs", "git", "oracle")):
+        return None
+    drs, git, oracle = (float(np.mean(rows[m]["ekld_tail"])) for m in ("drs", "git", "oracle"))
+    acc = {m: float(np.mean(rows[m]["balanced_accuracy"])) for m in ("drs", "git", "oracle")}
+    return {
+        "tail_ekld_share_of_oracle_reduction": (drs - git) / (drs - oracle) if drs != oracle else None,
+        "accuracy_git_minus_drs": acc["git"] - acc["drs"],
+        "accuracy_oracle_minus_git": acc["oracle"] - acc["git"],
+    }
+
+
+def report_section(args: argparse.Namespace, summary: dict, command: str) -> str:
+    complete = summary["complete"]
+    lines = [
+        SECTION_START,
+        "## GIT on Fashion-MNIST-LT",
+        "",
+        f"Produced by `{command}` ({summary['environment']}"
+        + (f"; {summary['seconds'] / 60:.0f} min of wall time on a shared machine" if summary["seconds"] else "")
+        + ")." + ("" if complete else " **Partial: some runs had not finished; the seeds behind each row are listed.**"),
+        "",
+        f"Seeds {args.seeds} (each its own validation hold-out, class order and nuisance draws); training split "
+        "2,000 down to 10 images per class (4,479); test: the official 10,000 images, one nuisance draw each. "
+        f"Classifier: a ResNet-8 (widths 16/32/64), {args.epochs} epochs of SGD, re-sampling (and GIT, and the oracle) "
+        f"from epoch {(2 * args.epochs) // 3} on. Generators: `gitaug-fit` defaults with {args.fit_steps} steps"
+        + "".join(f", plus `{' '.join(FIT_FLAGS[d])}` for {d}" for d in args.datasets)
+        + (f", plus `{args.fit_extra}` for every dataset" if args.fit_extra else "")
+        + f". Sized for under {IDLE_BUDGET_MINUTES} minutes on 2 idle CPU cores; far from converged classifiers and "
+        "generators (the paper trains for hours on a GPU), so compare the rows with each other, not with published "
+        "Fashion-MNIST figures. eKLD under the true nuisance on untransformed test images (40 per class, 50 draws "
+        "each). Tail / head: the smallest / largest third of classes (3 classes each). Mean ± std over seeds.",
+        "",
+    ]
+    for dataset in args.datasets:
+        rows = summary["table"][dataset]
+        chosen = summary["selection"][dataset]
+        setting = chosen["chosen"]
+        lines += [
+            f"### {dataset}",
+            "",
+            f"GIT setting: K = {setting['threshold'] or 'none'}, p = {setting['p']}, rule {setting['rule']} ({chosen['how']}).",
+            "",
+            "| method | seeds | balanced acc. (%) | tail acc. (%) | eKLD tail | eKLD head | Spearman(size, eKLD) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for method in METHODS:
+            if method not in rows:
+                lines.append(f"| {METHOD_NAMES[method]} | none finished | | | | | |")
+                continue
+            row = rows[method]
+            lines.append(
+                f"| {METHOD_NAMES[method]} | {', '.join(map(str, row['seeds']))} | {shared.fmt(row['balanced_accuracy'], 100, 1)} | "
+                f"{shared.fmt(row['tail_accuracy'], 100, 1)} | {shared.fmt(row['ekld_tail'], 1, 3)} | "
+                f"{shared.fmt(row['ekld_head'], 1, 3)} | {shared.fmt(row['spearman'], 1, 2)} |"
+            )
+        gap = summary["gap_to_oracle"].get(dataset)
+        if gap is not None:
+            share = gap["tail_ekld_share_of_oracle_reduction"]
+            lines += [
+                "",
+                "GIT against the oracle: "
+                + (f"{share * 100:.0f} % of the oracle's tail-eKLD reduction over CE+DRS; " if share is not None else "")
+                + f"balanced accuracy {gap['accuracy_git_minus_drs'] * 100:+.1f} points over CE+DRS, "
+                f"{gap['accuracy_oracle_minus_git'] * 100:.1f} points below the oracle.",
+            ]
+        lines.append("")
+    lines.append(SECTION_END)
+    return "\n".join(lines)
+
+
+def write_report(path: Path, section: str) -> None:
+    """Replace this benchmark's section of the report (after the digits part, which its own script rewrites)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n<!-- other benchmarks -->\n"
+    if SECTION_START in text and SECTION_END in text:
+        before, rest = text.split(SECTION_START, 1)
+        text = before + section + rest.split(SECTION_END, 1)[1]
+    else:
+        if "<!-- other benchmarks -->" not in text:
+            text += "\n<!-- other benchmarks -->\n"
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    args = parse_args()
+    command = " ".join(["python benchmarks/reproduce_fmnist.py", *sys.argv[1:]])
+    from gitaug.datasets import find_fashion_mnist
+
+    find_fashion_mnist()  # fails early, saying how to get the files
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    started = shared.first_start(args.work)
+    print(f"Sized for under {IDLE_BUDGET_MINUTES} min on 2 idle CPU cores with the defaults "
+          f"({len(args.datasets)} datasets x {len(args.seeds)} seeds); a shared machine takes longer. "
+          "Interrupt any time: running it again resumes.", flush=True)
+    ran = 0
+    selection, selected_runs = choose_settings(args) if not args.select else ({}, 0)
+    for seed in [] if args.partial else args.seeds:
+        # Seed by seed, so that a run stopped midway has whole seeds to report; the runs that need no
+        # generator share the workers with the fits, and GIT's runs follow them.
+        print(f"[seed {seed}] fitting {len(args.datasets)} generators ({args.fit_steps} steps each) and training "
+              "ERM, CE+DRS and the oracle", flush=True)
+        if args.select and seed == args.seeds[0]:
+            ran += shared.run_all([fit_job(args, d, seed) for d in args.datasets], args.workers)
+            print("  choosing K, p and the rule on the validation split", flush=True)
+            selection, selected_runs = choose_settings(args)
+            ran += selected_runs
+        plain = [shared.train_job(args, d, seed, m, selection[d]["chosen"], m) for d in args.datasets for m in METHODS if m != "git"]
+        ran += shared.run_all([fit_job(args, d, seed) for d in args.datasets] + plain, args.workers)
+        print(f"[seed {seed}] training CE+DRS+GIT", flush=True)
+        ran += shared.run_all([shared.train_job(args, d, seed, "git", selection[d]["chosen"], "git") for d in args.datasets], args.workers)
+    if args.partial:
+        selection, _ = choose_settings(args)
+
+    summary = summarize(args, selection)
+    summary["complete"] = all(
+        method in summary["table"][d] and len(summary["table"][d][method]["seeds"]) == len(args.seeds)
+        for d in args.datasets for method in METHODS
+    )
+    summary["gap_to_oracle"] = {d: gap_to_oracle(summary["table"][d]) for d in args.datasets}
+    summary["environment"] = (f"{os.uname().machine}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+                              f"{args.workers} single-thread workers")
+    summary["seconds"] = time.time() - started if (ran and summary["complete"]) else None
+    summary["command"] = command
+    summary["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    out = args.results / "reproduce_fmnist.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=float))
+    os.replace(tmp, out)
+    write_report(args.report, report_section(args, summary, command))
+    if summary["complete"]:
+        (args.work / "started_at").unlink(missing_ok=True)
+    print(json.dumps(summary["gap_to_oracle"], indent=2))
+    print(f"wrote {shared.shown(out)} and {shared.shown(args.report)}"
+          + ("" if summary["complete"] else " (partial: run again to finish)"))
+
+
+if __name__ == "__main__":
+    main()
