@@ -10,7 +10,8 @@
   Fashion-MNIST-LT, built from the standard idx files found on this machine
   (keyword ``root=``, or see :mod:`gitaug.datasets.fashion_mnist`).
 * ``cifar10-lt``, ``cifar100-lt`` -- need ``root=`` (the extracted python
-  batches); keyword ``imbalance`` (default 100).
+  batches); keywords ``imbalance`` (default 100) and ``protocol``
+  (default ``"ldam"``, the standard split of Cao et al.; or ``"seeded"``).
 * ``image-folder`` -- needs ``root=``; keywords ``image_size``, ``channels``.
 
 Every loader returns an :class:`ImageDataset`.
@@ -38,7 +39,7 @@ from .fashion_mnist import (
     load_fashion_mnist_lt,
     read_idx,
 )
-from .files import load_cifar, load_cifar_lt, load_image_folder
+from .files import CIFAR_LT_PROTOCOLS, ldam_lt_indices, load_cifar, load_cifar_lt, load_image_folder
 from .nuisances import (
     NUISANCES,
     RandomBackground,
@@ -74,6 +75,8 @@ __all__ = [
     "read_idx",
     "load_cifar",
     "load_cifar_lt",
+    "ldam_lt_indices",
+    "CIFAR_LT_PROTOCOLS",
     "load_image_folder",
 ]
 
