@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -94,6 +95,52 @@ def parse_args() -> argparse.Namespace:
 def fit_job(args: argparse.Namespace, dataset: str, seed: int):
     command, log, marker = shared.fit_job(args, dataset, seed)
     return [*command, *FIT_FLAGS[dataset]], log, marker
+
+
+def run_ordered(jobs: list[tuple[tuple, Path | None]], workers: int) -> int:
+    """Run ``(job, needs)`` pairs in list order on ``workers`` threads, a job only once the file ``needs`` exists.
+
+    Unlike ``reproduce_digits.run_all`` (a plain pool), a GIT run starts as soon as its own generator is
+    fitted, so a run stopped early has whole datasets (all four methods) rather than many half-finished ones.
+    """
+    pending = list(jobs)
+    ran, running, failures = [0], [0], []
+    changed = threading.Condition()
+
+    def worker() -> None:
+        while True:
+            with changed:
+                while True:
+                    if failures or not pending:
+                        return
+                    ready = next((item for item in pending if item[1] is None or item[1].exists()), None)
+                    if ready is not None:
+                        pending.remove(ready)
+                        running[0] += 1
+                        break
+                    if not running[0]:
+                        return  # nothing running can make the rest ready (reported below)
+                    changed.wait()  # a running job may produce what the others need
+            try:
+                did_run = shared.run_job(*ready[0])
+            except Exception as error:  # stop handing out jobs; re-raised below
+                did_run = False
+                failures.append(error)
+            with changed:
+                ran[0] += did_run
+                running[0] -= 1
+                changed.notify_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    if pending:
+        raise RuntimeError(f"{len(pending)} jobs never became ready, e.g. waiting for {pending[0][1]}")
+    return ran[0]
 
 
 def tail_accuracy(run: dict, fraction: float = 1 / 3) -> float:
@@ -252,19 +299,24 @@ def main() -> None:
     ran = 0
     selection, selected_runs = choose_settings(args) if not args.select else ({}, 0)
     for seed in [] if args.partial else args.seeds:
-        # Seed by seed, so that a run stopped midway has whole seeds to report; the runs that need no
-        # generator share the workers with the fits, and GIT's runs follow them.
+        # Seed by seed and dataset by dataset (two fits ahead), so that a run stopped midway has whole
+        # rows to report.
         print(f"[seed {seed}] fitting {len(args.datasets)} generators ({args.fit_steps} steps each) and training "
-              "ERM, CE+DRS and the oracle", flush=True)
+              "ERM, CE+DRS, CE+DRS+GIT and the oracle", flush=True)
         if args.select and seed == args.seeds[0]:
             ran += shared.run_all([fit_job(args, d, seed) for d in args.datasets], args.workers)
             print("  choosing K, p and the rule on the validation split", flush=True)
             selection, selected_runs = choose_settings(args)
             ran += selected_runs
-        plain = [shared.train_job(args, d, seed, m, selection[d]["chosen"], m) for d in args.datasets for m in METHODS if m != "git"]
-        ran += shared.run_all([fit_job(args, d, seed) for d in args.datasets] + plain, args.workers)
-        print(f"[seed {seed}] training CE+DRS+GIT", flush=True)
-        ran += shared.run_all([shared.train_job(args, d, seed, "git", selection[d]["chosen"], "git") for d in args.datasets], args.workers)
+        fits = {d: fit_job(args, d, seed) for d in args.datasets}
+        jobs: list[tuple[tuple, Path | None]] = [(fits[d], None) for d in args.datasets[:2]]
+        for position, dataset in enumerate(args.datasets):
+            setting = selection[dataset]["chosen"]
+            jobs.append((shared.train_job(args, dataset, seed, "git", setting, "git"), fits[dataset][2]))
+            jobs += [(shared.train_job(args, dataset, seed, m, setting, m), None) for m in METHODS if m != "git"]
+            if position + 2 < len(args.datasets):
+                jobs.append((fits[args.datasets[position + 2]], None))
+        ran += run_ordered(jobs, args.workers)
     if args.partial:
         selection, _ = choose_settings(args)
 
