@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -97,6 +98,27 @@ def fit_job(args: argparse.Namespace, dataset: str, seed: int):
     return [*command, *FIT_FLAGS[dataset]], log, marker
 
 
+def run_job(command: list[str], log: Path, done_marker: Path) -> bool:
+    """``reproduce_digits.run_job``, also recording the job's CPU time (``<log>.cpu``, seconds) for the sizing figure."""
+    if done_marker.exists():
+        return False
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    started = time.time()
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        # wait4 gives this child's own resource use, even with other jobs running beside it.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    cpu_file = log.with_suffix(".cpu")
+    previous = float(cpu_file.read_text()) if cpu_file.exists() else 0.0  # an interrupted job's earlier stretches
+    cpu_file.write_text(f"{previous + usage.ru_utime + usage.ru_stime:.1f}\n")
+    if process.returncode != 0:
+        raise RuntimeError(f"job failed ({process.returncode}) after {time.time() - started:.0f}s; see {log}: {' '.join(command)}")
+    print(f"  done in {time.time() - started:5.0f}s ({usage.ru_utime + usage.ru_stime:5.0f}s of CPU): {log.stem}", flush=True)
+    return True
+
+
 def run_ordered(jobs: list[tuple[tuple, Path | None]], workers: int) -> int:
     """Run ``(job, needs)`` pairs in list order on ``workers`` threads, a job only once the file ``needs`` exists.
 
@@ -122,7 +144,7 @@ def run_ordered(jobs: list[tuple[tuple, Path | None]], workers: int) -> int:
                         return  # nothing running can make the rest ready (reported below)
                     changed.wait()  # a running job may produce what the others need
             try:
-                did_run = shared.run_job(*ready[0])
+                did_run = run_job(*ready[0])
             except Exception as error:  # stop handing out jobs; re-raised below
                 did_run = False
                 failures.append(error)
@@ -197,6 +219,21 @@ def summarize(args: argparse.Namespace, selection: dict) -> dict:
     return {"selection": selection, "table": table}
 
 
+def cpu_seconds(args: argparse.Namespace) -> dict:
+    """CPU time of this configuration's finished jobs, from their ``.cpu`` records (see ``run_job``)."""
+    records = {}
+    for seed in args.seeds:
+        for dataset in args.datasets:
+            names = [f"fit-{dataset}-seed{seed}"] + [f"{dataset}-seed{seed}-{m}" for m in METHODS]
+            for name in names:
+                path = args.work / "logs" / f"{name}.cpu"
+                if path.exists():
+                    records[name] = float(path.read_text())
+    total = sum(records.values())
+    return {"jobs": records, "total": total, "finished_jobs": len(records),
+            "all_jobs": len(args.seeds) * len(args.datasets) * (1 + len(METHODS))}
+
+
 def gap_to_oracle(rows: dict) -> dict | None:
     """How much of the oracle's tail-eKLD reduction over CE+DRS GIT achieves (1 = all of it)."""
     if not all(m in rows for m in ("drs", "git", "oracle")):
@@ -208,6 +245,20 @@ def gap_to_oracle(rows: dict) -> dict | None:
         "accuracy_git_minus_drs": acc["git"] - acc["drs"],
         "accuracy_oracle_minus_git": acc["oracle"] - acc["git"],
     }
+
+
+def cpu_note(cpu: dict) -> str:
+    if not cpu["finished_jobs"]:
+        return ""
+    note = (f" (the {cpu['finished_jobs']} of {cpu['all_jobs']} jobs with a CPU-time record took {cpu['total'] / 60:.0f} "
+            f"min of CPU, i.e. about {cpu['total'] / 120:.0f} min of wall time on 2 idle cores")
+    if cpu["finished_jobs"] < cpu["all_jobs"]:
+        per_job = {kind: [v for k, v in cpu["jobs"].items() if k.startswith("fit-") == (kind == "fit")] for kind in ("fit", "train")}
+        if all(per_job.values()):
+            fits = cpu["all_jobs"] // (1 + len(METHODS))
+            estimate = fits * float(np.mean(per_job["fit"])) + (cpu["all_jobs"] - fits) * float(np.mean(per_job["train"]))
+            note += f"; at the same cost per job, all {cpu['all_jobs']} would take about {estimate / 120:.0f} min"
+    return note + ")"
 
 
 def report_section(args: argparse.Namespace, summary: dict, command: str) -> str:
@@ -226,7 +277,8 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
         f"from epoch {(2 * args.epochs) // 3} on. Generators: `gitaug-fit` defaults with {args.fit_steps} steps"
         + "".join(f", plus `{' '.join(FIT_FLAGS[d])}` for {d}" for d in args.datasets)
         + (f", plus `{args.fit_extra}` for every dataset" if args.fit_extra else "")
-        + f". Sized for under {IDLE_BUDGET_MINUTES} minutes on 2 idle CPU cores; far from converged classifiers and "
+        + f". Sized for under {IDLE_BUDGET_MINUTES} minutes on 2 idle CPU cores{cpu_note(summary['cpu_seconds'])}; "
+        "far from converged classifiers and "
         "generators (the paper trains for hours on a GPU), so compare the rows with each other, not with published "
         "Fashion-MNIST figures. eKLD under the true nuisance on untransformed test images (40 per class, 50 draws "
         "each). Tail / head: the smallest / largest third of classes (3 classes each). Mean ± std over seeds.",
@@ -329,6 +381,7 @@ def main() -> None:
     summary["environment"] = (f"{os.uname().machine}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                               f"{args.workers} single-thread workers")
     summary["seconds"] = time.time() - started if (ran and summary["complete"]) else None
+    summary["cpu_seconds"] = cpu_seconds(args)
     summary["command"] = command
     summary["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     out = args.results / "reproduce_fmnist.json"
