@@ -105,12 +105,14 @@ def run_job(command: list[str], log: Path, done_marker: Path) -> bool:
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     started = time.time()
+    cpu_file = log.with_suffix(".cpu")
+    if not log.exists():  # the job's first stretch: its CPU record will be complete
+        log.parent.joinpath(log.stem + ".cpu-from-start").touch()
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         # wait4 gives this child's own resource use, even with other jobs running beside it.
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
-    cpu_file = log.with_suffix(".cpu")
     previous = float(cpu_file.read_text()) if cpu_file.exists() else 0.0  # an interrupted job's earlier stretches
     cpu_file.write_text(f"{previous + usage.ru_utime + usage.ru_stime:.1f}\n")
     if process.returncode != 0:
@@ -221,17 +223,29 @@ def summarize(args: argparse.Namespace, selection: dict) -> dict:
 
 def cpu_seconds(args: argparse.Namespace) -> dict:
     """CPU time of this configuration's finished jobs, from their ``.cpu`` records (see ``run_job``)."""
-    records = {}
+    records, partial = {}, []
     for seed in args.seeds:
         for dataset in args.datasets:
             names = [f"fit-{dataset}-seed{seed}"] + [f"{dataset}-seed{seed}-{m}" for m in METHODS]
             for name in names:
                 path = args.work / "logs" / f"{name}.cpu"
-                if path.exists():
-                    records[name] = float(path.read_text())
+                if not path.exists():
+                    continue
+                log = path.with_suffix(".log")
+                # A fit resumed from a checkpoint written before CPU times were recorded has only a part
+                # of its cost on record: left out rather than undercounted.
+                if log.exists() and log.read_text(errors="replace").startswith("resuming") and not name_fully_recorded(args, name):
+                    partial.append(name)
+                    continue
+                records[name] = float(path.read_text())
     total = sum(records.values())
-    return {"jobs": records, "total": total, "finished_jobs": len(records),
+    return {"jobs": records, "total": total, "finished_jobs": len(records), "left_out_partial_records": partial,
             "all_jobs": len(args.seeds) * len(args.datasets) * (1 + len(METHODS))}
+
+
+def name_fully_recorded(args: argparse.Namespace, name: str) -> bool:
+    """Whether every stretch of a resumed fit ran under ``run_job`` (marked when its first stretch started)."""
+    return (args.work / "logs" / f"{name}.cpu-from-start").exists()
 
 
 def gap_to_oracle(rows: dict) -> dict | None:
