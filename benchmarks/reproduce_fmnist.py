@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reproduce_digits as shared  # noqa: E402  (the digits benchmark's jobs and table helpers)
+import reproduce_digits as shared  # the digits benchmark: its jobs and table helpers
 
 ROOT = shared.ROOT
 DATASETS = ("fmnist-rot-lt", "fmnist-bg-lt", "fmnist-dil-lt")

@@ -15,8 +15,14 @@ import pytest
 import torch
 
 from gitaug import datasets
-from gitaug.datasets import fashion_mnist
-from gitaug.datasets import find_fashion_mnist, load, load_fashion_mnist, load_fashion_mnist_lt, read_idx
+from gitaug.datasets import (
+    fashion_mnist,
+    find_fashion_mnist,
+    load,
+    load_fashion_mnist,
+    load_fashion_mnist_lt,
+    read_idx,
+)
 
 NAMES = ("fmnist-lt", "fmnist-rot-lt", "fmnist-bg-lt", "fmnist-dil-lt")
 STEMS = {
@@ -218,7 +224,7 @@ def test_builtins_are_registered_with_their_nuisance_and_plain_version():
 
 def test_tiny_lt_splits_follow_the_profile_and_never_share_base_images(tiny_root):
     root, arrays = tiny_root
-    kwargs = dict(root=root, max_count=20, imbalance=10, val_per_class=3)
+    kwargs = {"root": root, "max_count": 20, "imbalance": 10, "val_per_class": 3}
     train = load("fmnist-dil-lt", split="train", seed=3, **kwargs)
     val = load("fmnist-dil-lt", split="val", seed=3, **kwargs)
     test = load("fmnist-dil-lt", split="test", seed=3, **kwargs)
@@ -235,7 +241,7 @@ def test_tiny_lt_splits_follow_the_profile_and_never_share_base_images(tiny_root
 @pytest.mark.parametrize("name, nuisance", [("fmnist-rot-lt", "rot"), ("fmnist-bg-lt", "bg"), ("fmnist-dil-lt", "dil")])
 def test_nuisance_sets_share_base_images_with_the_plain_set_and_transform_them(tiny_root, name, nuisance):
     root, _ = tiny_root
-    kwargs = dict(root=root, max_count=20, imbalance=10, val_per_class=3)
+    kwargs = {"root": root, "max_count": 20, "imbalance": 10, "val_per_class": 3}
     for split in ("train", "val", "test"):
         plain = load("fmnist-lt", split=split, seed=1, **kwargs)
         moved = load(name, split=split, seed=1, **kwargs)
@@ -253,7 +259,7 @@ def test_nuisance_sets_share_base_images_with_the_plain_set_and_transform_them(t
 
 def test_splits_are_reproducible_and_the_seed_changes_the_class_order(tiny_root):
     root, _ = tiny_root
-    kwargs = dict(root=root, max_count=20, imbalance=10, val_per_class=3)
+    kwargs = {"root": root, "max_count": 20, "imbalance": 10, "val_per_class": 3}
     a = load("fmnist-rot-lt", split="train", seed=0, **kwargs)
     b = load("fmnist-rot-lt", split="train", seed=0, **kwargs)
     assert torch.equal(a.images, b.images) and torch.equal(a.base_indices, b.base_indices)

@@ -61,16 +61,16 @@ def test_a_permutation_that_does_not_divide_is_padded_with_its_start():
     assert interleave(shares) == whole + whole[:1]
     # More ranks than items: the draw repeats whole to fill every share.
     many = [list(DeferredResampler([0, 1], start_epoch=5, seed=0, num_replicas=5, rank=r)) for r in range(5)]
-    assert [len(s) for s in many] == [1] * 5 and sorted(set(i for s in many for i in s)) == [0, 1]
+    assert [len(s) for s in many] == [1] * 5 and sorted({i for s in many for i in s}) == [0, 1]
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(num_replicas=0), "num_replicas must be a positive integer, got 0"),
-        (dict(num_replicas=2, rank=2), r"rank must be an integer in \[0, num_replicas=2\), got 2"),
-        (dict(num_replicas=2, rank=-1), "got -1"),
-        (dict(rank=1), r"num_replicas=1\), got 1"),  # no process group: one replica
+        ({"num_replicas": 0}, "num_replicas must be a positive integer, got 0"),
+        ({"num_replicas": 2, "rank": 2}, r"rank must be an integer in \[0, num_replicas=2\), got 2"),
+        ({"num_replicas": 2, "rank": -1}, "got -1"),
+        ({"rank": 1}, r"num_replicas=1\), got 1"),  # no process group: one replica
     ],
 )
 def test_replica_arguments_are_checked(kwargs, message):
@@ -114,7 +114,7 @@ def test_torchrun_ranks_share_one_global_draw(tmp_path):
     script.write_text(WORKER)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     records = sorted(json.loads(out.read_text()), key=lambda record: record["rank"])
     assert [(r["world"], r["rank"]) for r in records] == [(2, 0), (2, 1)]

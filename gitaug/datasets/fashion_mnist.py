@@ -63,14 +63,14 @@ from .nuisances import get_nuisance
 from .profiles import exponential_profile, subsample_to_profile
 
 __all__ = [
-    "FASHION_MNIST_DATASETS",
-    "FASHION_MNIST_CLASSES",
-    "ENV_VAR",
     "DEBIAN_FOLDER",
-    "read_idx",
+    "ENV_VAR",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_DATASETS",
     "find_fashion_mnist",
     "load_fashion_mnist",
     "load_fashion_mnist_lt",
+    "read_idx",
 ]
 
 FASHION_MNIST_DATASETS: dict[str, str | None] = {
