@@ -428,3 +428,64 @@ def test_image_folder(tmp_path):
         load_image_folder(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="no class subfolders"):
         load_image_folder(tmp_path / "cat")
+
+
+# ----------------------------------------------------------------------------- the standard CIFAR-LT split (Cao et al.)
+
+
+def _published_protocol(targets: np.ndarray, imb_factor: float, cls_num: int, rand_number: int = 0) -> np.ndarray:
+    """Cao et al.'s IMBALANCECIFAR cut, restated independently: global legacy seeding, per class shuffle, keep first."""
+    saved = np.random.get_state()
+    try:
+        np.random.seed(rand_number)
+        img_max = len(targets) / cls_num
+        kept = []
+        for cls_idx, the_class in enumerate(np.unique(targets)):
+            the_img_num = int(img_max * (imb_factor ** (cls_idx / (cls_num - 1.0))))
+            idx = np.where(targets == the_class)[0]
+            np.random.shuffle(idx)
+            kept.append(idx[:the_img_num])
+        return np.concatenate(kept)
+    finally:
+        np.random.set_state(saved)
+
+
+@pytest.mark.parametrize("num_classes, expected", [(10, 12406), (100, 10847)])
+def test_ldam_split_has_the_published_sizes_and_indices(num_classes, expected):
+    # CIFAR-shaped targets: 50,000 training labels, balanced, in a scrambled file order.
+    targets = np.random.default_rng(num_classes).permutation(np.repeat(np.arange(num_classes), 50_000 // num_classes))
+    indices = datasets.ldam_lt_indices(targets, imbalance=100)
+    assert len(indices) == expected
+    np.testing.assert_array_equal(indices.numpy(), _published_protocol(targets, 0.01, num_classes))
+    counts = np.bincount(targets[indices.numpy()], minlength=num_classes)
+    assert counts[0] == 50_000 // num_classes and counts.tolist() == sorted(counts.tolist(), reverse=True)
+    assert len(set(indices.tolist())) == expected  # no image twice
+    # Another seed keeps the sizes but picks other images; the global NumPy state is left alone.
+    state = np.random.get_state()[1].copy()
+    other = datasets.ldam_lt_indices(targets, imbalance=100, seed=1)
+    assert len(other) == expected and not torch.equal(other, indices)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)
+
+
+def test_load_cifar_lt_protocols_from_pickle_batches(tmp_path):
+    per_batch = [c for c in range(10) for _ in range(4)]  # 20 per class in all
+    for b in range(1, 6):
+        _write(tmp_path / f"data_batch_{b}", {b"labels": per_batch, b"data": _cifar_rows(per_batch, 40 * b)})
+    _write(tmp_path / "test_batch", {b"labels": list(range(10)), b"data": _cifar_rows(list(range(10)), 0)})
+    full = load_cifar(tmp_path, split="train")
+
+    ldam = load_cifar_lt(tmp_path, imbalance=20)  # the default protocol
+    expected = _published_protocol(full.targets.numpy(), 1 / 20, 10)
+    assert torch.equal(ldam.images, full.images[torch.from_numpy(expected)])
+    assert torch.equal(ldam.targets, full.targets[torch.from_numpy(expected)])
+    assert torch.equal(load("cifar10-lt", root=tmp_path, imbalance=20).images, ldam.images)
+
+    seeded = load_cifar_lt(tmp_path, imbalance=20, protocol="seeded", seed=0)
+    assert seeded.class_counts.tolist() == ldam.class_counts.tolist() == exponential_profile(10, 20, 20)
+    assert not torch.equal(seeded.images, ldam.images)  # same counts, other images
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        load_cifar_lt(tmp_path, protocol="cao")
+    with pytest.raises(ValueError, match="shuffle_class_order=True applies to protocol='seeded'"):
+        load_cifar_lt(tmp_path, shuffle_class_order=True)
+    with pytest.raises(ValueError, match="imbalance must be a number >= 1, got 0.5"):
+        load_cifar_lt(tmp_path, imbalance=0.5)

@@ -6,8 +6,12 @@
 * ``digits-lt``, ``digits-rot-lt``, ``digits-bg-lt``, ``digits-dil-lt`` --
   built from scikit-learn's digits (``pip install gitaug[digits]``); see
   :mod:`gitaug.datasets.digits` for the exact counts.
+* ``fmnist-lt``, ``fmnist-rot-lt``, ``fmnist-bg-lt``, ``fmnist-dil-lt`` --
+  Fashion-MNIST-LT, built from the standard idx files found on this machine
+  (keyword ``root=``, or see :mod:`gitaug.datasets.fashion_mnist`).
 * ``cifar10-lt``, ``cifar100-lt`` -- need ``root=`` (the extracted python
-  batches); keyword ``imbalance`` (default 100).
+  batches); keywords ``imbalance`` (default 100) and ``protocol``
+  (default ``"ldam"``, the standard split of Cao et al.; or ``"seeded"``).
 * ``image-folder`` -- needs ``root=``; keywords ``image_size``, ``channels``.
 
 Every loader returns an :class:`ImageDataset`.
@@ -28,7 +32,14 @@ import torch
 
 from .base import ImageDataset
 from .digits import DIGITS_DATASETS, digits_base_images, load_digits_lt
-from .files import load_cifar, load_cifar_lt, load_image_folder
+from .fashion_mnist import (
+    FASHION_MNIST_DATASETS,
+    find_fashion_mnist,
+    load_fashion_mnist,
+    load_fashion_mnist_lt,
+    read_idx,
+)
+from .files import CIFAR_LT_PROTOCOLS, ldam_lt_indices, load_cifar, load_cifar_lt, load_image_folder
 from .nuisances import (
     NUISANCES,
     RandomBackground,
@@ -58,8 +69,14 @@ __all__ = [
     "grey_erosion",
     "load_digits_lt",
     "digits_base_images",
+    "load_fashion_mnist",
+    "load_fashion_mnist_lt",
+    "find_fashion_mnist",
+    "read_idx",
     "load_cifar",
     "load_cifar_lt",
+    "ldam_lt_indices",
+    "CIFAR_LT_PROTOCOLS",
     "load_image_folder",
 ]
 
@@ -67,6 +84,13 @@ __all__ = [
 def _digits_loader(nuisance: str | None) -> Callable[..., ImageDataset]:
     def build(split: str, seed: int, **kwargs: Any) -> ImageDataset:
         return load_digits_lt(nuisance, split=split, seed=seed, **kwargs)
+
+    return build
+
+
+def _fashion_loader(nuisance: str | None) -> Callable[..., ImageDataset]:
+    def build(split: str, seed: int, **kwargs: Any) -> ImageDataset:
+        return load_fashion_mnist_lt(nuisance, split=split, seed=seed, **kwargs)
 
     return build
 
@@ -87,8 +111,13 @@ def _folder_loader(split: str, seed: int, root: str | None = None, **kwargs: Any
     return load_image_folder(root, **kwargs)
 
 
+# Built-in sets with a known nuisance, and the plain set each is a version of.
+_BUILTIN_NUISANCES: dict[str, str | None] = {**DIGITS_DATASETS, **FASHION_MNIST_DATASETS}
+_PLAIN = {**{name: "digits-lt" for name in DIGITS_DATASETS}, **{name: "fmnist-lt" for name in FASHION_MNIST_DATASETS}}
+
 _REGISTRY: dict[str, Callable[..., ImageDataset]] = {
     **{name: _digits_loader(nuisance) for name, nuisance in DIGITS_DATASETS.items()},
+    **{name: _fashion_loader(nuisance) for name, nuisance in FASHION_MNIST_DATASETS.items()},
     "cifar10-lt": _cifar_loader(10),
     "cifar100-lt": _cifar_loader(100),
     "image-folder": _folder_loader,
@@ -135,7 +164,7 @@ def nuisance_of(name: str) -> Callable[..., torch.Tensor] | None:
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; available: {available()}")
-    nuisance = DIGITS_DATASETS.get(name)
+    nuisance = _BUILTIN_NUISANCES.get(name)
     return get_nuisance(nuisance) if nuisance is not None else None
 
 
@@ -146,9 +175,9 @@ def plain_version(name: str) -> str:
 
     Example::
 
-        >>> plain_version("digits-rot-lt")
-        'digits-lt'
+        >>> plain_version("digits-rot-lt"), plain_version("fmnist-bg-lt")
+        ('digits-lt', 'fmnist-lt')
     """
-    if name not in DIGITS_DATASETS:
-        raise ValueError(f"plain_version knows the built-in digits datasets {sorted(DIGITS_DATASETS)}, got {name!r}")
-    return "digits-lt"
+    if name not in _PLAIN:
+        raise ValueError(f"plain_version knows the built-in datasets {sorted(_PLAIN)}, got {name!r}")
+    return _PLAIN[name]

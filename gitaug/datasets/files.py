@@ -8,7 +8,7 @@ rebuilds plain containers and numpy arrays, so a tampered file cannot run code.
 
 Example::
 
-    train = load_cifar_lt("data/cifar-10-batches-py", imbalance=100)
+    train = load_cifar_lt("data/cifar-10-batches-py", imbalance=100)   # Cao et al.'s split
     train.class_counts.tolist()   # [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
     folder = load_image_folder("data/my_images", image_size=32, channels=3)
 """
@@ -34,6 +34,8 @@ from .profiles import exponential_profile, subsample_to_profile
 __all__ = [
     "load_cifar",
     "load_cifar_lt",
+    "ldam_lt_indices",
+    "CIFAR_LT_PROTOCOLS",
     "load_image_folder",
     "read_image_files",
     "read_npz",
@@ -41,6 +43,9 @@ __all__ = [
     "choose_image_size",
     "IMAGE_EXTENSIONS",
 ]
+
+CIFAR_LT_PROTOCOLS = ("ldam", "seeded")
+"""How :func:`load_cifar_lt` cuts the training split: Cao et al.'s standard split, or gitaug's seeded subsample."""
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 """File endings read from image folders (case-insensitive)."""
@@ -145,6 +150,56 @@ def load_cifar(root: str | os.PathLike, num_classes: int | None = None, split: s
     return ImageDataset(images, np.concatenate(labels), classes)
 
 
+def ldam_lt_indices(
+    targets: Sequence[int] | np.ndarray | torch.Tensor, imbalance: float = 100.0, seed: int = 0
+) -> torch.Tensor:
+    """Indices of the standard CIFAR-LT training split of Cao et al. (LDAM-DRW, NeurIPS 2019).
+
+    The protocol of their ``IMBALANCECIFAR10``/``IMBALANCECIFAR100``, which
+    nearly every published CIFAR-LT number uses: NumPy's legacy random generator
+    seeded with ``seed`` (0 in their code), then, class by class in label
+    order, that class's indices shuffled and the first
+    ``int(n_max * (1 / imbalance) ** (c / (C - 1)))`` kept, where
+    ``n_max = len(targets) / C``. A private ``np.random.RandomState`` replaces
+    their global seeding (same numbers, no global state touched).
+
+    Args:
+        targets: the label of every training image, in file order.
+        imbalance: ratio rho of the largest to the smallest class (100 in most papers).
+        seed: the generator's seed; 0 gives the published split.
+
+    Returns:
+        A LongTensor of indices into ``targets``, class 0's first, each class's in its shuffled order.
+
+    Example::
+
+        >>> targets = np.tile(np.arange(10), 5000)        # CIFAR-10's sizes
+        >>> len(ldam_lt_indices(targets, imbalance=100))
+        12406
+    """
+    labels = np.asarray(targets, dtype=np.int64).reshape(-1)
+    if labels.size == 0:
+        raise ValueError("targets must hold at least one label, got none")
+    if isinstance(imbalance, bool) or not isinstance(imbalance, (int, float, np.number)) or not imbalance >= 1:
+        raise ValueError(f"imbalance must be a number >= 1, got {imbalance!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise ValueError(f"targets must hold at least 2 classes for a profile, got {classes.tolist()}")
+    rng = np.random.RandomState(int(seed))
+    largest = len(labels) / len(classes)
+    factor = 1.0 / imbalance
+    chosen = []
+    for rank, cls in enumerate(classes):
+        # The published arithmetic exactly (float power, then int()), so the counts match theirs.
+        keep = int(largest * factor ** (rank / (len(classes) - 1.0)))
+        members = np.where(labels == cls)[0]
+        rng.shuffle(members)
+        chosen.append(members[:keep])
+    return torch.from_numpy(np.concatenate(chosen))
+
+
 def load_cifar_lt(
     root: str | os.PathLike,
     num_classes: int | None = None,
@@ -152,14 +207,22 @@ def load_cifar_lt(
     imbalance: float = 100.0,
     seed: int = 0,
     shuffle_class_order: bool = False,
+    protocol: str = "ldam",
 ) -> ImageDataset:
     """CIFAR-10-LT / CIFAR-100-LT: the training split cut to an exponential profile.
 
-    The largest class keeps its full size (the per-class size of the files,
-    5000 or 500) and class ``c`` keeps ``max * imbalance ** (-c / (C - 1))``
-    images (rounded down), chosen at random with ``seed``. As in the
-    literature, class 0 is the largest unless ``shuffle_class_order``. The
-    ``test`` split is returned whole (balanced). ``num_classes=None`` tells
+    Class ``c`` keeps ``max * imbalance ** (-c / (C - 1))`` images (rounded
+    down; class 0 is the largest). ``protocol`` decides which images:
+
+    * ``"ldam"`` (default): the standard split of Cao et al. (see
+      :func:`ldam_lt_indices`); ``seed=0`` gives exactly the images published
+      CIFAR-LT results were trained on, so numbers are comparable. 12,406
+      images for CIFAR-10-LT and 10,847 for CIFAR-100-LT at imbalance 100.
+    * ``"seeded"``: gitaug's :func:`subsample_to_profile` with ``seed`` (same
+      counts, other images), optionally with a shuffled class order
+      (``shuffle_class_order``), for variance over splits.
+
+    The ``test`` split is returned whole (balanced). ``num_classes=None`` tells
     CIFAR-10 from CIFAR-100 by the file names.
 
     Example::
@@ -167,6 +230,10 @@ def load_cifar_lt(
         train = load_cifar_lt("data/cifar-100-python", imbalance=100)
         len(train)   # 10847
     """
+    if protocol not in CIFAR_LT_PROTOCOLS:
+        raise ValueError(f"protocol must be one of {CIFAR_LT_PROTOCOLS}, got {protocol!r}")
+    if protocol == "ldam" and shuffle_class_order:
+        raise ValueError("shuffle_class_order=True applies to protocol='seeded'; the 'ldam' split keeps class 0 largest")
     full = load_cifar(root, num_classes, split)
     if split == "test":
         return full
@@ -174,6 +241,8 @@ def load_cifar_lt(
     if max_count == 0:
         empty = int(torch.nonzero(full.class_counts == 0)[0])
         raise ValueError(f"class {empty} has no images in the CIFAR files under {root}")
+    if protocol == "ldam":
+        return full.subset(ldam_lt_indices(full.targets.numpy(), imbalance, seed))
     counts = exponential_profile(full.num_classes, max_count, imbalance)
     indices = subsample_to_profile(full.targets, counts, seed=seed, shuffle_class_order=shuffle_class_order)
     return full.subset(indices)

@@ -15,6 +15,18 @@ optional (but needed to resume a run from a checkpoint). During a pass,
   then on, as in the paper's CE+DRS baseline; GIT is switched on at the same
   epoch.
 
+Distributed training (DDP): both samplers take ``num_replicas`` and ``rank``
+(by default the world size and rank of ``torch.distributed`` when it is
+initialised, else 1 and 0). Every process makes the *same* global draw for an
+epoch (it depends only on ``seed`` and the epoch, so call ``set_epoch`` on every
+rank alike) and keeps every ``num_replicas``-th position of it, starting at
+``rank``: the shares are disjoint and together they are the single-process
+draw of the same seed. When ``num_replicas`` does not divide the draw's length,
+the draw is first padded with its own first positions up to the next multiple,
+as ``torch.utils.data.DistributedSampler`` does (``drop_last=False``), so every
+rank gets ``ceil(length / num_replicas)`` indices and a few items are seen twice
+that epoch. ``len(sampler)`` is the per-rank length.
+
 Example::
 
     >>> sampler = DeferredResampler([0] * 90 + [1] * 10, start_epoch=2, seed=0)
@@ -33,6 +45,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Sampler
+
+from .._seeding import derive_seed
 
 __all__ = ["ClassBalancedSampler", "DeferredResampler", "class_balanced_weights"]
 
@@ -61,11 +75,34 @@ def _check_epoch(name: str, value: object) -> int:
     return int(value)
 
 
+def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """``(num_replicas, rank)``, filling what is not given from an initialised ``torch.distributed``."""
+    initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if num_replicas is None:
+        num_replicas = torch.distributed.get_world_size() if initialised else 1
+    num_replicas = _check_count("num_replicas", num_replicas)
+    if rank is None:
+        rank = torch.distributed.get_rank() if initialised else 0
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < num_replicas:
+        raise ValueError(f"rank must be an integer in [0, num_replicas={num_replicas}), got {rank!r}")
+    return num_replicas, int(rank)
+
+
+def _share(draw: torch.Tensor, num_replicas: int, rank: int) -> torch.Tensor:
+    """This rank's positions of one global draw, padded as ``DistributedSampler`` pads (see the module docstring)."""
+    if num_replicas == 1:
+        return draw
+    per_rank = -(-draw.numel() // num_replicas)  # ceil division
+    padding = per_rank * num_replicas - draw.numel()
+    if padding:
+        repeats = -(-padding // draw.numel())  # a draw shorter than the padding repeats whole
+        draw = torch.cat([draw, draw.repeat(repeats)[:padding]])
+    return draw[rank::num_replicas]
+
+
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    # SeedSequence mixes (seed, epoch) so that neighbouring seeds and epochs
-    # give unrelated streams.
-    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state >> np.uint64(1)))
+    # derive_seed mixes (seed, epoch) so that neighbouring seeds and epochs give unrelated draws.
+    return torch.Generator().manual_seed(derive_seed(seed, epoch))
 
 
 class _EpochMixin:
@@ -120,6 +157,10 @@ class ClassBalancedSampler(_EpochMixin, Sampler[int]):
         seed: seeds every epoch's draw.
         num_classes: if given, checks that labels lie below it and that no
             class is empty.
+        num_replicas: processes sharing each epoch's draw (default: the
+            ``torch.distributed`` world size when initialised, else 1);
+            ``num_samples`` counts the whole draw, over all of them.
+        rank: this process's share (default: its ``torch.distributed`` rank, else 0).
 
     Example::
 
@@ -127,6 +168,10 @@ class ClassBalancedSampler(_EpochMixin, Sampler[int]):
         >>> drawn = torch.tensor([0] * 95 + [1] * 5)[list(sampler)]
         >>> 0.4 < drawn.float().mean().item() < 0.6
         True
+        >>> halves = [ClassBalancedSampler([0] * 95 + [1] * 5, num_samples=1000, seed=0, num_replicas=2, rank=r)
+        ...           for r in (0, 1)]
+        >>> len(halves[0]), list(halves[0])[:2] + list(halves[1])[:1] == list(sampler)[:3]
+        (500, True)
     """
 
     def __init__(
@@ -135,20 +180,23 @@ class ClassBalancedSampler(_EpochMixin, Sampler[int]):
         num_samples: int | None = None,
         seed: int = 0,
         num_classes: int | None = None,
+        num_replicas: int | None = None,
+        rank: int | None = None,
     ) -> None:
         self.labels = _as_labels(labels)
         self.weights = class_balanced_weights(self.labels, num_classes)
         self.num_samples = len(self.labels) if num_samples is None else _check_count("num_samples", num_samples)
         self.seed = _check_epoch("seed", seed)
+        self.num_replicas, self.rank = _world(num_replicas, rank)
         self.epoch = 0
 
     def __len__(self) -> int:
-        return self.num_samples
+        return -(-self.num_samples // self.num_replicas)
 
     def __iter__(self) -> Iterator[int]:
         generator = _epoch_generator(self.seed, self._start_pass())
         drawn = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
-        return iter(drawn.tolist())
+        return iter(_share(drawn, self.num_replicas, self.rank).tolist())
 
 
 class DeferredResampler(_EpochMixin, Sampler[int]):
@@ -165,6 +213,8 @@ class DeferredResampler(_EpochMixin, Sampler[int]):
         num_samples: indices per re-sampled epoch (default ``len(labels)``).
         seed: seeds every epoch's order or draw.
         num_classes: optional check, as for :class:`ClassBalancedSampler`.
+        num_replicas, rank: share each epoch's order or draw among processes,
+            as for :class:`ClassBalancedSampler` (default: from ``torch.distributed``).
 
     Example::
 
@@ -184,11 +234,14 @@ class DeferredResampler(_EpochMixin, Sampler[int]):
         num_samples: int | None = None,
         seed: int = 0,
         num_classes: int | None = None,
+        num_replicas: int | None = None,
+        rank: int | None = None,
     ) -> None:
         self.labels = _as_labels(labels)
         self.start_epoch = _check_epoch("start_epoch", start_epoch)
         self.seed = _check_epoch("seed", seed)
-        self.balanced = ClassBalancedSampler(self.labels, num_samples, self.seed, num_classes)
+        self.num_replicas, self.rank = _world(num_replicas, rank)
+        self.balanced = ClassBalancedSampler(self.labels, num_samples, self.seed, num_classes, self.num_replicas, self.rank)
         self.epoch = 0
 
     @property
@@ -197,7 +250,7 @@ class DeferredResampler(_EpochMixin, Sampler[int]):
         return self.epoch >= self.start_epoch
 
     def __len__(self) -> int:
-        return len(self.balanced) if self.resampling_active else len(self.labels)
+        return len(self.balanced) if self.resampling_active else -(-len(self.labels) // self.num_replicas)
 
     def __iter__(self) -> Iterator[int]:
         epoch = self._start_pass()
@@ -205,4 +258,4 @@ class DeferredResampler(_EpochMixin, Sampler[int]):
             self.balanced.set_epoch(epoch)
             return iter(self.balanced)
         order = torch.randperm(len(self.labels), generator=_epoch_generator(self.seed, epoch))
-        return iter(order.tolist())
+        return iter(_share(order, self.num_replicas, self.rank).tolist())

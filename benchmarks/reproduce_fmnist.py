@@ -1,0 +1,414 @@
+"""Reproduce GIT's findings on the Fashion-MNIST-LT built-ins (real 28x28 clothing images).
+
+For each of ``fmnist-rot-lt``, ``fmnist-bg-lt`` and ``fmnist-dil-lt`` and each
+seed (its own validation hold-out, class order and nuisance draws), this runs
+gitaug as a user would, with the jobs and helpers of
+``benchmarks/reproduce_digits.py``:
+
+1. ``gitaug-fit`` fits a generator on the long-tailed training split (4,479
+   images, 2,000 down to 10 per class), with the project's best flags per
+   nuisance (``FIT_FLAGS``);
+2. ``examples/train_longtail.py`` trains ERM, CE+DRS, CE+DRS+GIT and
+   CE+DRS+oracle (the true nuisance on the samples GIT would replace);
+3. each run reports balanced and tail test accuracy (official test split,
+   10,000 images, one nuisance draw each) and per-class eKLD under the true
+   nuisance on the untransformed test images.
+
+GIT's threshold K, proportion p and rule: by default the setting the digits
+benchmark chose on its validation split for the same nuisance, with K scaled
+by the ratio of the largest classes (2,000 / 500); ``--select`` instead chooses
+among ``CANDIDATES`` on this benchmark's validation split (seed of the first
+``--seeds``), at the cost of three more runs per dataset.
+
+Sized to finish in under 90 minutes of wall time on 2 idle CPU cores with the
+defaults (2 seeds, 12 classifier epochs, 800 generator steps, 2 workers of
+one thread each); a busier machine takes longer. Each job writes its own
+output, so an interrupted run resumes where it stopped when started again with
+the same arguments. Outputs: ``benchmarks/results/reproduce_fmnist.json`` and
+the ``reproduce_fmnist`` section of ``benchmarks/RESULTS.md``.
+
+    python benchmarks/reproduce_fmnist.py                       # the full run
+    python benchmarks/reproduce_fmnist.py --seeds 0 --epochs 2 --fit-steps 20 --datasets fmnist-bg-lt   # a smoke run
+
+Needs the Fashion-MNIST idx files (see ``gitaug.datasets.fashion_mnist``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reproduce_digits as shared  # the digits benchmark: its jobs and table helpers
+
+ROOT = shared.ROOT
+DATASETS = ("fmnist-rot-lt", "fmnist-bg-lt", "fmnist-dil-lt")
+#: gitaug-fit flags beyond its defaults, per dataset: the best recipe per nuisance found on the digits
+#: (see README and the digits section of benchmarks/RESULTS.md).
+FIT_FLAGS = {
+    "fmnist-rot-lt": ("--warp", "rotation", "--weight-warp-diversity", "10"),
+    "fmnist-bg-lt": ("--weight-diversity", "10"),
+    "fmnist-dil-lt": ("--weight-diversity", "10"),
+}
+#: The digits benchmark's validation choice per nuisance, K scaled from a largest class of 500 to 2,000.
+DEFAULT_SETTINGS = {
+    "fmnist-rot-lt": {"threshold": 800, "p": 1.0, "rule": "linear"},
+    "fmnist-bg-lt": {"threshold": 800, "p": 1.0, "rule": "linear"},
+    "fmnist-dil-lt": {"threshold": 400, "p": 0.5, "rule": "hard"},
+}
+CANDIDATES = (
+    {"threshold": None, "p": 0.5, "rule": "hard"},
+    {"threshold": 400, "p": 0.5, "rule": "hard"},
+    {"threshold": 800, "p": 1.0, "rule": "linear"},
+)
+METHODS = shared.METHODS
+METHOD_NAMES = shared.METHOD_NAMES
+SECTION_START, SECTION_END = "<!-- reproduce_fmnist:start -->", "<!-- reproduce_fmnist:end -->"
+IDLE_BUDGET_MINUTES = 90
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--epochs", type=int, default=12, help="classifier epochs (re-sampling and GIT from 2/3 on)")
+    parser.add_argument("--fit-steps", type=int, default=800, help="generator steps")
+    parser.add_argument("--fit-extra", default="", metavar="FLAGS", help="more gitaug-fit flags for every dataset")
+    parser.add_argument("--select", action="store_true", help="choose K, p and the rule on validation (3 runs per dataset)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel jobs, one thread each")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work_fmnist", help="generators, logs, per-run JSON")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--partial", action="store_true",
+                        help="only summarize the runs already finished (no job is started)")
+    return parser.parse_args()
+
+
+def fit_job(args: argparse.Namespace, dataset: str, seed: int):
+    command, log, marker = shared.fit_job(args, dataset, seed)
+    return [*command, *FIT_FLAGS[dataset]], log, marker
+
+
+def run_job(command: list[str], log: Path, done_marker: Path) -> bool:
+    """``reproduce_digits.run_job``, also recording the job's CPU time (``<log>.cpu``, seconds) for the sizing figure."""
+    if done_marker.exists():
+        return False
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    started = time.time()
+    cpu_file = log.with_suffix(".cpu")
+    if not log.exists():  # the job's first stretch: its CPU record will be complete
+        log.parent.joinpath(log.stem + ".cpu-from-start").touch()
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        # wait4 gives this child's own resource use, even with other jobs running beside it.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    previous = float(cpu_file.read_text()) if cpu_file.exists() else 0.0  # an interrupted job's earlier stretches
+    cpu_file.write_text(f"{previous + usage.ru_utime + usage.ru_stime:.1f}\n")
+    if process.returncode != 0:
+        raise RuntimeError(f"job failed ({process.returncode}) after {time.time() - started:.0f}s; see {log}: {' '.join(command)}")
+    print(f"  done in {time.time() - started:5.0f}s ({usage.ru_utime + usage.ru_stime:5.0f}s of CPU): {log.stem}", flush=True)
+    return True
+
+
+def run_ordered(jobs: list[tuple[tuple, Path | None]], workers: int) -> int:
+    """Run ``(job, needs)`` pairs in list order on ``workers`` threads, a job only once the file ``needs`` exists.
+
+    Unlike ``reproduce_digits.run_all`` (a plain pool), a GIT run starts as soon as its own generator is
+    fitted, so a run stopped early has whole datasets (all four methods) rather than many half-finished ones.
+    """
+    pending = list(jobs)
+    ran, running, failures = [0], [0], []
+    changed = threading.Condition()
+
+    def worker() -> None:
+        while True:
+            with changed:
+                while True:
+                    if failures or not pending:
+                        return
+                    ready = next((item for item in pending if item[1] is None or item[1].exists()), None)
+                    if ready is not None:
+                        pending.remove(ready)
+                        running[0] += 1
+                        break
+                    if not running[0]:
+                        return  # nothing running can make the rest ready (reported below)
+                    changed.wait()  # a running job may produce what the others need
+            try:
+                did_run = run_job(*ready[0])
+            except Exception as error:  # stop handing out jobs; re-raised below
+                did_run = False
+                failures.append(error)
+            with changed:
+                ran[0] += did_run
+                running[0] -= 1
+                changed.notify_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    if pending:
+        raise RuntimeError(f"{len(pending)} jobs never became ready, e.g. waiting for {pending[0][1]}")
+    return ran[0]
+
+
+def tail_accuracy(run: dict, fraction: float = 1 / 3) -> float:
+    """Mean test accuracy of the smallest third of training classes."""
+    accuracy, _ = shared.tail_head_means(run["class_counts"], run["test_per_class_accuracy"], fraction)
+    return accuracy
+
+
+def choose_settings(args: argparse.Namespace) -> tuple[dict, int]:
+    if not args.select:
+        return {d: {"chosen": DEFAULT_SETTINGS[d], "how": "digits benchmark's choice, K scaled x4"} for d in args.datasets}, 0
+    seed = args.seeds[0]
+    jobs = [shared.train_job(args, d, seed, "git", c, f"select-{shared.setting_tag(c)}") for d in args.datasets for c in CANDIDATES]
+    ran = 0 if args.partial else shared.run_all(jobs, args.workers)
+    selection = {}
+    for dataset in args.datasets:
+        scores = {}
+        for candidate in CANDIDATES:
+            path = args.work / "runs" / f"{dataset}-seed{seed}-select-{shared.setting_tag(candidate)}.json"
+            if path.exists():
+                scores[shared.setting_tag(candidate)] = json.loads(path.read_text())["val_balanced_accuracy"]
+        if len(scores) < len(CANDIDATES):
+            selection[dataset] = {"chosen": DEFAULT_SETTINGS[dataset], "how": "selection unfinished: default"}
+            continue
+        chosen = max(CANDIDATES, key=lambda c: scores[shared.setting_tag(c)])
+        selection[dataset] = {"chosen": chosen, "how": f"validation, seed {seed}", "val_balanced_accuracy": scores}
+    return selection, ran
+
+
+def summarize(args: argparse.Namespace, selection: dict) -> dict:
+    """Per dataset and method, every finished seed's figures (a method with no finished seed is left out)."""
+    table: dict = {}
+    for dataset in args.datasets:
+        table[dataset] = {}
+        for method in METHODS:
+            runs = []
+            for seed in args.seeds:
+                path = args.work / "runs" / f"{dataset}-seed{seed}-{method}.json"
+                if path.exists():
+                    runs.append(json.loads(path.read_text()))
+            if not runs:
+                continue
+            tails, heads = zip(*(shared.tail_head_means(r["class_counts"], r["ekld_per_class"]) for r in runs))
+            table[dataset][method] = {
+                "seeds": [r["seed"] for r in runs],
+                "balanced_accuracy": [r["test_balanced_accuracy"] for r in runs],
+                "tail_accuracy": [tail_accuracy(r) for r in runs],
+                "val_balanced_accuracy": [r["val_balanced_accuracy"] for r in runs],
+                "ekld_tail": list(tails),
+                "ekld_head": list(heads),
+                "spearman": [r["ekld_summary"]["spearman"] for r in runs],
+                "train_seconds": [r["train_seconds"] for r in runs],
+            }
+    return {"selection": selection, "table": table}
+
+
+def cpu_seconds(args: argparse.Namespace) -> dict:
+    """CPU time of this configuration's finished jobs, from their ``.cpu`` records (see ``run_job``)."""
+    records, partial = {}, []
+    for seed in args.seeds:
+        for dataset in args.datasets:
+            names = [f"fit-{dataset}-seed{seed}"] + [f"{dataset}-seed{seed}-{m}" for m in METHODS]
+            for name in names:
+                path = args.work / "logs" / f"{name}.cpu"
+                if not path.exists():
+                    continue
+                log = path.with_suffix(".log")
+                # A fit resumed from a checkpoint written before CPU times were recorded has only a part
+                # of its cost on record: left out rather than undercounted.
+                if log.exists() and log.read_text(errors="replace").startswith("resuming") and not name_fully_recorded(args, name):
+                    partial.append(name)
+                    continue
+                records[name] = float(path.read_text())
+    total = sum(records.values())
+    return {"jobs": records, "total": total, "finished_jobs": len(records), "left_out_partial_records": partial,
+            "all_jobs": len(args.seeds) * len(args.datasets) * (1 + len(METHODS))}
+
+
+def name_fully_recorded(args: argparse.Namespace, name: str) -> bool:
+    """Whether every stretch of a resumed fit ran under ``run_job`` (marked when its first stretch started)."""
+    return (args.work / "logs" / f"{name}.cpu-from-start").exists()
+
+
+def gap_to_oracle(rows: dict) -> dict | None:
+    """How much of the oracle's tail-eKLD reduction over CE+DRS GIT achieves (1 = all of it)."""
+    if not all(m in rows for m in ("drs", "git", "oracle")):
+        return None
+    drs, git, oracle = (float(np.mean(rows[m]["ekld_tail"])) for m in ("drs", "git", "oracle"))
+    acc = {m: float(np.mean(rows[m]["balanced_accuracy"])) for m in ("drs", "git", "oracle")}
+    return {
+        "tail_ekld_share_of_oracle_reduction": (drs - git) / (drs - oracle) if drs != oracle else None,
+        "accuracy_git_minus_drs": acc["git"] - acc["drs"],
+        "accuracy_oracle_minus_git": acc["oracle"] - acc["git"],
+    }
+
+
+def cpu_note(cpu: dict) -> str:
+    if not cpu["finished_jobs"]:
+        return ""
+    note = (f" (the {cpu['finished_jobs']} of {cpu['all_jobs']} jobs with a CPU-time record took {cpu['total'] / 60:.0f} "
+            f"min of CPU, i.e. about {cpu['total'] / 120:.0f} min of wall time on 2 idle cores")
+    if cpu["finished_jobs"] < cpu["all_jobs"]:
+        per_job = {kind: [v for k, v in cpu["jobs"].items() if k.startswith("fit-") == (kind == "fit")] for kind in ("fit", "train")}
+        if all(per_job.values()):
+            fits = cpu["all_jobs"] // (1 + len(METHODS))
+            estimate = fits * float(np.mean(per_job["fit"])) + (cpu["all_jobs"] - fits) * float(np.mean(per_job["train"]))
+            note += f"; at the same cost per job, all {cpu['all_jobs']} would take about {estimate / 120:.0f} min"
+    return note + ")"
+
+
+def report_section(args: argparse.Namespace, summary: dict, command: str) -> str:
+    complete = summary["complete"]
+    lines = [
+        SECTION_START,
+        "## GIT on Fashion-MNIST-LT",
+        "",
+        f"Produced by `{command}` ({summary['environment']}"
+        + (f"; {summary['seconds'] / 60:.0f} min of wall time on a shared machine" if summary["seconds"] else "")
+        + ")." + ("" if complete else " **Partial: some runs had not finished; the seeds behind each row are listed.**"),
+        "",
+        f"Seeds {args.seeds} (each its own validation hold-out, class order and nuisance draws); training split "
+        "2,000 down to 10 images per class (4,479); test: the official 10,000 images, one nuisance draw each. "
+        f"Classifier: a ResNet-8 (widths 16/32/64), {args.epochs} epochs of SGD, re-sampling (and GIT, and the oracle) "
+        f"from epoch {(2 * args.epochs) // 3} on. Generators: `gitaug-fit` defaults with {args.fit_steps} steps"
+        + "".join(f", plus `{' '.join(FIT_FLAGS[d])}` for {d}" for d in args.datasets)
+        + (f", plus `{args.fit_extra}` for every dataset" if args.fit_extra else "")
+        + f". Sized for under {IDLE_BUDGET_MINUTES} minutes on 2 idle CPU cores{cpu_note(summary['cpu_seconds'])}; "
+        "far from converged classifiers and "
+        "generators (the paper trains for hours on a GPU), so compare the rows with each other, not with published "
+        "Fashion-MNIST figures. eKLD under the true nuisance on untransformed test images (40 per class, 50 draws "
+        "each). Tail / head: the smallest / largest third of classes (3 classes each). Mean ± std over seeds.",
+        "",
+    ]
+    for dataset in args.datasets:
+        rows = summary["table"][dataset]
+        chosen = summary["selection"][dataset]
+        setting = chosen["chosen"]
+        lines += [
+            f"### {dataset}",
+            "",
+            f"GIT setting: K = {setting['threshold'] or 'none'}, p = {setting['p']}, rule {setting['rule']} ({chosen['how']}).",
+            "",
+            "| method | seeds | balanced acc. (%) | tail acc. (%) | eKLD tail | eKLD head | Spearman(size, eKLD) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for method in METHODS:
+            if method not in rows:
+                lines.append(f"| {METHOD_NAMES[method]} | none finished | | | | | |")
+                continue
+            row = rows[method]
+            lines.append(
+                f"| {METHOD_NAMES[method]} | {', '.join(map(str, row['seeds']))} | {shared.fmt(row['balanced_accuracy'], 100, 1)} | "
+                f"{shared.fmt(row['tail_accuracy'], 100, 1)} | {shared.fmt(row['ekld_tail'], 1, 3)} | "
+                f"{shared.fmt(row['ekld_head'], 1, 3)} | {shared.fmt(row['spearman'], 1, 2)} |"
+            )
+        gap = summary["gap_to_oracle"].get(dataset)
+        if gap is not None:
+            share = gap["tail_ekld_share_of_oracle_reduction"]
+            lines += [
+                "",
+                "GIT against the oracle: "
+                + (f"{share * 100:.0f} % of the oracle's tail-eKLD reduction over CE+DRS; " if share is not None else "")
+                + f"balanced accuracy {gap['accuracy_git_minus_drs'] * 100:+.1f} points over CE+DRS, "
+                f"{gap['accuracy_oracle_minus_git'] * 100:.1f} points below the oracle.",
+            ]
+        lines.append("")
+    lines.append(SECTION_END)
+    return "\n".join(lines)
+
+
+def write_report(path: Path, section: str) -> None:
+    """Replace this benchmark's section of the report (after the digits part, which its own script rewrites)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n<!-- other benchmarks -->\n"
+    if SECTION_START in text and SECTION_END in text:
+        before, rest = text.split(SECTION_START, 1)
+        text = before + section + rest.split(SECTION_END, 1)[1]
+    else:
+        if "<!-- other benchmarks -->" not in text:
+            text += "\n<!-- other benchmarks -->\n"
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    args = parse_args()
+    command = " ".join(["python benchmarks/reproduce_fmnist.py", *sys.argv[1:]])
+    from gitaug.datasets import find_fashion_mnist
+
+    find_fashion_mnist()  # fails early, saying how to get the files
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    started = shared.first_start(args.work)
+    print(f"Sized for under {IDLE_BUDGET_MINUTES} min on 2 idle CPU cores with the defaults "
+          f"({len(args.datasets)} datasets x {len(args.seeds)} seeds); a shared machine takes longer. "
+          "Interrupt any time: running it again resumes.", flush=True)
+    ran = 0
+    selection, selected_runs = choose_settings(args) if not args.select else ({}, 0)
+    for seed in [] if args.partial else args.seeds:
+        # Seed by seed and dataset by dataset (two fits ahead), so that a run stopped midway has whole
+        # rows to report.
+        print(f"[seed {seed}] fitting {len(args.datasets)} generators ({args.fit_steps} steps each) and training "
+              "ERM, CE+DRS, CE+DRS+GIT and the oracle", flush=True)
+        if args.select and seed == args.seeds[0]:
+            ran += shared.run_all([fit_job(args, d, seed) for d in args.datasets], args.workers)
+            print("  choosing K, p and the rule on the validation split", flush=True)
+            selection, selected_runs = choose_settings(args)
+            ran += selected_runs
+        fits = {d: fit_job(args, d, seed) for d in args.datasets}
+        jobs: list[tuple[tuple, Path | None]] = [(fits[d], None) for d in args.datasets[:2]]
+        for position, dataset in enumerate(args.datasets):
+            setting = selection[dataset]["chosen"]
+            jobs.append((shared.train_job(args, dataset, seed, "git", setting, "git"), fits[dataset][2]))
+            jobs += [(shared.train_job(args, dataset, seed, m, setting, m), None) for m in METHODS if m != "git"]
+            if position + 2 < len(args.datasets):
+                jobs.append((fits[args.datasets[position + 2]], None))
+        ran += run_ordered(jobs, args.workers)
+    if args.partial:
+        selection, _ = choose_settings(args)
+
+    summary = summarize(args, selection)
+    summary["complete"] = all(
+        method in summary["table"][d] and len(summary["table"][d][method]["seeds"]) == len(args.seeds)
+        for d in args.datasets for method in METHODS
+    )
+    summary["gap_to_oracle"] = {d: gap_to_oracle(summary["table"][d]) for d in args.datasets}
+    summary["environment"] = (f"{os.uname().machine}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+                              f"{args.workers} single-thread workers")
+    summary["seconds"] = time.time() - started if (ran and summary["complete"]) else None
+    summary["cpu_seconds"] = cpu_seconds(args)
+    summary["command"] = command
+    summary["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    out = args.results / "reproduce_fmnist.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=float))
+    os.replace(tmp, out)
+    write_report(args.report, report_section(args, summary, command))
+    if summary["complete"]:
+        (args.work / "started_at").unlink(missing_ok=True)
+    print(json.dumps(summary["gap_to_oracle"], indent=2))
+    print(f"wrote {shared.shown(out)} and {shared.shown(args.report)}"
+          + ("" if summary["complete"] else " (partial: run again to finish)"))
+
+
+if __name__ == "__main__":
+    main()
