@@ -127,3 +127,99 @@ def test_generator_with_fused_norms_matches_reference_norms(preset, monkeypatch)
     for (name, p), q in zip(fused.named_parameters(), reference.parameters()):
         scale = q.grad.abs().max().item() + 1e-6
         assert (p.grad - q.grad).abs().max().item() <= 1e-3 * scale + 1e-6, name
+
+
+# --------------------------------------------------------------------------- GITAugment's precision and paths
+
+from gitaug import ClassThresholdSampler  # noqa: E402
+from gitaug.augment import default_inference_dtype  # noqa: E402
+
+
+def _small_generator(seed=0):
+    torch.manual_seed(seed)
+    return MUNITGenerator(MUNITConfig(in_channels=1, image_size=16, dim=8, mlp_dim=16, n_res=1)).eval()
+
+
+def test_bf16_output_keeps_input_dtype_and_stays_close_to_fp32():
+    generator = _small_generator()
+    images = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    fp32 = GITAugment(generator, dtype=torch.float32)(images, generator=torch.Generator().manual_seed(1))
+    bf16 = GITAugment(generator, dtype=torch.bfloat16)(images, generator=torch.Generator().manual_seed(1))
+    other_draw = GITAugment(generator, dtype=torch.float32)(images, generator=torch.Generator().manual_seed(2))
+    assert bf16.dtype == torch.float32 and bf16.shape == images.shape
+    difference = (bf16 - fp32).abs().mean()
+    spread = (other_draw - fp32).abs().mean()
+    assert difference < 0.02
+    assert difference < spread / 5
+    as_uint8 = GITAugment(generator, dtype=torch.bfloat16)((images * 255).round().to(torch.uint8))
+    assert as_uint8.dtype == torch.uint8
+
+
+def test_weights_are_cast_once_and_recast_when_they_change():
+    generator = _small_generator()
+    aug = GITAugment(generator, dtype=torch.bfloat16)
+    images = torch.rand(4, 1, 16, 16)
+    aug(images)
+    cached = aug._weights_in(torch.bfloat16)
+    aug(images)
+    assert aug._weights_in(torch.bfloat16) is cached  # no per-call re-cast
+    assert all(t.dtype == torch.bfloat16 for name, t in cached.items())
+    assert next(generator.parameters()).dtype == torch.float32  # the model's own weights stay fp32
+    before = aug(images, generator=torch.Generator().manual_seed(0))
+    generator.load_state_dict(_small_generator(seed=1).state_dict())
+    after = aug(images, generator=torch.Generator().manual_seed(0))
+    assert aug._weights_in(torch.bfloat16) is not cached
+    assert not torch.equal(before, after)
+
+
+def test_default_dtype_and_bad_dtype():
+    assert default_inference_dtype("cpu") in (torch.float32, torch.bfloat16)
+    assert default_inference_dtype("meta") == torch.float32
+    aug = GITAugment(_small_generator())
+    assert aug.inference_dtype() == default_inference_dtype("cpu")
+    with pytest.raises(ValueError, match="dtype"):
+        GITAugment(_small_generator(), dtype=torch.int8)
+    with pytest.raises(TypeError, match="compile"):
+        GITAugment(_small_generator(), compile="yes")
+
+
+def test_bucketed_selection_matches_the_unpadded_one(monkeypatch):
+    # compile=True pads the selected samples to a bucket; with torch.compile replaced by the
+    # identity the padding is all that differs, and the kept outputs must be the same draws.
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    generator = _small_generator()
+    sampler = ClassThresholdSampler([500, 5], threshold=100, p=0.5)
+    images = torch.rand(20, 1, 16, 16)
+    labels = torch.tensor([0, 1] * 10)
+    seen = []
+    generator.content_encoder.register_forward_hook(lambda module, args, output: seen.append(args[0].shape[0]))
+    plain = GITAugment(generator, sampler, dtype=torch.float32)
+    bucketed = GITAugment(generator, sampler, dtype=torch.float32, compile=True)
+    out_plain, _ = plain(images, labels, generator=torch.Generator().manual_seed(3))
+    out_bucketed, _ = bucketed(images, labels, generator=torch.Generator().manual_seed(3))
+    changed = (out_plain != images).flatten(1).any(1)
+    assert 0 < int(changed.sum()) < 8 and seen == [int(changed.sum()), 8]
+    assert torch.equal(changed, (out_bucketed != images).flatten(1).any(1))
+    assert torch.equal(out_plain[~changed], images[~changed])
+    # The first `count` style draws are the same whatever the padding, so the kept images agree.
+    assert torch.allclose(out_plain, out_bucketed, atol=1e-5)
+
+
+def test_thread_defaults_and_oversubscription_warning(monkeypatch):
+    from gitaug import _threads
+
+    monkeypatch.setattr(_threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert _threads.default_threads() == 2
+    monkeypatch.setattr(_threads, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="8 threads but only 2 core"):
+        assert _threads.warn_if_cpu_oversubscribed()
+    assert not _threads.warn_if_cpu_oversubscribed()  # once per process
+    monkeypatch.setattr(_threads, "_warned", False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (5.0, 5.0, 5.0))
+    with pytest.warns(RuntimeWarning, match="load average"):
+        assert _threads.warn_if_cpu_oversubscribed()
+    monkeypatch.setattr(_threads, "_warned", False)
+    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    assert not _threads.warn_if_cpu_oversubscribed()

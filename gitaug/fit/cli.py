@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps" + _default("device"))
     flag("--amp", choices=AMP_MODES, help="mixed precision; auto is bf16 on a CUDA GPU that supports it, "
          "none elsewhere" + _default("amp"))
-    flag("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    flag("--threads", type=int, help="CPU threads for torch (default: torch's choice, at most the cores available to the process)")
     flag("--checkpoint-every", type=int, help="checkpoint every N iterations (0: only at the end)"
          + _default("checkpoint_every"))
     flag("--keep-checkpoints", type=int, help="how many recent checkpoints to keep" + _default("keep_checkpoints"))
@@ -166,12 +166,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
     except (ValueError, FileNotFoundError, TypeError) as err:
         parser.error(str(err))
+    import torch
+
+    from .._threads import default_threads, warn_if_cpu_oversubscribed
+
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be a positive integer, got {args.threads}")
-        import torch
-
         torch.set_num_threads(args.threads)
+    else:  # never more threads than the cores this process may run on
+        torch.set_num_threads(default_threads())
+    if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
+        warn_if_cpu_oversubscribed()
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.captureWarnings(True)

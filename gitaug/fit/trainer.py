@@ -275,7 +275,11 @@ def _run(
         discriminator_step = nn.parallel.DistributedDataParallel(discriminator, **ddp_args)
 
     def adam(module: nn.Module, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(module.parameters(), lr=lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
+        # The fused kernel (one pass over all parameters) where torch has one for the device.
+        fused = device.type in ("cuda", "cpu")
+        return torch.optim.Adam(
+            module.parameters(), lr=lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay, fused=fused
+        )
 
     lr_disc = config.lr if config.lr_disc is None else config.lr_disc
     optimizer_g, optimizer_d = adam(generator, config.lr), adam(discriminator, lr_disc)
