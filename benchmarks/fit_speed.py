@@ -8,6 +8,16 @@ steps; the first logged interval (allocator warm-up, cuDNN autotuning, lazy
 initialisation) is dropped and the rest are pooled into one figure. The
 checkpoint and export a run writes after its last step are not timed.
 
+The ratio baseline is the GIT paper's reference trainer step, written here
+from its description (MUNIT's two-domain step with both domains fed the same
+images): two generators and two discriminators of the same architecture as
+``gitaug-fit``'s, within-domain reconstruction, cross-domain translation
+with random styles, style and content re-encoding, LSGAN updates of both
+discriminators, MUNIT's layer norm (per-sample ``std``) and plain per-tensor
+Adam, fp32. Its per-domain images/s are measured in blocks of
+``--reference-steps`` steps right before and right after each ``fit`` run
+(the median step time counts), so both see the same machine load.
+
 Configurations: the ``small`` preset on 28x28 gray images and the ``paper``
 preset on 32x32 RGB images (each with its default discriminator), on the CPU
 and, when ``torch.cuda.is_available()``, on CUDA (where ``amp="auto"`` picks
@@ -16,6 +26,9 @@ bf16 if the GPU supports it, as ``gitaug-fit`` does).
     python benchmarks/fit_speed.py                                  # batch sizes 8 32 64, CPU (+ CUDA)
     python benchmarks/fit_speed.py --devices cuda --steps 50
     python benchmarks/fit_speed.py --threads 4 --batch-sizes 16 32
+
+OMP_WAIT_POLICY is set to PASSIVE unless already set (spinning OpenMP
+threads collapse throughput on a shared machine).
 
 Prints a table, writes ``benchmarks/results/fit_speed.json`` (``--out``) with
 the command line, torch version, device names, thread count and every figure,
@@ -26,11 +39,17 @@ it if missing and leaving the rest of the file as it is.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
+
 import argparse
+import contextlib
 import datetime
 import json
 import logging
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -38,8 +57,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from gitaug import generator as generator_module
 from gitaug.fit import FitConfig, fit
+from gitaug.fit.discriminator import MultiScaleDiscriminator, lsgan_loss
 from gitaug.generator import MUNITConfig, MUNITGenerator
 from _report import update_section
 
@@ -62,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice, recorded in the results)")
     parser.add_argument("--images", type=int, default=512, help="synthetic training images per configuration")
+    parser.add_argument("--reference-steps", type=int, default=4,
+                        help="reference trainer steps timed before and after each fit run (default: 4; 0 skips it)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fit_speed.json",
                         help="results file (default: benchmarks/results/fit_speed.json)")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md",
@@ -154,20 +178,132 @@ def measure(data: Path, workdir: Path, preset: str, device: str, batch_size: int
     }
 
 
+# --------------------------------------------------------------------------- the reference trainer step
+
+
+def _munit_layer_norm(self: generator_module.LayerNorm2d, x: torch.Tensor) -> torch.Tensor:
+    # MUNIT's LayerNorm: per-sample mean and unbiased std over (C, H, W), eps added to the std.
+    flat = x.flatten(1)
+    mean = flat.mean(1).view(-1, 1, 1, 1)
+    std = flat.std(1).view(-1, 1, 1, 1)
+    return (x - mean) / (std + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+@contextlib.contextmanager
+def munit_norms():
+    fused = generator_module.LayerNorm2d.forward
+    generator_module.LayerNorm2d.forward = _munit_layer_norm
+    try:
+        yield
+    finally:
+        generator_module.LayerNorm2d.forward = fused
+
+
+class ReferenceTrainer:
+    """The reference code's two-domain MUNIT step, both domains fed images of the one dataset.
+
+    Same architectures as ``gitaug-fit`` (the preset's generator, its default
+    discriminator), two of each; loss weights image 10, style 1, content 1,
+    adversarial 1; Adam lr 1e-4, betas (0.5, 0.999), weight decay 1e-4, one
+    tensor at a time (``foreach=False``), as the reference's optimizer ran.
+    """
+
+    def __init__(self, preset: str, side: int, channels: int, device: torch.device) -> None:
+        config = FitConfig(data="unused", out="unused", preset=preset)
+        gen_config = MUNITConfig.preset(preset, in_channels=channels, image_size=side)
+        self.generators = [MUNITGenerator(gen_config).to(device) for _ in range(2)]
+        self.discriminators = [
+            MultiScaleDiscriminator(channels, side, dim=config.resolved_disc_dim, n_layers=config.disc_layers,
+                                    n_scales=config.disc_scales).to(device)
+            for _ in range(2)
+        ]
+
+        def adam(modules):
+            params = [p for m in modules for p in m.parameters()]
+            return torch.optim.Adam(params, lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-4, foreach=False)
+
+        self.opt_g, self.opt_d = adam(self.generators), adam(self.discriminators)
+        self.style_dim = gen_config.style_dim
+
+    def step(self, x_a: torch.Tensor, x_b: torch.Tensor) -> None:
+        gen_a, gen_b = self.generators
+        dis_a, dis_b = self.discriminators
+        n = x_a.shape[0]
+        with munit_norms():
+            s_a = torch.randn(n, self.style_dim, device=x_a.device)
+            s_b = torch.randn(n, self.style_dim, device=x_a.device)
+            # generator update
+            self.opt_g.zero_grad(set_to_none=True)
+            c_a, s_a_own = gen_a.encode_content(x_a), gen_a.encode_style(x_a)
+            c_b, s_b_own = gen_b.encode_content(x_b), gen_b.encode_style(x_b)
+            x_a_recon = gen_a.decode(c_a, s_a_own)
+            x_b_recon = gen_b.decode(c_b, s_b_own)
+            x_ba = gen_a.decode(c_b, s_a)
+            x_ab = gen_b.decode(c_a, s_b)
+            c_b_recon, s_a_recon = gen_a.encode_content(x_ba), gen_a.encode_style(x_ba)
+            c_a_recon, s_b_recon = gen_b.encode_content(x_ab), gen_b.encode_style(x_ab)
+            loss = (
+                10 * (F.l1_loss(x_a_recon, x_a) + F.l1_loss(x_b_recon, x_b))
+                + F.l1_loss(s_a_recon, s_a) + F.l1_loss(s_b_recon, s_b)
+                + F.l1_loss(c_a_recon, c_a) + F.l1_loss(c_b_recon, c_b)
+                + lsgan_loss(dis_a(x_ba), 1.0) + lsgan_loss(dis_b(x_ab), 1.0)
+            )
+            loss.backward()
+            self.opt_g.step()
+            # discriminator update, on fresh translations as the reference code does
+            self.opt_d.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                x_ba = gen_a.decode(gen_b.encode_content(x_b), s_a)
+                x_ab = gen_b.decode(gen_a.encode_content(x_a), s_b)
+            loss_d = (
+                lsgan_loss(dis_a(x_ba), 0.0) + lsgan_loss(dis_a(x_a), 1.0)
+                + lsgan_loss(dis_b(x_ab), 0.0) + lsgan_loss(dis_b(x_b), 1.0)
+            )
+            loss_d.backward()
+            self.opt_d.step()
+
+
+def reference_step_seconds(trainer: ReferenceTrainer, data: np.ndarray, batch_size: int, steps: int,
+                           device: torch.device) -> list[float]:
+    """Seconds of each of ``steps`` reference steps (after one untimed warm-up step) on batches from ``data``."""
+    rng = np.random.default_rng(0)
+
+    def batch() -> torch.Tensor:
+        chosen = data[rng.integers(0, len(data), size=batch_size)]
+        x = torch.from_numpy(chosen).float().div(127.5).sub(1)
+        x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+        return x.contiguous().to(device)
+
+    trainer.step(batch(), batch())
+    times = []
+    for _ in range(steps):
+        x_a, x_b = batch(), batch()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        trainer.step(x_a, x_b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - started)
+    return times
+
+
 def parameters(preset: str, side: int, channels: int) -> int:
     return MUNITGenerator(MUNITConfig.preset(preset, in_channels=channels, image_size=side)).num_parameters()
 
 
 def table(results: list[dict]) -> list[str]:
     lines = [
-        "| device | preset | images | generator params | batch | images/s | ms/step | amp |",
-        "|---|---|---|---|---|---|---|---|",
+        "| device | preset | images | generator params | batch | images/s | ms/step | amp | reference images/s per domain | vs reference |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        reference = r.get("reference_images_per_second")
+        ref_cells = f"{reference:.1f} | {r['images_per_second'] / reference:.2f}x" if reference else "- | -"
         lines.append(
             f"| {r['device']} | {r['preset']} | {r['image_size']}x{r['image_size']}x{r['channels']} | "
             f"{r['generator_parameters'] / 1e6:.2f} M | {r['batch_size']} | {r['images_per_second']:.1f} | "
-            f"{r['milliseconds_per_step']:.1f} | {r['amp']} |"
+            f"{r['milliseconds_per_step']:.1f} | {r['amp']} | {ref_cells} |"
         )
     return lines
 
@@ -182,7 +318,10 @@ def report_section(summary: dict) -> str:
         "",
         f"`gitaug-fit` training throughput: one generator and one discriminator update per step, each preset with "
         f"its default discriminator, on random images; {summary['warmup_steps']} warm-up steps dropped, "
-        f"then {summary['steps'] - summary['warmup_steps']} steps timed. Batch = images per step.",
+        f"then {summary['steps'] - summary['warmup_steps']} steps timed. Batch = images per step. The reference "
+        f"column is the GIT paper's two-generator, two-discriminator trainer step at the same architecture and "
+        f"batch per domain (fp32, {summary.get('reference_steps', 0)} steps timed before and "
+        f"{summary.get('reference_steps', 0)} after each fit run, median).",
         "",
         *table(summary["results"]),
     ]
@@ -203,7 +342,17 @@ def main(argv: list[str] | None = None) -> None:
             n_params = parameters(preset, side, channels)
             for device in args.devices:
                 for batch_size in args.batch_sizes:
+                    reference_times: list[float] = []
+                    if args.reference_steps:
+                        arrays = np.load(data)["images"]
+                        trainer = ReferenceTrainer(preset, side, channels, torch.device(device))
+                        reference_times += reference_step_seconds(trainer, arrays, batch_size, args.reference_steps,
+                                                                  torch.device(device))
                     figures = measure(data, workdir, preset, device, batch_size, args.steps, args.warmup)
+                    if args.reference_steps:
+                        reference_times += reference_step_seconds(trainer, arrays, batch_size, args.reference_steps,
+                                                                  torch.device(device))
+                        figures["reference_images_per_second"] = batch_size / statistics.median(reference_times)
                     result = {
                         "device": device,
                         "preset": preset,
@@ -214,9 +363,11 @@ def main(argv: list[str] | None = None) -> None:
                         **figures,
                     }
                     results.append(result)
+                    ratio = (f", {result['images_per_second'] / result['reference_images_per_second']:.2f}x the reference"
+                             if "reference_images_per_second" in result else "")
                     print(
                         f"{device} {preset} {side}x{side}x{channels} batch {batch_size}: "
-                        f"{result['images_per_second']:.1f} images/s ({result['milliseconds_per_step']:.1f} ms/step)",
+                        f"{result['images_per_second']:.1f} images/s ({result['milliseconds_per_step']:.1f} ms/step){ratio}",
                         flush=True,
                     )
 
@@ -232,6 +383,8 @@ def main(argv: list[str] | None = None) -> None:
         "cuda_version": torch.version.cuda if any(torch.device(d).type == "cuda" for d in args.devices) else None,
         "steps": args.steps,
         "warmup_steps": args.warmup,
+        "reference_steps": args.reference_steps,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "images": max(args.images, max(args.batch_sizes)),
         "results": results,
     }

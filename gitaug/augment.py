@@ -14,10 +14,53 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import tv_tensors
 
+from ._threads import warn_if_cpu_oversubscribed
 from .generator import MUNITGenerator
 from .sampler import ClassThresholdSampler, SelectionRule, class_indices
 
-__all__ = ["GITAugment"]
+__all__ = ["GITAugment", "default_inference_dtype"]
+
+_INFERENCE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_SMALLEST_BUCKET = 8
+
+
+def _cpu_has_native_bf16() -> bool:
+    # AVX512-BF16 or AMX: the CPU computes bf16 dot products in hardware, so oneDNN's bf16
+    # convolutions beat fp32 ones (1.7x eager measured on AVX512-BF16, see benchmarks/RESULTS.md).
+    # Without them bf16 is emulated and slower than fp32.
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: stay with fp32
+        return False
+
+
+def default_inference_dtype(device: torch.device | str) -> torch.dtype:
+    """The dtype ``GITAugment(dtype=None)`` runs its generator in on ``device``.
+
+    bf16 on CUDA GPUs that support it and on CPUs with native bf16
+    arithmetic (AVX512-BF16 or AMX), where it is faster than fp32; fp32
+    everywhere else (older GPUs, other CPUs, other devices).
+
+    Example::
+
+        >>> default_inference_dtype("meta")
+        torch.float32
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu":
+        return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
+    return torch.float32
+
+
+def _bucket_size(count: int, batch_size: int) -> int:
+    """The padded number of samples the compiled generator runs on: a power of two (at least 8), or the batch.
+
+    A batch of N then compiles for at most ``log2(N / 8) + 2`` shapes, not one per selection count.
+    """
+    bucket = max(_SMALLEST_BUCKET, 1 << (count - 1).bit_length())
+    return min(bucket, max(batch_size, count))
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -100,6 +143,26 @@ class GITAugment(nn.Module):
             normalized; both or neither.
         enabled: when ``False`` the transform is the identity (switch it on
             later for delayed GIT: ``aug.enabled = True``).
+        dtype: the precision the generator runs in: ``torch.float32``,
+            ``torch.bfloat16`` or ``torch.float16``; ``None`` (the default)
+            picks :func:`default_inference_dtype` for the generator's device
+            (bf16 on CUDA and on CPUs with native bf16, else fp32). Weights
+            are cast once and cached (the fp32 weights stay the model's own
+            and are what :meth:`save_pretrained` writes); normalization
+            statistics and the conversion back to the input's format are
+            computed in fp32. bf16 changes a generated pixel by about 1 % of
+            the value range, a small fraction of the difference between two
+            draws (see the README's performance section).
+        compile: run the generator through ``torch.compile``. The selected
+            samples are padded to a few fixed sizes (powers of two, at least
+            8), so a training loop compiles a handful of shapes once instead
+            of one per batch. The first calls are slow (compilation); needs a
+            working ``torch.compile`` (a C++ compiler on CPU, Triton on CUDA).
+
+    On CUDA the transform does not wait on the GPU when the labels are on the
+    CPU, as a ``DataLoader`` yields them: the selection is drawn there and only
+    an index tensor travels. Labels already on the GPU cost one read-back of
+    the selected count.
 
     Example::
 
@@ -125,6 +188,8 @@ class GITAugment(nn.Module):
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         enabled: bool = True,
+        dtype: torch.dtype | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(generator, MUNITGenerator):
@@ -147,6 +212,16 @@ class GITAugment(nn.Module):
                 raise ValueError(f"std must be positive, got {std_t.flatten().tolist()}")
             self.register_buffer("mean", _channel_stats(mean, "mean", channels), persistent=False)
             self.register_buffer("std", std_t, persistent=False)
+        if dtype is not None and dtype not in _INFERENCE_DTYPES:
+            raise ValueError(f"dtype must be None, torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}")
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be True or False, got {compile!r}")
+        self.dtype = dtype
+        self.compile = compile
+        # name -> weight in the inference dtype, and the key of the fp32 weights it was made from.
+        self._cast_weights: dict[str, torch.Tensor] = {}
+        self._cast_key: tuple | None = None
+        self._compiled: Any = None
         #: Training metadata of a loaded generator (its config's "training" section).
         self.metadata: dict[str, Any] = {}
         self._warned_without_labels = False
@@ -179,7 +254,8 @@ class GITAugment(nn.Module):
             token: a Hub token for private repos.
             force_download: download again even if the Hub cache has the files.
             device: where to put the generator (default CPU).
-            **kwargs: ``sampler``, ``mean``, ``std``, ``enabled``, as in the constructor.
+            **kwargs: ``sampler``, ``mean``, ``std``, ``enabled``, ``dtype``,
+                ``compile``, as in the constructor.
 
         Example::
 
@@ -408,13 +484,11 @@ class GITAugment(nn.Module):
                 self._warn_without_labels()
             mask = torch.ones(batch.shape[0], dtype=torch.bool, device=batch.device)
         else:
-            mask = self._select(indices, batch.shape[0], generator).to(batch.device)
-        if not mask.any():
+            # The mask stays where the sampler made it (the CPU, for labels from a DataLoader): see _replace.
+            mask = self._select(indices, batch.shape[0], generator)
+        result = self._replace(batch, mask, generator)
+        if result is None:  # nothing selected
             return images.detach()  # a new tensor object that never requires grad, as when samples are re-drawn
-
-        generated = self._generate(batch[mask], generator)
-        result = batch.clone()
-        result[mask] = generated
         return result if images.dim() == 4 else result.squeeze(0)
 
     def _warn_without_labels(self) -> None:
@@ -430,13 +504,70 @@ class GITAugment(nn.Module):
             stacklevel=_caller_stacklevel(),
         )
 
-    def _generate(self, selected: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Run the generator on the selected samples and bring them back to the input's format."""
+    def _replace(self, batch: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
+        """A copy of ``batch`` with the ``mask``-selected samples generated; ``None`` when none is selected.
+
+        The selected indices are found where the mask lives (the CPU, for labels
+        straight from a ``DataLoader``), so a batch on the GPU is gathered and
+        scattered with index tensors without waiting on the device.
+        """
+        index = mask.nonzero().flatten()
+        count = index.numel()  # a host value only when the mask is on the CPU; else one read-back
+        if count == 0:
+            return None
+        index = index.to(batch.device, non_blocking=True)
+        if self.compile:
+            # Pad to a fixed bucket by repeating the first selected sample; the extra outputs are dropped.
+            padded = _bucket_size(count, batch.shape[0])
+            if padded > count:
+                index = torch.cat([index, index[:1].expand(padded - count)])
+        generated = self._generate(batch.index_select(0, index), generator, drawn=count)
+        result = batch.clone()
+        result.index_copy_(0, index[:count], generated[:count])
+        return result
+
+    def inference_dtype(self) -> torch.dtype:
+        """The dtype the generator runs in: ``dtype`` as given, else the default for its device."""
+        if self.dtype is not None:
+            return self.dtype
+        return default_inference_dtype(next(self.generator.parameters()).device)
+
+    def _weights_in(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The generator's weights in ``dtype``, cast once and reused until the fp32 weights change.
+
+        The key holds each weight's storage, dtype and in-place version counter,
+        so ``load_state_dict``, ``.to(device)`` or an optimizer step invalidate it.
+        The style warp, if any, keeps fp32 weights: it maps a style code to a
+        handful of angles and shifts, where bf16 would turn the image visibly.
+        """
+        params = list(self.generator.named_parameters())
+        key = (dtype, tuple((t.data_ptr(), t.dtype, t.device, t._version) for _, t in params))
+        if key != self._cast_key:
+            self._cast_weights = {
+                f"generator.{name}": t.detach() if name.startswith("warp.") else t.detach().to(dtype)
+                for name, t in params
+            }
+            self._cast_key = key
+        return self._cast_weights
+
+    def _generate(
+        self, selected: torch.Tensor, generator: torch.Generator | None, drawn: int | None = None
+    ) -> torch.Tensor:
+        """Run the generator on the selected samples and bring them back to the input's format.
+
+        Only the first ``drawn`` samples (default: all) get their own style
+        draw; padding after them reuses the first one, so padding changes
+        neither the kept images nor how much randomness a call consumes.
+        """
         param = next(self.generator.parameters())
+        if param.device.type == "cpu":
+            warn_if_cpu_oversubscribed()
         size = self.generator.config.image_size
         height, width = selected.shape[-2:]
+        dtype = self.inference_dtype()
 
-        x = selected.to(device=param.device, dtype=param.dtype)
+        # Input conversion in fp32 (at least), then one cast to the inference dtype.
+        x = selected.to(device=param.device, dtype=torch.promote_types(param.dtype, torch.float32))
         if selected.dtype == torch.uint8:
             x = x / 255.0
         elif self.normalized:
@@ -445,7 +576,20 @@ class GITAugment(nn.Module):
         if (height, width) != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
-        y = self.generator.sample(x, generator=generator)
+        drawn = x.shape[0] if drawn is None else drawn
+        style = self.generator.random_style(drawn, generator=generator, device=x.device, dtype=dtype)
+        if drawn < x.shape[0]:
+            style = torch.cat([style, style[:1].expand(x.shape[0] - drawn, -1)])
+        if dtype == param.dtype:
+            weights = None  # the model's own weights: no copy, no functional call
+        else:
+            weights = self._weights_in(dtype)
+        run = _decode_with
+        if self.compile:
+            if self._compiled is None:
+                self._compiled = torch.compile(_decode_with, dynamic=False)
+            run = self._compiled
+        y = run(self.generator, weights, x.to(dtype), style).float()
 
         if (height, width) != (size, size):
             y = F.interpolate(y, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
@@ -462,5 +606,25 @@ class GITAugment(nn.Module):
         c = self.generator.config
         return (
             f"image_size={c.image_size}, in_channels={c.in_channels}, sampler={self.sampler!r}, "
-            f"normalized={self.normalized}, enabled={self.enabled}"
+            f"normalized={self.normalized}, enabled={self.enabled}, dtype={self.dtype}, compile={self.compile}"
         )
+
+
+class _SamplePass(nn.Module):
+    """``decode(encode_content(x), style)`` as a module's forward, so ``functional_call`` can swap its weights."""
+
+    def __init__(self, generator: MUNITGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.generator.decode(self.generator.encode_content(x), style)
+
+
+def _decode_with(
+    generator: MUNITGenerator, weights: dict[str, torch.Tensor] | None, x: torch.Tensor, style: torch.Tensor
+) -> torch.Tensor:
+    """``generator.decode(generator.encode_content(x), style)``, run with ``weights`` (keys ``generator.<name>``) if given."""
+    if weights is None:
+        return generator.decode(generator.encode_content(x), style)
+    return torch.func.functional_call(_SamplePass(generator), weights, (x, style), strict=True)

@@ -179,8 +179,29 @@ def _activation(name: str) -> nn.Module:
     }[name]()
 
 
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def _as_fp32(x: torch.Tensor) -> torch.Tensor:
+    # Normalization statistics are taken in fp32 whatever the activations' dtype: a bf16 mean
+    # and variance over thousands of values lose digits the next layers would amplify.
+    return x.float() if x.dtype in _LOW_PRECISION else x
+
+
 class LayerNorm2d(nn.Module):
-    """Layer norm over (C, H, W) per sample with a per-channel affine, as MUNIT's decoder uses."""
+    """Layer norm over (C, H, W) per sample with a per-channel affine, as MUNIT's decoder uses.
+
+    MUNIT defines it as ``(x - mean) / (std + eps)`` with the *unbiased*
+    standard deviation and ``eps`` outside the square root. This runs as one
+    fused ``F.group_norm(x, 1, ...)`` call instead (biased variance, ``eps``
+    inside the root), folding the difference in where it can be folded
+    exactly: the unbiased/biased factor ``c = sqrt(n / (n - 1))`` goes into
+    the affine and ``eps`` enters as ``(eps / c) ** 2`` under the root. What
+    is left differs from MUNIT's formula by a relative ``eps / std`` at most
+    (1e-4 for a per-sample std of 0.1), far below what the generator's
+    fitting noise or bf16 arithmetic changes; weights fitted either way load
+    and run unchanged. Statistics are taken in fp32 for bf16/fp16 inputs.
+    """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -189,11 +210,19 @@ class LayerNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.flatten(1)
-        mean = flat.mean(1).view(-1, 1, 1, 1)
-        std = flat.std(1).view(-1, 1, 1, 1)
-        x = (x - mean) / (std + self.eps)
-        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        n = x[0].numel()
+        correction = math.sqrt(n / (n - 1)) if n > 1 else 1.0
+        out = F.group_norm(
+            _as_fp32(x), 1, self.weight.float() / correction, self.bias.float(), eps=(self.eps / correction) ** 2
+        )
+        return out.to(x.dtype)
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` (no affine) whose statistics are taken in fp32 for bf16/fp16 inputs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(_as_fp32(x)).to(x.dtype)
 
 
 class ConvBlock(nn.Module):
@@ -221,7 +250,7 @@ class ConvBlock(nn.Module):
             bias=True,
         )
         if norm == "instance":
-            self.norm: nn.Module = nn.InstanceNorm2d(out_channels, affine=False)
+            self.norm: nn.Module = InstanceNorm2d(out_channels, affine=False)
         elif norm == "layer":
             self.norm = LayerNorm2d(out_channels)
         elif norm == "none":
@@ -247,11 +276,26 @@ class ResBlock(nn.Module):
 
 
 def _adain(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Adaptive instance norm: normalize each channel per sample, then apply a per-sample affine."""
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    var = x.var(dim=(2, 3), keepdim=True, unbiased=False)
-    x = (x - mean) * torch.rsqrt(var + eps)
-    return x * scale[:, :, None, None] + shift[:, :, None, None]
+    """Adaptive instance norm: normalize each channel per sample, then apply a per-sample affine.
+
+    Runs as one fused ``F.batch_norm`` over a ``(1, N * C, H, W)`` view, where
+    each (sample, channel) pair is its own "channel" with its own affine; the
+    same biased variance as instance norm, several times faster than separate
+    mean/var/affine ops, and differentiable in ``x``, ``scale`` and ``shift``.
+    Statistics are taken in fp32 for bf16/fp16 inputs.
+    """
+    n, c, h, w = x.shape
+    out = F.batch_norm(
+        _as_fp32(x).reshape(1, n * c, h, w),
+        None,
+        None,
+        scale.float().reshape(n * c),
+        shift.float().reshape(n * c),
+        training=True,
+        momentum=0.0,
+        eps=eps,
+    )
+    return out.view(n, c, h, w).to(x.dtype)
 
 
 class AdaINResBlock(nn.Module):

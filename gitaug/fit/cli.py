@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         if item.default is not None:
             text += f" (default: {item.default!r})"
         group.add_argument(flag, type=_flag_type(annotation), help=text, **meta)
-    groups["running"].add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    groups["running"].add_argument("--threads", type=int, help="CPU threads for torch (default: the cores available "
+                                   "to the process)")
     parser.add_argument("--config", metavar="FILE", help="a .json or .toml file of settings (FitConfig field names); "
                         "flags given here override it")
     return parser
@@ -123,12 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
     except (ValueError, FileNotFoundError, TypeError) as err:
         parser.error(str(err))
+    import torch
+
+    from .._threads import default_threads, warn_if_cpu_oversubscribed
+
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be a positive integer, got {args.threads}")
-        import torch
-
         torch.set_num_threads(args.threads)
+    else:  # never more threads than the cores this process may run on
+        torch.set_num_threads(default_threads())
+    if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
+        warn_if_cpu_oversubscribed()
 
     from .trainer import FitInterrupted, NonFiniteLossError, fit
 

@@ -1,0 +1,482 @@
+"""What GIT costs at augmentation time: generator paths against the machine's peaks and a classifier step.
+
+Everything is measured in ONE process, with the cases interleaved (one call
+of each case per round, ``--rounds`` rounds) and medians reported, so the
+ratios hold on a busy machine even where the absolute figures do not.
+
+1. Peaks: fp32 and bf16 matmul (square, ``--matmul-size``) and convolution
+   (the paper generator's 3x3 residual convolution, 256 channels on a 7x7
+   map at batch 64) in FLOP/s.
+2. Generator paths, per preset (``paper``, ``small``) and image format
+   (1x28x28, 3x32x32), for a batch of 64 of which half is used:
+
+   * ``reference``: the GIT paper's procedure written from its description:
+     the whole batch goes through the generator (content *and* style
+     encoders, a random style, the decoder, MUNIT's layer norm with its
+     per-sample ``std``) and half of the outputs are kept;
+   * ``fp32`` / ``bf16``: ``GITAugment(dtype=...)`` on the 32 used images;
+   * ``compiled``: ``GITAugment(compile=True)`` in the default dtype
+     (compilation is done before timing; ``--compile-configs`` limits it,
+     since it takes minutes per shape on a CPU);
+   * ``bank``: a :class:`gitaug.bank.TailBank` serving the 32 images.
+
+   Reported as used images/s, the ratio to ``reference``, and the share of
+   the bf16 convolution peak the generator's FLOPs reach.
+3. The classifier-step overhead: a ResNet-20 (three stages of three basic
+   blocks, widths 16/32/64) SGD step on a batch of 128 1x28x28 images with
+   class-balanced labels over CIFAR-10-LT's class sizes (imbalance 100),
+   GIT with K = 500, p = 0.5 (the paper's CIFAR-10-LT setting; five tail
+   classes, about 32 replaced samples per batch), paper preset. Ratios to
+   the plain step for GIT as a user gets it by default
+   (``GITAugment(generator, sampler)``), in fp32, compiled, from a bank, and
+   the reference procedure.
+
+OMP_WAIT_POLICY is set to PASSIVE before torch loads (unless already set):
+on a shared machine, OpenMP threads that spin while waiting steal the cores
+the other threads need.
+
+    python benchmarks/augment_speed.py --threads 1
+    python benchmarks/augment_speed.py --threads 2 --rounds 9 --compile-configs paper-1x28x28
+
+Prints a table, writes ``benchmarks/results/augment_speed.json`` (``--out``)
+and replaces the section between ``<!-- augment_speed:start -->`` and
+``<!-- augment_speed:end -->`` in ``benchmarks/RESULTS.md`` (``--report``).
+When CUDA is available the same cases run there too (``--devices``).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the OpenMP runtime's start (torch import)
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from gitaug import ClassThresholdSampler, GITAugment, MUNITConfig, MUNITGenerator  # noqa: E402
+from gitaug import generator as generator_module  # noqa: E402
+from gitaug.augment import default_inference_dtype  # noqa: E402
+from gitaug.bank import TailBank  # noqa: E402
+from gitaug.longtail.classifiers import BasicBlock  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+START_MARKER = "<!-- augment_speed:start -->"
+END_MARKER = "<!-- augment_speed:end -->"
+OTHER_BENCHMARKS_MARKER = "<!-- other benchmarks -->"
+
+PRESET_NAMES = ("paper", "small")
+FORMATS = ((1, 28), (3, 32))  # (channels, side)
+GENERATOR_BATCH = 64  # images per batch in the generator comparison; half of them are used
+CLASSIFIER_BATCH = 128
+CIFAR10_LT_COUNTS = [round(5000 * 100 ** (-c / 9)) for c in range(10)]  # 5000 ... 50; 891 below K = 500
+THRESHOLD, PROPORTION = 500, 0.5
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds per case, after one warm-up round (default: 7)")
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
+    parser.add_argument("--presets", nargs="+", default=list(PRESET_NAMES), choices=PRESET_NAMES)
+    parser.add_argument("--compile-configs", nargs="*", default=None, metavar="PRESET-CxHxW",
+                        help="configurations measured compiled, e.g. paper-1x28x28 (default: all on CUDA, "
+                             "paper-1x28x28 on CPU, where each shape compiles for minutes); none: no argument")
+    parser.add_argument("--bank-draws", type=int, default=8, help="V for the bank cases (default: 8)")
+    parser.add_argument("--matmul-size", type=int, default=None, help="side of the square matmul (default: 1024 CPU, 8192 CUDA)")
+    parser.add_argument("--skip-classifier", action="store_true", help="skip the classifier-step overhead")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "augment_speed.json")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be positive, got {args.threads}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be positive, got {args.rounds}")
+    if args.devices is None:
+        args.devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return args
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(cases: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each case, the cases run in turn within every round."""
+    for run in cases.values():  # warm-up: allocator, oneDNN primitive caches, cuDNN autotuning
+        run()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, run in cases.items():
+            _sync(device)
+            started = time.perf_counter()
+            run()
+            _sync(device)
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def count_flops(run: Callable[[], object]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops()
+
+
+# --------------------------------------------------------------------------- the reference procedure
+
+
+def _munit_layer_norm(self: generator_module.LayerNorm2d, x: torch.Tensor) -> torch.Tensor:
+    # MUNIT's own LayerNorm: per-sample mean and unbiased std over (C, H, W), eps added to the std.
+    flat = x.flatten(1)
+    mean = flat.mean(1).view(-1, 1, 1, 1)
+    std = flat.std(1).view(-1, 1, 1, 1)
+    return (x - mean) / (std + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+@contextlib.contextmanager
+def munit_norms():
+    """The generator with MUNIT's layer norm (its AdaIN is already a batch_norm over an (1, N*C) view)."""
+    fused = generator_module.LayerNorm2d.forward
+    generator_module.LayerNorm2d.forward = _munit_layer_norm
+    try:
+        yield
+    finally:
+        generator_module.LayerNorm2d.forward = fused
+
+
+def reference_git(generator: MUNITGenerator, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The paper's procedure: translate the whole batch (both encoders, a random style, decode), keep the masked part.
+
+    ``images`` are in [0, 1]; fp32 throughout, as the reference code runs.
+    """
+    with torch.no_grad(), munit_norms():
+        x = images * 2 - 1
+        content = generator.encode_content(x)
+        generator.encode_style(x)  # the reference translates with a full MUNIT pass, style code included
+        style = torch.randn(x.shape[0], generator.config.style_dim, device=x.device)
+        fake = (generator.decode(content, style) + 1) / 2
+        return torch.where(mask.view(-1, 1, 1, 1), fake, images)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class ResNet20(nn.Module):
+    """ResNet-20 for 28-32 px images: three stages of three basic blocks, widths 16/32/64."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        blocks: list[nn.Module] = []
+        width = 16
+        for stage, out in enumerate((16, 32, 64)):
+            for block in range(3):
+                blocks.append(BasicBlock(width, out, 2 if stage > 0 and block == 0 else 1))
+                width = out
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1))
+
+
+def peaks(device: torch.device, rounds: int, matmul_size: int) -> dict[str, float]:
+    """FLOP/s of a square matmul and of the paper generator's residual convolution, fp32 and bf16."""
+    n = matmul_size
+    a32, b32 = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+    conv = nn.Conv2d(256, 256, 3, padding=1).to(device).requires_grad_(False)
+    conv16 = nn.Conv2d(256, 256, 3, padding=1).to(device).bfloat16().requires_grad_(False)
+    x32 = torch.randn(GENERATOR_BATCH, 256, 7, 7, device=device)
+    x16 = x32.bfloat16()
+    cases = {
+        "matmul_fp32": lambda: a32 @ b32,
+        "matmul_bf16": lambda: a16 @ b16,
+        "conv_fp32": lambda: conv(x32),
+        "conv_bf16": lambda: conv16(x16),
+    }
+    seconds = interleaved(cases, rounds, device)
+    conv_flops = 2 * GENERATOR_BATCH * 256 * 256 * 9 * 7 * 7
+    return {
+        "matmul_fp32": 2 * n**3 / seconds["matmul_fp32"],
+        "matmul_bf16": 2 * n**3 / seconds["matmul_bf16"],
+        "conv_fp32": conv_flops / seconds["conv_fp32"],
+        "conv_bf16": conv_flops / seconds["conv_bf16"],
+    }
+
+
+# --------------------------------------------------------------------------- generator paths
+
+
+def generator_paths(
+    device: torch.device, preset: str, channels: int, side: int, rounds: int, compiled: bool, bank_draws: int
+) -> dict:
+    torch.manual_seed(0)
+    generator = MUNITGenerator(MUNITConfig.preset(preset, in_channels=channels, image_size=side)).to(device).eval()
+    generator.requires_grad_(False)
+    images = torch.rand(GENERATOR_BATCH, channels, side, side, device=device)
+    used = GENERATOR_BATCH // 2
+    mask = torch.zeros(GENERATOR_BATCH, dtype=torch.bool, device=device)
+    mask[::2] = True
+    selected = images[mask]
+    fp32 = GITAugment(generator, dtype=torch.float32)
+    bf16 = GITAugment(generator, dtype=torch.bfloat16)
+    cases: dict[str, Callable[[], object]] = {
+        "reference": lambda: reference_git(generator, images, mask),
+        "fp32": lambda: fp32(selected),
+        "bf16": lambda: bf16(selected),
+    }
+    if compiled:
+        compiled_aug = GITAugment(generator, compile=True)
+        compile_started = time.perf_counter()
+        compiled_aug(selected)  # compiles for this bucket (32) before any timing
+        compile_seconds = time.perf_counter() - compile_started
+        cases["compiled"] = lambda: compiled_aug(selected)
+    # A bank over the batch's images, every other one a tail image, as in the other cases.
+    labels = (~mask).long().cpu()  # class 0 (selected half) is the tail class
+    sampler = ClassThresholdSampler([used, 10 * used], threshold=2 * used, p=1.0)
+    bank = TailBank(GITAugment(generator, sampler), images, labels, draws=bank_draws)
+    bank.refresh()
+    indices = torch.arange(GENERATOR_BATCH)
+    cases["bank"] = lambda: bank(images, labels, indices)
+
+    seconds = interleaved(cases, rounds, device)
+    flops_per_image = count_flops(lambda: fp32(selected)) / used
+    reference_flops = count_flops(lambda: reference_git(generator, images, mask)) / used
+    result = {
+        "preset": preset,
+        "format": f"{channels}x{side}x{side}",
+        "parameters": generator.num_parameters(),
+        "generator_flops_per_image": flops_per_image,
+        "reference_flops_per_used_image": reference_flops,
+        "used_images_per_second": {name: used / s for name, s in seconds.items()},
+        "bank_draws": bank_draws,
+        "bank_bytes_per_tail_image": bank.nbytes // max(1, bank.indices.numel()),
+    }
+    if compiled:
+        result["compile_seconds"] = compile_seconds
+    return result
+
+
+# --------------------------------------------------------------------------- classifier step
+
+
+def classifier_overhead(device: torch.device, rounds: int, compiled: bool, bank_draws: int) -> dict:
+    channels, side, num_classes = 1, 28, len(CIFAR10_LT_COUNTS)
+    torch.manual_seed(0)
+    generator = MUNITGenerator(MUNITConfig.preset("paper", in_channels=channels, image_size=side)).to(device).eval()
+    generator.requires_grad_(False)
+    sampler = ClassThresholdSampler(CIFAR10_LT_COUNTS, threshold=THRESHOLD, p=PROPORTION)
+    model = ResNet20(channels, num_classes).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
+
+    # A small stand-in training set with CIFAR-10-LT's tail (the bank holds the tail only: 891 images).
+    tail_counts = [n if n < THRESHOLD else 1 for n in CIFAR10_LT_COUNTS]
+    train_labels = torch.cat([torch.full((n,), c) for c, n in enumerate(tail_counts)])
+    train_images = torch.rand(train_labels.numel(), channels, side, side)
+    # Class-balanced batches (DRS), as the labels are drawn after re-sampling starts.
+    labels = torch.arange(CLASSIFIER_BATCH) % num_classes
+    per_class = [torch.nonzero(train_labels == c).flatten() for c in range(num_classes)]
+    indices = torch.stack([per_class[int(c)][i % per_class[int(c)].numel()] for i, c in enumerate(labels)])
+    images = train_images[indices]
+
+    default_aug = GITAugment(generator, sampler)
+    fp32_aug = GITAugment(generator, sampler, dtype=torch.float32)
+    bank = TailBank(GITAugment(generator, sampler), train_images, train_labels, draws=bank_draws)
+    bank.refresh()
+
+    def step(batch: torch.Tensor, batch_labels: torch.Tensor) -> None:
+        loss = F.cross_entropy(model(batch.to(device, non_blocking=True)), batch_labels.to(device, non_blocking=True))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def reference_step() -> None:
+        batch = images.to(device)
+        mask = sampler(labels).to(device)
+        step(reference_git(generator, batch, mask), labels)
+
+    cases: dict[str, Callable[[], object]] = {
+        "plain": lambda: step(images, labels),
+        "git_default": lambda: step(*default_aug(images, labels)),
+        "git_fp32": lambda: step(*fp32_aug(images, labels)),
+        "git_bank": lambda: step(*bank(images, labels, indices)),
+        "reference_git": reference_step,
+    }
+    if compiled:
+        compiled_aug = GITAugment(generator, sampler, compile=True)
+        # Compile every bucket a batch of 128 can need before timing (8, 16, 32, 64, 128).
+        for size in (8, 16, 32, 64, 128):
+            compiled_aug._generate(images[:size], None)
+        cases["git_compiled"] = lambda: step(*compiled_aug(images, labels))
+    seconds = interleaved(cases, rounds, device)
+    return {
+        "default_dtype": str(default_inference_dtype(device)).replace("torch.", ""),
+        "tail_images": int(sum(n for n in CIFAR10_LT_COUNTS if n < THRESHOLD)),
+        "bank_draws": bank_draws,
+        "bank_megabytes_cifar10_lt_uint8": sum(n for n in CIFAR10_LT_COUNTS if n < THRESHOLD) * bank_draws * 3 * 32 * 32 / 1e6,
+        "seconds_per_step": seconds,
+        "ratio_to_plain": {name: s / seconds["plain"] for name, s in seconds.items()},
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def tables(summary: dict) -> list[str]:
+    lines: list[str] = []
+    for device, figures in summary["devices"].items():
+        p = figures["peaks"]
+        lines += [
+            f"**{device}** ({figures['name']}): matmul fp32 {p['matmul_fp32'] / 1e9:.1f} / bf16 {p['matmul_bf16'] / 1e9:.1f} "
+            f"GFLOP/s; 3x3 conv (256 ch, 7x7, batch 64) fp32 {p['conv_fp32'] / 1e9:.1f} / bf16 {p['conv_bf16'] / 1e9:.1f} GFLOP/s.",
+            "",
+            "| preset | images | path | used images/s | vs reference | share of bf16 conv peak |",
+            "|---|---|---|---|---|---|",
+        ]
+        for g in figures["generator"]:
+            rates = g["used_images_per_second"]
+            for name, rate in rates.items():
+                flops = g["reference_flops_per_used_image" if name == "reference" else "generator_flops_per_image"]
+                share = "" if name == "bank" else f"{100 * rate * flops / p['conv_bf16']:.0f} %"
+                lines.append(
+                    f"| {g['preset']} | {g['format']} | {name} | {rate:.1f} | {rate / rates['reference']:.2f}x | {share} |"
+                )
+        c = figures.get("classifier")
+        if c:
+            lines += [
+                "",
+                f"Classifier step (ResNet-20, batch {CLASSIFIER_BATCH}, 1x28x28, class-balanced labels over CIFAR-10-LT "
+                f"counts, K = {THRESHOLD}, p = {PROPORTION}, paper preset; default dtype here: {c['default_dtype']}; "
+                f"bank V = {c['bank_draws']}, {c['bank_megabytes_cifar10_lt_uint8']:.1f} MB for CIFAR-10-LT's "
+                f"{c['tail_images']} tail images as uint8):",
+                "",
+                "| step | ms | vs plain |",
+                "|---|---|---|",
+            ]
+            for name, seconds in c["seconds_per_step"].items():
+                lines.append(f"| {name} | {1000 * seconds:.1f} | {c['ratio_to_plain'][name]:.2f}x |")
+        lines.append("")
+    return lines
+
+
+def report_section(summary: dict) -> str:
+    return "\n".join(
+        [
+            START_MARKER,
+            "## Augmentation speed",
+            "",
+            f"Produced by `{summary['command']}` on {summary['date'][:10]} (torch {summary['torch_version']}, "
+            f"{summary['threads']} CPU thread(s), OMP_WAIT_POLICY={summary['omp_wait_policy']}), one process, "
+            f"cases interleaved, medians of {summary['rounds']} rounds. {summary['note']}",
+            "",
+            "Used images/s: images that end up in the classifier's batch. `reference` translates the whole batch "
+            "of 64 (both encoders) and keeps half; the other paths generate only the 32 used images. The share of "
+            "the bf16 convolution peak counts the FLOPs each path executes.",
+            "",
+            *tables(summary),
+            END_MARKER,
+        ]
+    )
+
+
+def update_report(path: Path, section: str) -> None:
+    """Put ``section`` between this benchmark's markers in ``path``, leaving the rest of the file as it is."""
+    text = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{OTHER_BENCHMARKS_MARKER}\n"
+    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    if start != -1 and end > start:
+        text = text[:start] + section + text[end + len(END_MARKER):]
+    elif OTHER_BENCHMARKS_MARKER in text:
+        head, _, rest = text.partition(OTHER_BENCHMARKS_MARKER)
+        text = f"{head}{OTHER_BENCHMARKS_MARKER}\n\n{section}\n{rest}"
+    else:
+        text = text.rstrip("\n") + f"\n\n{section}\n"
+    _atomic_write(path, text)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    command = " ".join(["python", "benchmarks/augment_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (PASSIVE unless set), {torch.get_num_threads()} thread(s)")
+    summary: dict = {
+        "benchmark": "augment_speed",
+        "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch_version": torch.__version__,
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "rounds": args.rounds,
+        "note": "Only the ratios within this run are meaningful.",
+        "devices": {},
+    }
+    for name in args.devices:
+        device = torch.device(name)
+        matmul = args.matmul_size or (8192 if device.type == "cuda" else 1024)
+        figures: dict = {"name": device_name(device), "peaks": peaks(device, args.rounds, matmul), "generator": []}
+        print(f"{name}: peaks {json.dumps({k: round(v / 1e9, 1) for k, v in figures['peaks'].items()})} GFLOP/s", flush=True)
+        for preset in args.presets:
+            for channels, side in FORMATS:
+                key = f"{preset}-{channels}x{side}x{side}"
+                if args.compile_configs is None:
+                    compiled = device.type == "cuda" or key == "paper-1x28x28"
+                else:
+                    compiled = key in args.compile_configs
+                result = generator_paths(device, preset, channels, side, args.rounds, compiled, args.bank_draws)
+                figures["generator"].append(result)
+                rates = result["used_images_per_second"]
+                print(f"{name} {key}: " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()) + " used images/s", flush=True)
+        if not args.skip_classifier:
+            compiled = device.type == "cuda" if args.compile_configs is None else "classifier" in args.compile_configs
+            figures["classifier"] = classifier_overhead(device, args.rounds, compiled, args.bank_draws)
+            print(f"{name} classifier step vs plain: "
+                  + ", ".join(f"{k} {v:.2f}x" for k, v in figures["classifier"]["ratio_to_plain"].items()), flush=True)
+        summary["devices"][name] = figures
+    _atomic_write(args.out, json.dumps(summary, indent=2) + "\n")
+    update_report(args.report, report_section(summary))
+    print()
+    print("\n".join(tables(summary)))
+    print(f"wrote {args.out} and the augment-speed section of {args.report}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
