@@ -10,8 +10,13 @@ from helpers import tiny_generator
 LABELS = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
 
 
-def make_aug(channels: int = 1, **kwargs) -> GITAugment:
-    sampler = ClassThresholdSampler([500, 50, 5], threshold=100, p=1.0)
+_DEFAULT_SAMPLER = object()
+
+
+def make_aug(channels: int = 1, sampler=_DEFAULT_SAMPLER, **kwargs) -> GITAugment:
+    """A transform with the tests' sampler; ``sampler=None`` re-draws every image (calls without labels)."""
+    if sampler is _DEFAULT_SAMPLER:
+        sampler = ClassThresholdSampler([500, 50, 5], threshold=100, p=1.0)
     return GITAugment(tiny_generator(channels), sampler, **kwargs)
 
 
@@ -40,8 +45,14 @@ def test_p_controls_the_fraction_replaced():
     assert 0.42 < fraction < 0.58
 
 
-def test_without_labels_every_image_is_transformed():
+def test_with_a_sampler_but_no_labels_every_image_is_transformed_with_a_warning():
     aug = make_aug()
+    with pytest.warns(UserWarning, match=r"called without labels.*gitaug.GITDataset"):
+        aug(torch.rand(3, 1, 16, 16))
+
+
+def test_without_labels_every_image_is_transformed():
+    aug = make_aug(sampler=None)
     images = torch.rand(6, 1, 16, 16)
     out = aug(images)
     assert isinstance(out, torch.Tensor)
@@ -49,7 +60,7 @@ def test_without_labels_every_image_is_transformed():
 
 
 def test_float_images_keep_dtype_range_and_shape():
-    aug = make_aug()
+    aug = make_aug(sampler=None)
     for dtype in (torch.float32, torch.float64, torch.float16):
         images = torch.rand(4, 1, 16, 16).to(dtype)
         out = aug(images)
@@ -58,7 +69,7 @@ def test_float_images_keep_dtype_range_and_shape():
 
 
 def test_uint8_images_stay_uint8_and_use_the_full_range():
-    aug = make_aug()
+    aug = make_aug(sampler=None)
     images = torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8)
     out = aug(images)
     assert out.dtype == torch.uint8 and out.shape == images.shape
@@ -67,7 +78,7 @@ def test_uint8_images_stay_uint8_and_use_the_full_range():
 
 def test_normalized_images_come_back_normalized():
     mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
-    aug = make_aug(channels=3, mean=mean, std=std)
+    aug = make_aug(channels=3, sampler=None, mean=mean, std=std)
     raw = torch.rand(4, 3, 16, 16)
     normalized = v2.Normalize(mean, std)(raw)
     out = aug(normalized, generator=torch.Generator().manual_seed(0))
@@ -81,7 +92,7 @@ def test_normalized_images_come_back_normalized():
 def test_single_image_and_int_label():
     aug = make_aug()
     image = torch.rand(1, 16, 16)
-    out = aug(image)
+    out = make_aug(sampler=None)(image)
     assert out.shape == (1, 16, 16) and not torch.equal(out, image)
     kept, label = aug(image, 0)  # class 0 is above the threshold
     assert label == 0 and torch.equal(kept, image)
@@ -90,7 +101,7 @@ def test_single_image_and_int_label():
 
 
 def test_other_image_sizes_are_resized_to_the_generator_and_back():
-    aug = make_aug()
+    aug = make_aug(sampler=None)
     images = torch.rand(3, 1, 40, 24)
     out = aug(images)
     assert out.shape == (3, 1, 40, 24)
@@ -119,7 +130,7 @@ def test_seeded_calls_are_reproducible():
 
 
 def test_no_gradients_and_generator_stays_in_eval_mode():
-    aug = make_aug()
+    aug = make_aug(sampler=None)
     images = torch.rand(2, 1, 16, 16, requires_grad=True)
     out = aug(images)
     assert not out.requires_grad
@@ -147,7 +158,7 @@ def test_one_hot_labels_select_by_their_main_class():
 
 
 def test_inside_a_v2_compose():
-    aug = make_aug()
+    aug = make_aug(sampler=None)
     pipeline = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Resize(16), aug])
     image = torch.randint(0, 256, (1, 32, 32), dtype=torch.uint8)
     out = pipeline(image)
