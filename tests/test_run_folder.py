@@ -98,3 +98,9 @@ def test_checkpoints_carry_a_checksum(digits_npz, tmp_path):
     expected = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert (out / "checkpoints" / "step-00000002.pt.sha256").read_text().strip() == expected
     assert torch.load(checkpoint, weights_only=True)["step"] == 2
+
+
+def test_without_a_progress_bar_the_fit_still_reports_progress(digits_npz, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="gitaug.fit"):
+        fit(tiny(digits_npz, tmp_path / "run", steps=3, progress=False))
+    assert "gitaug-fit: step 3/3 (100 %)" in caplog.text

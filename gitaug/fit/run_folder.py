@@ -310,10 +310,50 @@ class LossMeter:
         self.started = time.perf_counter()
 
 
-def progress_bar(total: int, start_step: int, enabled: bool) -> Any:
+def progress_bar(total: int, start_step: int, enabled: bool, log_instead: bool = False) -> Any:
+    """A tqdm bar; with ``log_instead`` (``--no-progress``) a log line every half minute instead of nothing."""
+    if log_instead:
+        return _ProgressLog(total, start_step)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=start_step, disable=not enabled, unit="step", dynamic_ncols=True, desc="gitaug-fit")
+
+
+class _ProgressLog:
+    """The progress bar's interface, reporting through the ``gitaug.fit`` logger at most every ``every`` seconds.
+
+    For runs without a terminal (batch jobs, ``--no-progress``), which would
+    otherwise print nothing for minutes.
+    """
+
+    def __init__(self, total: int, start_step: int, every: float = 30.0) -> None:
+        self.total, self.step, self.every = total, start_step, every
+        self.postfix: dict[str, str] = {}
+        self.last = time.perf_counter()
+
+    def __enter__(self) -> "_ProgressLog":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def update(self, steps: int = 1) -> None:
+        self.step += steps
+        if time.perf_counter() - self.last >= self.every:
+            self._report()
+
+    def set_postfix(self, **values: str) -> None:
+        self.postfix = values
+
+    def close(self) -> None:
+        if self.step >= self.total:
+            self._report()
+
+    def _report(self) -> None:
+        self.last = time.perf_counter()
+        details = ", ".join(f"{name} {value}" for name, value in self.postfix.items())
+        logger.info("gitaug-fit: step %d/%d (%.0f %%)%s", self.step, self.total, 100 * self.step / max(self.total, 1),
+                    f": {details}" if details else "")
 
 
 # --------------------------------------------------------------------------- signals

@@ -189,7 +189,8 @@ def _loop(config: FitConfig, data: ImageDataset, run: RunFolder, state: FitState
     images = data.images.to(where.device)
     rows = grid_rows(data.targets if data.labelled else None, len(data), max_rows=10, seed=config.seed)
     writer = run.tensorboard(state.step) if where.is_main and config.tensorboard else None
-    progress = progress_bar(config.steps, state.step, enabled=where.is_main and config.progress)
+    progress = progress_bar(config.steps, state.step, enabled=where.is_main and config.progress,
+                            log_instead=where.is_main and not config.progress)
     autocast = torch.autocast(where.device.type, dtype=where.amp_dtype, enabled=where.amp_dtype is not None)
     mine = slice(where.rank * where.per_rank, (where.rank + 1) * where.per_rank)
     style_dim, started, seconds_before = generator.config.style_dim, time.perf_counter(), state.seconds
