@@ -306,12 +306,12 @@ class GITAugment(nn.Module):
 
         batch = images if images.dim() == 4 else images.unsqueeze(0)
         if labels is None or self.sampler is None:
-            mask = torch.ones(batch.shape[0], dtype=torch.bool, device=batch.device)
+            mask = torch.ones(batch.shape[0], dtype=torch.bool)  # on the CPU: its count needs no device sync
             if labels is not None:
                 self._labels_as_indices(labels, batch.shape[0])  # still validate them
         else:
+            # The mask stays where the labels are (the CPU, from a DataLoader); _replace moves indices only.
             mask = self.sampler(self._labels_as_indices(labels, batch.shape[0]), generator=generator)
-            mask = mask.to(batch.device)
         result = self._replace(batch, mask, generator)
         if result is None:  # nothing selected
             return images
