@@ -103,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "paper-1x28x28 on CPU, where each shape compiles for minutes); none: no argument")
     parser.add_argument("--bank-draws", type=int, default=8, help="V for the bank cases (default: 8)")
     parser.add_argument("--matmul-size", type=int, default=None, help="side of the square matmul (default: 1024 CPU, 8192 CUDA)")
+    parser.add_argument("--note", default="", help="a sentence about the machine, added to the report")
     parser.add_argument("--skip-classifier", action="store_true", help="skip the classifier-step overhead")
     parser.add_argument("--fitted", default=None, help="a fitted generator (folder or Hub id) for the precision check")
     parser.add_argument("--fitted-dataset", default=None, help="the built-in dataset it was fitted on (its training split)")
@@ -501,7 +502,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "rounds": args.rounds,
-        "note": "Only the ratios within this run are meaningful.",
+        "note": " ".join(filter(None, [args.note, "Only the ratios within this run are meaningful."])),
         "devices": {},
     }
     for name in args.devices:
