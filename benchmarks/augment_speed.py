@@ -30,6 +30,12 @@ ratios hold on a busy machine even where the absolute figures do not.
    the plain step for GIT as a user gets it by default
    (``GITAugment(generator, sampler)``), in fp32, compiled, from a bank, and
    the reference procedure.
+4. With ``--fitted PATH --fitted-dataset NAME`` (a ``gitaug-fit`` folder and
+   the built-in set it was fitted on): how far the fast paths move the
+   generated pixels on real images of that set, next to the spread between
+   two draws (:func:`gitaug.evaluation.diagnostics.variant_spread`): bf16
+   against fp32 with the same style draws, and the fused norms against
+   MUNIT's formulas.
 
 OMP_WAIT_POLICY is set to PASSIVE before torch loads (unless already set):
 on a shared machine, OpenMP threads that spin while waiting steal the cores
@@ -37,6 +43,7 @@ the other threads need.
 
     python benchmarks/augment_speed.py --threads 1
     python benchmarks/augment_speed.py --threads 2 --rounds 9 --compile-configs paper-1x28x28
+    python benchmarks/augment_speed.py --threads 1 --fitted runs/digits-bg-lt --fitted-dataset digits-bg-lt
 
 Prints a table, writes ``benchmarks/results/augment_speed.json`` (``--out``)
 and replaces the section between ``<!-- augment_speed:start -->`` and
@@ -71,11 +78,10 @@ from gitaug import generator as generator_module  # noqa: E402
 from gitaug.augment import default_inference_dtype  # noqa: E402
 from gitaug.bank import TailBank  # noqa: E402
 from gitaug.longtail.classifiers import BasicBlock  # noqa: E402
+from _report import update_section  # noqa: E402
+from gitaug._files import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-START_MARKER = "<!-- augment_speed:start -->"
-END_MARKER = "<!-- augment_speed:end -->"
-OTHER_BENCHMARKS_MARKER = "<!-- other benchmarks -->"
 
 PRESET_NAMES = ("paper", "small")
 FORMATS = ((1, 28), (3, 32))  # (channels, side)
@@ -96,7 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "paper-1x28x28 on CPU, where each shape compiles for minutes); none: no argument")
     parser.add_argument("--bank-draws", type=int, default=8, help="V for the bank cases (default: 8)")
     parser.add_argument("--matmul-size", type=int, default=None, help="side of the square matmul (default: 1024 CPU, 8192 CUDA)")
+    parser.add_argument("--note", default="", help="a sentence about the machine, added to the report")
     parser.add_argument("--skip-classifier", action="store_true", help="skip the classifier-step overhead")
+    parser.add_argument("--fitted", default=None, help="a fitted generator (folder or Hub id) for the precision check")
+    parser.add_argument("--fitted-dataset", default=None, help="the built-in dataset it was fitted on (its training split)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "augment_speed.json")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args(argv)
@@ -104,6 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--threads must be positive, got {args.threads}")
     if args.rounds < 1:
         parser.error(f"--rounds must be positive, got {args.rounds}")
+    if (args.fitted is None) != (args.fitted_dataset is None):
+        parser.error("--fitted and --fitted-dataset go together")
     if args.devices is None:
         args.devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     return args
@@ -337,6 +348,41 @@ def classifier_overhead(device: torch.device, rounds: int, compiled: bool, bank_
     }
 
 
+# --------------------------------------------------------------------------- precision on a fitted generator
+
+
+def precision_check(path: str, dataset: str, n_per_class: int = 40, seed: int = 0) -> dict:
+    """Mean (and max) absolute pixel change, in [0, 1] units, of bf16 and of MUNIT's norms, next to the draw spread."""
+    from gitaug import datasets
+    from gitaug.evaluation.diagnostics import variant_spread
+
+    train = datasets.load(dataset, split="train", seed=seed)
+    fp32 = GITAugment.from_pretrained(path, dtype=torch.float32)
+    bf16 = GITAugment.from_pretrained(path, dtype=torch.bfloat16)
+    spread = variant_spread(fp32, train.images, train.targets, train.num_classes, n_per_class=n_per_class, seed=seed)
+    pick = torch.Generator().manual_seed(seed)
+    chosen = torch.cat([
+        idx[torch.randperm(idx.numel(), generator=pick)[:n_per_class]]
+        for idx in (torch.nonzero(train.targets == c).flatten() for c in range(train.num_classes))
+    ])
+    images = train.float_images()[chosen]
+    reference = fp32(images, generator=torch.Generator().manual_seed(seed + 1))
+    low = bf16(images, generator=torch.Generator().manual_seed(seed + 1))
+    with munit_norms():
+        munit = fp32(images, generator=torch.Generator().manual_seed(seed + 1))
+    return {
+        "generator": str(path),
+        "dataset": dataset,
+        "images": int(images.shape[0]),
+        "variant_spread_mean": float(spread.nanmean()),
+        "variant_spread_min_class": float(spread.min()),
+        "bf16_vs_fp32_mean": float((low - reference).abs().mean()),
+        "bf16_vs_fp32_max": float((low - reference).abs().max()),
+        "fused_vs_munit_norms_mean": float((munit - reference).abs().mean()),
+        "fused_vs_munit_norms_max": float((munit - reference).abs().max()),
+    }
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -386,13 +432,22 @@ def tables(summary: dict) -> list[str]:
             for name, seconds in c["seconds_per_step"].items():
                 lines.append(f"| {name} | {1000 * seconds:.1f} | {c['ratio_to_plain'][name]:.2f}x |")
         lines.append("")
+    check = summary.get("precision")
+    if check:
+        lines += [
+            f"Precision on a fitted generator ({check['dataset']}, {check['images']} training images, pixels in [0, 1]): "
+            f"two independent draws differ by {check['variant_spread_mean']:.4f} on average "
+            f"(smallest class {check['variant_spread_min_class']:.4f}); bf16 against fp32 with the same style draws "
+            f"{check['bf16_vs_fp32_mean']:.4f} (max {check['bf16_vs_fp32_max']:.3f}); the fused norms against MUNIT's "
+            f"formulas {check['fused_vs_munit_norms_mean']:.1e} (max {check['fused_vs_munit_norms_max']:.1e}).",
+            "",
+        ]
     return lines
 
 
 def report_section(summary: dict) -> str:
     return "\n".join(
         [
-            START_MARKER,
             "## Augmentation speed",
             "",
             f"Produced by `{summary['command']}` on {summary['date'][:10]} (torch {summary['torch_version']}, "
@@ -404,30 +459,8 @@ def report_section(summary: dict) -> str:
             "the bf16 convolution peak counts the FLOPs each path executes.",
             "",
             *tables(summary),
-            END_MARKER,
         ]
     )
-
-
-def update_report(path: Path, section: str) -> None:
-    """Put ``section`` between this benchmark's markers in ``path``, leaving the rest of the file as it is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{OTHER_BENCHMARKS_MARKER}\n"
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
-    if start != -1 and end > start:
-        text = text[:start] + section + text[end + len(END_MARKER):]
-    elif OTHER_BENCHMARKS_MARKER in text:
-        head, _, rest = text.partition(OTHER_BENCHMARKS_MARKER)
-        text = f"{head}{OTHER_BENCHMARKS_MARKER}\n\n{section}\n{rest}"
-    else:
-        text = text.rstrip("\n") + f"\n\n{section}\n"
-    _atomic_write(path, text)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -445,7 +478,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "rounds": args.rounds,
-        "note": "Only the ratios within this run are meaningful.",
+        "note": " ".join(filter(None, [args.note, "Only the ratios within this run are meaningful."])),
         "devices": {},
     }
     for name in args.devices:
@@ -470,8 +503,12 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{name} classifier step vs plain: "
                   + ", ".join(f"{k} {v:.2f}x" for k, v in figures["classifier"]["ratio_to_plain"].items()), flush=True)
         summary["devices"][name] = figures
-    _atomic_write(args.out, json.dumps(summary, indent=2) + "\n")
-    update_report(args.report, report_section(summary))
+    if args.fitted:
+        summary["precision"] = precision_check(args.fitted, args.fitted_dataset)
+        print(f"precision: {json.dumps(summary['precision'])}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, summary)
+    update_section(args.report, "augment_speed", report_section(summary))
     print()
     print("\n".join(tables(summary)))
     print(f"wrote {args.out} and the augment-speed section of {args.report}")

@@ -76,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     method.add_argument("--threshold", type=float, default=None, help="class-size threshold K (default: no threshold)")
     method.add_argument("--p", type=float, default=0.5, help="proportion of eligible samples replaced")
     method.add_argument("--rule", choices=("hard", "linear"), default="hard")
+    method.add_argument("--bank-draws", type=int, default=0, metavar="V",
+                        help="serve GIT from a gitaug.bank.TailBank of V draws per tail image (0: live draws)")
     method.add_argument("--resampling", choices=("auto", "none", "deferred"), default="auto",
                         help="auto: instance sampling for erm, deferred re-sampling otherwise; "
                         "none suits losses that re-weight instead (LDAM+DRW, Bal-BCE)")
@@ -245,6 +247,10 @@ def main(argv: list[str] | None = None) -> dict:
     selection = ClassThresholdSampler(counts, threshold=args.threshold, p=args.p, rule=args.rule)
     if args.method == "git":
         augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device)
+        if args.bank_draws:  # V precomputed draws per tail image, drawn when GIT starts
+            from gitaug.bank import TailBank
+
+            augment = TailBank(augment, train.float_images(), train.targets, draws=args.bank_draws, enabled=False)
     elif args.method == "oracle":
         plain_train = gdata.load(gdata.plain_version(args.dataset), split="train", seed=args.seed)
         if not torch.equal(plain_train.targets, train.targets):  # same base digits, same order
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
         model.train()
         total_loss, batches = 0.0, 0
         for images, labels, indices in loader:
-            if isinstance(augment, OracleAugment):
+            if isinstance(augment, OracleAugment) or args.bank_draws:
                 images, labels = augment(images, labels, indices, generator=rng)
             elif augment is not None:
                 images, labels = augment(images, labels, generator=rng)

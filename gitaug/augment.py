@@ -482,7 +482,7 @@ class GITAugment(nn.Module):
         if indices is None or self.sampler is None:
             if indices is None and self.sampler is not None:
                 self._warn_without_labels()
-            mask = torch.ones(batch.shape[0], dtype=torch.bool, device=batch.device)
+            mask = torch.ones(batch.shape[0], dtype=torch.bool)  # on the CPU: its count needs no device sync
         else:
             # The mask stays where the sampler made it (the CPU, for labels from a DataLoader): see _replace.
             mask = self._select(indices, batch.shape[0], generator)

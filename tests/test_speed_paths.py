@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import gitaug.generator as generator_module
-from gitaug import GITAugment, MUNITConfig, MUNITGenerator
+from gitaug import ClassThresholdSampler, GITAugment, MUNITConfig, MUNITGenerator
+from gitaug.augment import default_inference_dtype
 from gitaug.generator import InstanceNorm2d, LayerNorm2d
 
 
@@ -130,9 +131,6 @@ def test_generator_with_fused_norms_matches_reference_norms(preset, monkeypatch)
 
 
 # --------------------------------------------------------------------------- GITAugment's precision and paths
-
-from gitaug import ClassThresholdSampler  # noqa: E402
-from gitaug.augment import default_inference_dtype  # noqa: E402
 
 
 def _small_generator(seed=0):
