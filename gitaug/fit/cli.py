@@ -21,7 +21,6 @@ import sys
 from typing import Any, Sequence
 
 from .config import AMP_MODES, PRESET_NAMES, SAMPLING_MODES, WARP_MODES, FitConfig, load_config_file
-from .trainer import FitInterrupted, NonFiniteLossError, fit
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -32,10 +31,10 @@ def _default(name: str) -> str:
     return f" (default: {getattr(_DEFAULTS, name)!r})"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "gitaug-fit") -> argparse.ArgumentParser:
     """The argument parser; every option's default is ``None`` so that only given flags override a config file."""
     parser = argparse.ArgumentParser(
-        prog="gitaug-fit",
+        prog=prog,
         description=(
             "Fit a class-agnostic, input-conditioned generator (single-domain MUNIT) on all training images "
             "pooled together, and export a folder that GITAugment.from_pretrained loads."
@@ -153,14 +152,14 @@ def config_from_args(args: argparse.Namespace) -> FitConfig:
     return FitConfig.from_dict(values)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "gitaug-fit") -> int:
     """Entry point of the ``gitaug-fit`` console script; returns the exit status.
 
     Example::
 
         gitaug-fit --dataset digits-bg-lt --out runs/digits-bg-lt
     """
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
@@ -172,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+
+    # Imported here, not at the top: torch takes seconds to import and --help needs none of it.
+    from .trainer import FitInterrupted, NonFiniteLossError, fit
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.captureWarnings(True)

@@ -60,7 +60,7 @@ from ..hub import CARD_NAME, CONFIG_NAME, SAMPLES_NAME, WEIGHTS_NAME, push_folde
 from .config import RESUMABLE_FIELDS, FitConfig
 from .data import BatchSampler, TrainingData, derive_seed, read_training_data, to_model_range
 from .discriminator import MultiScaleDiscriminator, lsgan_loss
-from .grid import grid_rows, save_sample_grid
+from .grid import class_row_labels, grid_rows, save_sample_grid
 
 __all__ = ["fit", "FitInterrupted", "NonFiniteLossError"]
 
@@ -290,6 +290,7 @@ def _run(
     style_rng = torch.Generator().manual_seed(derive_seed(config.seed, "styles"))
     images = data.images.to(device)
     rows = grid_rows(data.labels, len(data), max_rows=10, seed=config.seed)
+    row_names = class_row_labels(data.labels, rows, data.class_names) if data.labels is not None else None
     meter = _LossMeter()
     start_step, seconds_before = 0, 0.0
 
@@ -448,6 +449,7 @@ def _run(
                     generator,
                     data.images[rows],
                     variants=config.grid_variants,
+                    row_labels=row_names,
                     seed=config.seed,
                 )
 
@@ -489,6 +491,7 @@ def _run(
             generator,
             data.images[rows],
             variants=config.grid_variants,
+            row_labels=row_names,
             seed=config.seed,
         )
         if not last_logged and (out / LOG_NAME).is_file():
