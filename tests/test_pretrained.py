@@ -75,10 +75,11 @@ def test_a_registered_name_without_its_files_is_an_error_not_a_hub_download(monk
 
 
 def test_torch_hub_loads_them_from_a_local_checkout():
-    aug = torch.hub.load(str(ROOT), "digits_bg_lt", source="local", trust_repo=True)
-    assert isinstance(aug, GITAugment) and aug.metadata["pretrained_name"] == "digits-bg-lt"
-    assert set(torch.hub.list(str(ROOT), source="local", trust_repo=True)) >= {
-        "digits_rot_lt", "digits_bg_lt", "digits_dil_lt", "pretrained"}
+    for name in NAMES:
+        aug = torch.hub.load(str(ROOT), name.replace("-", "_"), source="local", trust_repo=True)
+        assert isinstance(aug, GITAugment) and aug.metadata["pretrained_name"] == name
+    aug = torch.hub.load(str(ROOT), "pretrained", "digits-rot-lt", source="local", trust_repo=True, enabled=False)
+    assert aug.metadata["pretrained_name"] == "digits-rot-lt" and not aug.enabled
     with pytest.raises(ValueError, match="name must be one of"):
         torch.hub.load(str(ROOT), "pretrained", "digits-xyz", source="local", trust_repo=True)
 
