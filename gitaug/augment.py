@@ -244,9 +244,10 @@ class GITAugment(nn.Module):
         """Load a fitted generator from a local folder or a Hugging Face Hub repo.
 
         Args:
-            repo_id_or_path: a folder written by :meth:`save_pretrained`, a
-                ``gitaug-fit`` run folder (its ``generator/`` export is
-                loaded), or a Hub repo id such as ``"org/name"``.
+            repo_id_or_path: a pretrained name (``gitaug.list_pretrained()``),
+                a folder written by :meth:`save_pretrained`, a ``gitaug-fit``
+                run folder (its ``generator/`` export is loaded), or a Hub
+                repo id such as ``"org/name"``.
             revision: a Hub branch, tag or commit to pin.
             cache_dir: the Hub cache folder (default: the Hub's own).
             local_files_only: never reach the network; use the cache only
@@ -259,8 +260,12 @@ class GITAugment(nn.Module):
 
         Example::
 
-            aug = GITAugment.from_pretrained("runs/digits-bg-lt", sampler=sampler)
+            aug = GITAugment.from_pretrained("digits-bg-lt", sampler=sampler)
         """
+        from .pretrained import resolve_pretrained
+
+        # A registered name loads the generator packaged with gitaug, offline; see gitaug.pretrained.
+        repo_id_or_path = resolve_pretrained(repo_id_or_path)
         generator = MUNITGenerator.from_pretrained(
             repo_id_or_path,
             revision=revision,

@@ -36,18 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._architecture import IMAGE_SIZE_MULTIPLE, MIN_IMAGE_SIZE, PRESETS, WARPS
 from .hub import GeneratorHubMixin
 
 __all__ = ["MUNITConfig", "MUNITGenerator", "PRESETS", "WARPS", "StyleWarp", "MIN_IMAGE_SIZE", "IMAGE_SIZE_MULTIPLE"]
 
 _PAD_TYPES = ("reflect", "replicate", "zeros")
 _ACTIVATIONS = ("relu", "lrelu", "prelu", "tanh", "none")
-#: The style-driven warps a generator can have (see :class:`StyleWarp`).
-WARPS = ("none", "rotation", "similarity")
-#: With the presets' two stride-2 downsamplings, an image side must be a multiple of 4 and at
-#: least 16, so that the content map is at least 4x4 (reflect padding needs it).
-IMAGE_SIZE_MULTIPLE = 4
-MIN_IMAGE_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -159,11 +154,6 @@ class MUNITConfig:
         return cls(**data)
 
 
-#: Named architecture presets (everything but ``in_channels`` and ``image_size``).
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"dim": 64, "mlp_dim": 256, "style_dim": 8, "n_downsample": 2, "n_res": 4},
-    "small": {"dim": 16, "mlp_dim": 64, "style_dim": 8, "n_downsample": 2, "n_res": 2},
-}
 
 
 # --------------------------------------------------------------------------- building blocks

@@ -481,7 +481,7 @@ def choose_image_size(sizes: Sequence[tuple[int, int]], source: str) -> int:
 
     Says which size it chose and why (a warning) whenever it is not the data's own.
     """
-    from ..generator import IMAGE_SIZE_MULTIPLE, MIN_IMAGE_SIZE
+    from .._architecture import IMAGE_SIZE_MULTIPLE, MIN_IMAGE_SIZE
 
     (height, width), count = Counter(sizes).most_common(1)[0]
     side = min(height, width)

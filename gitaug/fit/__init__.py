@@ -30,7 +30,20 @@ the generator a style-driven warp and reward its use::
     gitaug-fit --dataset digits-rot-lt --warp rotation --weight-warp-diversity 10 --out runs/digits-rot-lt
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .config import FitConfig
-from .trainer import FitInterrupted, NonFiniteLossError, fit
 
 __all__ = ["FitConfig", "fit", "FitInterrupted", "NonFiniteLossError"]
+
+if TYPE_CHECKING:
+    from .trainer import FitInterrupted, NonFiniteLossError, fit
+
+
+def __getattr__(name: str) -> Any:
+    # The trainer (and torch) loads on first use, so that ``gitaug fit --help`` answers at once.
+    if name in ("fit", "FitInterrupted", "NonFiniteLossError"):
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,13 +32,13 @@ def _flag_type(annotation: str) -> type:
     return _NUMBER_TYPES[annotation.split("|")[0].strip()]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "gitaug-fit") -> argparse.ArgumentParser:
     """The argument parser, generated from :class:`FitConfig`'s fields (each field's help is written once, there).
 
     Every option's default is ``None`` so that only given flags override a config file or a resumed run.
     """
     parser = argparse.ArgumentParser(
-        prog="gitaug-fit",
+        prog=prog,
         description=(
             "Fit a class-agnostic, input-conditioned generator (single-domain MUNIT) on all training images "
             "pooled together, and export a folder that GITAugment.from_pretrained loads."
@@ -111,14 +111,14 @@ def _stored_settings(out: str) -> dict[str, Any]:
     return {name: value for name, value in stored.items() if name not in ("resume", "overwrite")}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "gitaug-fit") -> int:
     """Entry point of the ``gitaug-fit`` console script; returns the exit status.
 
     Example::
 
         gitaug-fit --dataset digits-bg-lt --out runs/digits-bg-lt
     """
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
         warn_if_cpu_oversubscribed()
 
+    # Imported here, not at the top: torch takes seconds to import and --help needs none of it.
     from .trainer import FitInterrupted, NonFiniteLossError, fit
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")

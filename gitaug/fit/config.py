@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 __all__ = ["FitConfig", "load_config_file", "RESUMABLE_FIELDS", "GROUPS"]
 
-from ..generator import IMAGE_SIZE_MULTIPLE, MIN_IMAGE_SIZE, PRESETS, WARPS
+from .._architecture import IMAGE_SIZE_MULTIPLE, MIN_IMAGE_SIZE, PRESETS, WARPS
 
 SAMPLING_MODES = ("auto", "balanced", "instance")
 AMP_MODES = ("auto", "bf16", "fp16", "none")

@@ -11,7 +11,7 @@ import torch
 from ..datasets import ImageDataset
 from ..hub import push_folder_to_hub, save_generator
 from .config import FitConfig
-from .grid import grid_rows, save_sample_grid
+from .grid import dataset_rows, save_sample_grid
 from .objective import LossTerms
 from .run_folder import RunFolder
 from .state import FitState
@@ -32,10 +32,9 @@ def export_generator(
     processes: int,
 ) -> Path:
     """Write ``run.generator_dir`` (config, weights, model card, samples) and push it if asked; returns it."""
-    rows = grid_rows(data.targets if data.labelled else None, len(data), max_rows=10, seed=config.seed)
-    grid = save_sample_grid(
-        run.sample_path(state.step), state.generator, data.images[rows], variants=config.grid_variants, seed=config.seed
-    )
+    rows, row_labels = dataset_rows(data, max_rows=10, seed=config.seed)
+    grid = save_sample_grid(run.sample_path(state.step), state.generator, data.images[rows],
+                            variants=config.grid_variants, seed=config.seed, row_labels=row_labels)
     metadata = training_metadata(config, data, sampling, state, run.last_log_record(), device, amp_dtype, processes)
     save_generator(state.generator, run.generator_dir, metadata=metadata, samples_image=grid)
     logger.info("exported the generator to %s (%.0f s of training)", run.generator_dir, state.seconds)

@@ -3,7 +3,9 @@
 Each row is one real input (first column) followed by generated variants of
 it; the same column uses the same random style code in every row, so a column
 shows one nuisance applied across inputs. With labels, the rows are one image
-per class, smallest classes first -- the tail classes are the ones GIT is for.
+per class, smallest classes first -- the tail classes are the ones GIT is for
+-- and :func:`class_row_labels` names each row's class and training count in a
+margin on the left.
 
 Example::
 
@@ -16,27 +18,36 @@ Example::
     >>> labels[rows].tolist()            # smallest class first
     [2, 1, 0]
     >>> sample_grid(generator, images[rows], variants=4, seed=0).shape
-    torch.Size([3, 70, 346])
+    torch.Size([3, 200, 332])
+    >>> names = class_row_labels(labels, rows, ["cat", "dog", "fox"])
+    >>> names
+    ['fox\\n2 images', 'dog\\n4 images', 'cat\\n6 images']
+    >>> sample_grid(generator, images[rows], variants=4, seed=0, row_labels=names).shape[1:]
+    torch.Size([200, 444])
 """
 
 from __future__ import annotations
 
 import math
 import os
+from typing import Any
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import make_grid, save_image
 
 from ..generator import MUNITGenerator
 from .._seeding import derive_seed
 from .data import to_model_range
 
-__all__ = ["grid_rows", "sample_grid", "save_sample_grid"]
+__all__ = ["grid_rows", "class_row_labels", "sample_grid", "save_sample_grid"]
 
 # Cells are upscaled (nearest neighbour) to at least this side so small images stay legible.
 _MIN_CELL = 64
+_PADDING = 2
+_LABEL_WIDTH = 112  # the left margin that holds each row's label, in pixels
 
 
 def grid_rows(labels: torch.Tensor | None, num_images: int, *, max_rows: int = 10, seed: int = 0) -> torch.Tensor:
@@ -61,13 +72,68 @@ def grid_rows(labels: torch.Tensor | None, num_images: int, *, max_rows: int = 1
     return torch.cat(rows)
 
 
+def dataset_rows(data: Any, *, max_rows: int = 10, seed: int = 0) -> tuple[torch.Tensor, list[str] | None]:
+    """The grid rows of an :class:`~gitaug.datasets.ImageDataset` and their labels (class name and count)."""
+    labels = data.targets if data.labelled else None
+    rows = grid_rows(labels, len(data), max_rows=max_rows, seed=seed)
+    return rows, class_row_labels(labels, rows, list(data.classes)) if labels is not None else None
+
+
+def class_row_labels(
+    labels: torch.Tensor, rows: torch.Tensor, class_names: list[str] | None = None
+) -> list[str]:
+    """Row labels for a grid: each row's class name (or index) and how many images the class has in ``labels``."""
+    labels = torch.as_tensor(labels).cpu()
+    counts = torch.bincount(labels)
+    names = []
+    for cls in labels[torch.as_tensor(rows).cpu()].tolist():
+        name = class_names[cls] if class_names is not None and cls < len(class_names) else str(cls)
+        count = int(counts[cls])
+        names.append(f"{name}\n{count} image{'s' if count != 1 else ''}")
+    return names
+
+
+def _add_row_labels(grid: torch.Tensor, row_labels: list[str], row_height: int) -> torch.Tensor:
+    """The grid with a margin on the left holding each row's label (lines split at newlines)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    picture = TF.to_pil_image(grid)
+    labelled = Image.new("RGB", (picture.width + _LABEL_WIDTH, picture.height), (128, 128, 128))
+    labelled.paste(picture, (_LABEL_WIDTH, 0))
+    draw = ImageDraw.Draw(labelled)
+    try:
+        font = ImageFont.load_default(size=13)
+    except TypeError:  # Pillow older than 10.1: a fixed-size bitmap font
+        font = ImageFont.load_default()
+    line_height = 16
+    for row, label in enumerate(row_labels):
+        lines = label.split("\n")
+        top = _PADDING + row * row_height + (row_height - line_height * len(lines)) // 2
+        for number, text in enumerate(lines):
+            # Long names are cut to fit the margin rather than spill into the images.
+            while len(text) > 1 and draw.textlength(text, font=font) > _LABEL_WIDTH - 6:
+                text = text[:-2] + "\u2026"
+            draw.text((4, top + number * line_height), text, fill=(255, 255, 255), font=font)
+    return TF.to_dtype(TF.pil_to_tensor(labelled), torch.float32, scale=True)
+
+
 @torch.no_grad()
-def sample_grid(generator: MUNITGenerator, images: torch.Tensor, *, variants: int = 8, seed: int = 0) -> torch.Tensor:
+def sample_grid(
+    generator: MUNITGenerator,
+    images: torch.Tensor,
+    *,
+    variants: int = 8,
+    seed: int = 0,
+    row_labels: list[str] | None = None,
+) -> torch.Tensor:
     """A (3, H, W) float image in [0, 1]: each row a real uint8 input, then ``variants`` generated versions.
 
-    The generator is run in eval mode and left in the mode it was in; no
-    global random state is touched.
+    With ``row_labels`` (one string per row, e.g. from :func:`class_row_labels`)
+    a margin on the left names each row. The generator is run in eval mode
+    and left in the mode it was in; no global random state is touched.
     """
+    if row_labels is not None and len(row_labels) != len(images):
+        raise ValueError(f"row_labels must have one entry per row ({len(images)}), got {len(row_labels)}")
     param = next(generator.parameters())
     was_training = generator.training
     generator.eval()
@@ -87,7 +153,10 @@ def sample_grid(generator: MUNITGenerator, images: torch.Tensor, *, variants: in
     side = cells.shape[-1]
     if side < _MIN_CELL:
         cells = F.interpolate(cells, scale_factor=math.ceil(_MIN_CELL / side), mode="nearest")
-    return make_grid(cells, nrow=variants + 1, padding=2, pad_value=0.5)
+    grid = make_grid(cells, nrow=variants + 1, padding=_PADDING, pad_value=0.5)
+    if row_labels is not None:
+        grid = _add_row_labels(grid, list(row_labels), cells.shape[-2] + _PADDING)
+    return grid
 
 
 def save_sample_grid(
@@ -97,11 +166,12 @@ def save_sample_grid(
     *,
     variants: int = 8,
     seed: int = 0,
+    row_labels: list[str] | None = None,
 ) -> Path:
     """Write :func:`sample_grid` to ``path`` as a PNG (atomically) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid = sample_grid(generator, images, variants=variants, seed=seed)
+    grid = sample_grid(generator, images, variants=variants, seed=seed, row_labels=row_labels)
     temporary = path.with_name(f".{path.name}.tmp.png")
     save_image(grid, temporary)
     os.replace(temporary, path)

@@ -33,7 +33,7 @@ from ..datasets import ImageDataset
 from .config import RESUMABLE_FIELDS, FitConfig
 from .data import read_training_data, to_model_range
 from .export import check_push_target, export_generator
-from .grid import grid_rows, save_sample_grid
+from .grid import dataset_rows, save_sample_grid
 from .objective import GeneratorPass, LossTerms, LossWeights, discriminator_loss, generator_losses
 from .run_folder import RunFolder, StopRequests, progress_bar
 from .state import FitState
@@ -187,7 +187,7 @@ def _loop(config: FitConfig, data: ImageDataset, run: RunFolder, state: FitState
     weights = LossWeights(config.weight_image, config.weight_style, config.weight_content, config.weight_adv,
                           config.weight_diversity, config.weight_warp_diversity, config.diversity_cap)
     images = data.images.to(where.device)
-    rows = grid_rows(data.targets if data.labelled else None, len(data), max_rows=10, seed=config.seed)
+    rows, row_labels = dataset_rows(data, max_rows=10, seed=config.seed)
     writer = run.tensorboard(state.step) if where.is_main and config.tensorboard else None
     progress = progress_bar(config.steps, state.step, enabled=where.is_main and config.progress,
                             log_instead=where.is_main and not config.progress)
@@ -233,7 +233,7 @@ def _loop(config: FitConfig, data: ImageDataset, run: RunFolder, state: FitState
                 _log(run, state, writer, progress)
             if where.is_main and config.sample_every and state.step % config.sample_every == 0 and state.step < config.steps:
                 save_sample_grid(run.sample_path(state.step), generator, data.images[rows],
-                                 variants=config.grid_variants, seed=config.seed)
+                                 variants=config.grid_variants, seed=config.seed, row_labels=row_labels)
             checkpoint_due = config.checkpoint_every and state.step % config.checkpoint_every == 0
             if checkpoint_due or state.step == config.steps or stop_signal:
                 _check_parameters_finite(state, run)

@@ -1,0 +1,267 @@
+"""The ``gitaug`` command: fit, preview, evaluate and publish generators.
+
+Subcommands::
+
+    gitaug fit --dataset digits-bg-lt --out runs/digits-bg-lt     # the flags of gitaug-fit
+    gitaug preview --generator digits-rot-lt --data digits-rot-lt --out grid.png
+    gitaug eval --generator runs/digits-bg-lt --data held_out.npz
+    gitaug push runs/digits-bg-lt my-org/digits-bg-lt
+    gitaug list
+    gitaug --version
+
+``--generator`` takes what :meth:`gitaug.GITAugment.from_pretrained` takes: a
+pretrained name (``gitaug list``), a folder or a Hub repo id. ``--data`` takes
+an ``.npz`` with ``images`` (N, H, W[, C]) uint8 and optional ``labels``, an
+image folder (one subfolder per class, or flat), or a built-in dataset name.
+
+Nothing here imports torch before the arguments are parsed, so ``--help`` and
+``--version`` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser"]
+
+PROG = "gitaug"
+
+
+class CommandError(Exception):
+    """A problem with the command's inputs, reported as ``gitaug <command>: error: ...`` with status 2."""
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand except ``fit``, whose flags belong to ``gitaug-fit``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Generative Invariance Transfer: fit, preview, evaluate and publish class-agnostic generators.",
+        epilog="'gitaug fit --help' lists the fitting flags. A generator is a pretrained name "
+        "('gitaug list'), a folder, or a Hugging Face Hub repo id.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("fit", help="fit a generator on your images (the same flags as gitaug-fit)", add_help=False)
+
+    def data_flags(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--generator", required=True, metavar="G",
+                             help="a pretrained name, a generator folder, or a Hub repo id")
+        command.add_argument("--data", required=True, metavar="D",
+                             help="an .npz with 'images' (and 'labels'), an image folder, or a built-in dataset name")
+        command.add_argument("--split", default="test", choices=("train", "val", "test"),
+                             help="the split of a built-in dataset (default: test, images the generator never saw)")
+        command.add_argument("--seed", type=int, default=0, help="seeds the built-in dataset and every draw (default: 0)")
+
+    preview = commands.add_parser("preview", help="write a labelled sample grid of a generator on your images",
+                                  description="Write a PNG: one image per class (smallest classes first), each "
+                                  "followed by generated variants; rows name the class and its training count.")
+    data_flags(preview)
+    preview.add_argument("--out", default="grid.png", metavar="PNG", help="the image to write (default: grid.png)")
+    preview.add_argument("--rows", type=int, default=10, help="rows (classes) at most (default: 10)")
+    preview.add_argument("--variants", type=int, default=8, help="generated variants per row (default: 8)")
+
+    evaluate = commands.add_parser("eval", help="the generator report: does it vary, keep inputs apart, keep classes?",
+                                   description="Measure a generator on your images (see gitaug.report) and print a "
+                                   "verdict; exits with status 1 when the generator looks unusable for GIT.")
+    data_flags(evaluate)
+    evaluate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    evaluate.add_argument("--max-images", type=int, default=2000,
+                          help="use at most this many images, drawn at random (default: 2000)")
+
+    push = commands.add_parser("push", help="upload a generator folder to the Hugging Face Hub",
+                               description="Upload a generator folder (config.json, model.safetensors, README.md, "
+                               "samples.png) to a Hub model repo, creating it if needed.")
+    push.add_argument("folder", help="a folder written by gitaug fit or save_pretrained")
+    push.add_argument("repo_id", help="the Hub repo, e.g. my-org/digits-rot-lt")
+    push.add_argument("--private", action="store_true", help="create the repo as private")
+    push.add_argument("--revision", help="the branch to upload to")
+    push.add_argument("--token", help="a Hub token (default: the one huggingface_hub has stored)")
+
+    commands.add_parser("list", help="list the pretrained generators that ship with gitaug")
+    return parser
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+
+def _threads() -> None:
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(min(4, torch.get_num_threads()))  # a preview is small; leave the machine usable
+
+
+def _load_generator(name: str):
+    from .augment import GITAugment
+
+    try:
+        return GITAugment.from_pretrained(name)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise CommandError(f"--generator {name!r}: {err}") from err
+
+
+def _read_data(args: argparse.Namespace, aug) -> tuple[Any, Any, list[str] | None, str]:
+    """Images (uint8, the generator's size and channels), labels or None, class names or None, and a description."""
+    import torch
+
+    from . import datasets
+    from .fit.data import read_training_data
+
+    config = aug.generator.config
+    path = Path(args.data)
+    if not path.exists() and args.data in datasets.available():
+        dataset = datasets.load(args.data, split=args.split, seed=args.seed)
+        images = dataset.images
+        if images.shape[1] != config.in_channels or images.shape[-1] != config.image_size:
+            import torch.nn.functional as F
+
+            floats = images.float() / 255
+            if images.shape[1] != config.in_channels:
+                floats = floats.mean(1, keepdim=True) if config.in_channels == 1 else floats.expand(-1, 3, -1, -1)
+            floats = F.interpolate(floats, size=(config.image_size,) * 2, mode="bilinear", antialias=True)
+            images = (floats * 255).round().clamp(0, 255).to(torch.uint8)
+        return images, dataset.targets, list(dataset.classes), f"{args.data} ({args.split} split, seed {args.seed})"
+    try:
+        data = read_training_data(data=path, image_size=config.image_size, channels=config.in_channels)
+    except FileNotFoundError as err:
+        known = ", ".join(datasets.available())
+        raise CommandError(f"--data {args.data!r} is neither a file, a folder nor a built-in dataset ({known})") from err
+    except ValueError as err:
+        raise CommandError(f"--data {args.data!r}: {err}") from err
+    if not data.labelled:
+        return data.images, None, None, str(path)
+    return data.images, data.targets, list(data.classes), str(path)
+
+
+def _row_labels(labels, rows, class_names: list[str] | None, metadata: dict[str, Any]) -> list[str]:
+    """Class name and training count per row: the generator's training counts when they match these classes."""
+    from .fit.grid import class_row_labels
+
+    trained_counts = metadata.get("class_counts")
+    trained_names = metadata.get("class_names")
+    same_classes = (
+        isinstance(trained_counts, list)
+        and (class_names is None or trained_names is None or list(trained_names) == list(class_names))
+        and int(labels.max()) < len(trained_counts)
+    )
+    if not same_classes:
+        return class_row_labels(labels, rows, class_names)  # counts in the data given
+    labelled = []
+    for cls in labels[rows].tolist():
+        name = class_names[cls] if class_names is not None else str(cls)
+        count = int(trained_counts[cls])
+        labelled.append(f"{name}\n{count} in training")
+    return labelled
+
+
+# ----------------------------------------------------------------------------- subcommands
+
+
+def _preview(args: argparse.Namespace) -> int:
+    for name in ("rows", "variants"):
+        if getattr(args, name) < 1:
+            raise CommandError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if not args.out.lower().endswith(".png"):
+        raise CommandError(f"--out must name a .png file, got {args.out!r}")
+    _threads()
+    from .fit.grid import grid_rows, save_sample_grid
+
+    aug = _load_generator(args.generator)
+    images, labels, class_names, source = _read_data(args, aug)
+    rows = grid_rows(labels, len(images), max_rows=args.rows, seed=args.seed)
+    row_labels = _row_labels(labels, rows, class_names, aug.metadata) if labels is not None else None
+    out = save_sample_grid(args.out, aug.generator, images[rows], variants=args.variants, seed=args.seed,
+                           row_labels=row_labels)
+    print(f"{PROG} preview: wrote {out} ({len(rows)} rows of {source}, {args.variants} variants each)")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    if args.max_images < 2:
+        raise CommandError(f"--max-images must be at least 2, got {args.max_images}")
+    _threads()
+    import torch
+
+    from .report import generator_report
+
+    aug = _load_generator(args.generator)
+    images, labels, _, source = _read_data(args, aug)
+    if len(images) > args.max_images:
+        chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))[: args.max_images]
+        images = images[chosen]
+        labels = labels[chosen] if labels is not None else None
+    report = generator_report(aug, images, labels, seed=args.seed)
+    print(f"{PROG} eval: {args.generator} on {len(images)} images of {source}\n")
+    print(report)
+    if args.json:
+        _write_json(Path(args.json), {"generator": args.generator, "data": source, **report.to_dict()})
+    return 0 if report.status == "ok" else 1
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .hub import push_folder_to_hub
+
+    try:
+        url = push_folder_to_hub(args.folder, args.repo_id, token=args.token, private=args.private or None,
+                                 revision=args.revision)
+    except FileNotFoundError as err:
+        raise CommandError(str(err)) from err
+    print(f"{PROG} push: uploaded {args.folder} to {args.repo_id}: {url}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .pretrained import list_pretrained, pretrained_info
+
+    for name in list_pretrained():
+        info = pretrained_info(name)
+        print(f"{name:16s} {info.description}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gitaug`` console script; returns the exit status.
+
+    Example::
+
+        gitaug preview --generator digits-rot-lt --data digits-rot-lt --out grid.png
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "fit":
+        # Every flag after "fit" belongs to gitaug-fit's own parser, help included.
+        from .fit.cli import main as fit_main
+
+        return fit_main(argv[1:], prog=f"{PROG} fit")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    run = {"preview": _preview, "eval": _eval, "push": _push, "list": _list}[args.command]
+    try:
+        return run(args)
+    except CommandError as err:
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The generator report: figures, thresholds and verdicts on real digits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gitaug import GITAugment, MUNITConfig, MUNITGenerator, generator_report
+from gitaug.datasets import load
+from gitaug.report import NEAR_IDENTITY
+
+from helpers import tiny_generator
+
+
+@pytest.fixture(scope="module")
+def digits():
+    train = load("digits-rot-lt", split="train", seed=0)
+    # A few images of every class keep the test fast; the report uses every image it is given.
+    keep = torch.cat([torch.nonzero(train.targets == c).flatten()[:20] for c in range(10)])
+    return train.images[keep], train.targets[keep]
+
+
+def test_a_fitted_generator_passes(digits):
+    images, _ = digits
+    report = generator_report(GITAugment.from_pretrained("digits-rot-lt"), images, seed=0)
+    assert report.status == "ok", report.verdict
+    assert report.problems == [] and report.warnings == []
+    assert report.relative_spread > 2 * NEAR_IDENTITY
+    assert report.relative_reconstruction_error < 0.5
+    assert report.input_distinctness > 0.7
+    assert report.warp["angle_std_degrees"] > 20  # the rotation generator turns its draws
+    assert report.verdict.startswith("Looks usable for GIT")
+    assert report.class_preservation is None  # no labels given
+
+
+def test_an_untrained_generator_is_flagged_near_identity(digits):
+    images, _ = digits
+    torch.manual_seed(0)
+    untrained = MUNITGenerator(MUNITConfig.preset("small", in_channels=1, image_size=28, warp="rotation"))
+    report = generator_report(untrained, images, seed=0)
+    assert "near-identity" in report.problems and "not-fitted" in report.problems
+    assert report.status != "ok"
+    assert any(w.startswith("Its draws barely differ") and "GIT will do little" in w for w in report.warnings)
+    assert report.relative_spread < NEAR_IDENTITY
+    assert report.verdict.startswith("Not ready for GIT")
+
+
+def test_a_fitted_generator_whose_style_is_ignored_is_near_identity(digits):
+    images, _ = digits
+    aug = GITAugment.from_pretrained("digits-rot-lt")
+    with torch.no_grad():  # what the paper's objective left on these digits: a style code with no effect
+        aug.generator.mlp.model[0].weight.zero_() if hasattr(aug.generator.mlp, "model") else None
+        for module in (aug.generator.mlp, aug.generator.warp):
+            first = next(m for m in module.modules() if isinstance(m, torch.nn.Linear))
+            first.weight.zero_()
+    report = generator_report(aug, images, seed=0)
+    assert report.draw_spread < 1e-6
+    assert report.problems == ["near-identity"], report.verdict
+    assert report.status == "near-identity"
+
+
+def test_a_collapsing_generator_is_flagged(digits):
+    images, _ = digits
+    aug = GITAugment.from_pretrained("digits-rot-lt")
+    with torch.no_grad():  # a decoder that ignores the content map: every input decodes alike
+        aug.generator.content_encoder.apply(lambda m: m.weight.zero_() if isinstance(m, torch.nn.Conv2d) else None)
+    report = generator_report(aug, images, seed=0)
+    assert "collapsed" in report.problems
+    assert any("collapses its inputs" in w for w in report.warnings)
+
+
+@pytest.mark.slow
+def test_class_preservation_with_labels(digits):
+    images, labels = digits
+    train = load("digits-rot-lt", split="train", seed=0)
+    report = generator_report(GITAugment.from_pretrained("digits-rot-lt"), train.images, train.targets, seed=0)
+    counts = torch.bincount(train.targets)
+    assert report.head_classes == [c for c in range(10) if counts[c] >= 20]
+    assert report.reference_accuracy > 0.5
+    assert 0.5 < report.class_preservation <= 1
+    assert report.status == "ok", report.verdict
+
+
+class NearestMean(torch.nn.Module):
+    """A reference classifier with nothing to train: the nearest class-mean image."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        super().__init__()
+        floats = images.float().flatten(1) / 255
+        self.register_buffer("means", torch.stack([floats[labels == c].mean(0) for c in range(10)]))
+        self.scale = torch.nn.Parameter(torch.ones(()))  # gives the module a device to report
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return -torch.cdist(images.flatten(1).float(), self.means) * self.scale
+
+
+def test_class_preservation_catches_a_generator_that_changes_classes():
+    plain = load("digits-lt", split="train", seed=0)
+    reference = NearestMean(plain.images, plain.targets)
+    untrained = tiny_generator(image_size=28)  # its draws are noise: the digits are lost
+    report = generator_report(untrained, plain.images, plain.targets, reference=reference, seed=0)
+    assert report.head_classes == list(range(10))  # a given reference sees every class
+    assert report.reference_accuracy > 0.7
+    assert report.class_preservation < 0.5
+    assert "changes-classes" in report.problems
+    assert len(report.class_preservation_per_class) == 10
+
+
+def test_report_round_trips_to_json_and_prints(digits):
+    images, labels = digits
+    report = generator_report(tiny_generator(image_size=28), images[:50], seed=1)
+    again = json.loads(json.dumps(report.to_dict()))
+    assert again["status"] == report.status and again["thresholds"]["near_identity"] == NEAR_IDENTITY
+    assert "draw spread" in str(report) and report.verdict in str(report)
+    assert generator_report(tiny_generator(image_size=28), images[:50], seed=1).to_dict() == report.to_dict()
+
+
+def test_bad_arguments_are_named(digits):
+    images, labels = digits
+    with pytest.raises(TypeError, match="aug_or_generator"):
+        generator_report("digits-rot-lt", images)
+    with pytest.raises(ValueError, match="3-channel"):
+        generator_report(tiny_generator(in_channels=3, image_size=28), images)
+    with pytest.raises(ValueError, match="labels must have one entry per image"):
+        generator_report(tiny_generator(image_size=28), images, labels[:3])
+    with pytest.raises(ValueError, match="n_per_class must be a positive integer, got 0"):
+        generator_report(tiny_generator(image_size=28), images, n_per_class=0)
