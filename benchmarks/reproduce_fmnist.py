@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -232,14 +233,17 @@ def cpu_seconds(args: argparse.Namespace) -> dict:
                 if not path.exists():
                     continue
                 log = path.with_suffix(".log")
-                # A fit resumed from a checkpoint written before CPU times were recorded has only a part
-                # of its cost on record: left out rather than undercounted.
-                if log.exists() and log.read_text(errors="replace").startswith("resuming") and not name_fully_recorded(args, name):
-                    partial.append(name)
-                    continue
+                head = log.read_text(errors="replace")[:300] if log.exists() else ""
+                resumed = re.match(r"resuming .* from step (\d+)", head)
                 records[name] = float(path.read_text())
+                if resumed and not name_fully_recorded(args, name):
+                    # Resumed from a checkpoint written before CPU times were recorded: only the last
+                    # stretch is on record, so scale it to all the fit's steps.
+                    done_before = int(resumed.group(1))
+                    records[name] *= args.fit_steps / max(1, args.fit_steps - done_before)
+                    partial.append(name)
     total = sum(records.values())
-    return {"jobs": records, "total": total, "finished_jobs": len(records), "left_out_partial_records": partial,
+    return {"jobs": records, "total": total, "finished_jobs": len(records), "extrapolated_from_last_stretch": partial,
             "all_jobs": len(args.seeds) * len(args.datasets) * (1 + len(METHODS))}
 
 
@@ -265,7 +269,9 @@ def cpu_note(cpu: dict) -> str:
     if not cpu["finished_jobs"]:
         return ""
     note = (f" (the {cpu['finished_jobs']} of {cpu['all_jobs']} jobs with a CPU-time record took {cpu['total'] / 60:.0f} "
-            f"min of CPU, i.e. about {cpu['total'] / 120:.0f} min of wall time on 2 idle cores")
+            f"min of CPU, i.e. about {cpu['total'] / 120:.0f} min of wall time on 2 idle cores"
+            + (f"; {len(cpu['extrapolated_from_last_stretch'])} fits resumed before CPU times were recorded are "
+               "scaled from their last stretch to all their steps" if cpu["extrapolated_from_last_stretch"] else ""))
     if cpu["finished_jobs"] < cpu["all_jobs"]:
         per_job = {kind: [v for k, v in cpu["jobs"].items() if k.startswith("fit-") == (kind == "fit")] for kind in ("fit", "train")}
         if all(per_job.values()):
@@ -281,9 +287,11 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
         SECTION_START,
         "## GIT on Fashion-MNIST-LT",
         "",
-        f"Produced by `{command}` ({summary['environment']}"
+        f"Produced by `{command.replace(' --partial', '')}` ({summary['environment']}"
         + (f"; {summary['seconds'] / 60:.0f} min of wall time on a shared machine" if summary["seconds"] else "")
-        + ")." + ("" if complete else " **Partial: some runs had not finished; the seeds behind each row are listed.**"),
+        + ")." + (" The tables were redrawn from its finished jobs with `--partial`." if args.partial else "")
+        + ("" if complete else " **Partial: the run had not finished; the seeds behind each row are listed, and a "
+           "method with none finished is marked so. Running the same command again resumes it.**"),
         "",
         f"Seeds {args.seeds} (each its own validation hold-out, class order and nuisance draws); training split "
         "2,000 down to 10 images per class (4,479); test: the official 10,000 images, one nuisance draw each. "
