@@ -265,6 +265,11 @@ def gap_to_oracle(rows: dict) -> dict | None:
     }
 
 
+def fmt(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    """``reproduce_digits.fmt`` (mean ± std over seeds), or the bare value when only one seed has finished."""
+    return f"{values[0] * scale:.{digits}f}" if len(values) == 1 else shared.fmt(values, scale, digits)
+
+
 def cpu_note(cpu: dict) -> str:
     if not cpu["finished_jobs"]:
         return ""
@@ -303,7 +308,8 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
         "far from converged classifiers and "
         "generators (the paper trains for hours on a GPU), so compare the rows with each other, not with published "
         "Fashion-MNIST figures. eKLD under the true nuisance on untransformed test images (40 per class, 50 draws "
-        "each). Tail / head: the smallest / largest third of classes (3 classes each). Mean ± std over seeds.",
+        "each). Tail / head: the smallest / largest third of classes (3 classes each). Mean ± std over seeds "
+        "(a bare value: one seed).",
         "",
     ]
     for dataset in args.datasets:
@@ -324,9 +330,9 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
                 continue
             row = rows[method]
             lines.append(
-                f"| {METHOD_NAMES[method]} | {', '.join(map(str, row['seeds']))} | {shared.fmt(row['balanced_accuracy'], 100, 1)} | "
-                f"{shared.fmt(row['tail_accuracy'], 100, 1)} | {shared.fmt(row['ekld_tail'], 1, 3)} | "
-                f"{shared.fmt(row['ekld_head'], 1, 3)} | {shared.fmt(row['spearman'], 1, 2)} |"
+                f"| {METHOD_NAMES[method]} | {', '.join(map(str, row['seeds']))} | {fmt(row['balanced_accuracy'], 100, 1)} | "
+                f"{fmt(row['tail_accuracy'], 100, 1)} | {fmt(row['ekld_tail'], 1, 3)} | "
+                f"{fmt(row['ekld_head'], 1, 3)} | {fmt(row['spearman'], 1, 2)} |"
             )
         gap = summary["gap_to_oracle"].get(dataset)
         if gap is not None:
