@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -47,8 +48,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reproduce_digits as shared  # the digits benchmark: its jobs and table helpers
+# Run as a script, this file's folder is on sys.path: the digits benchmark's jobs and table helpers are shared.
+import reproduce_digits as shared
+from _report import update_section
 
 ROOT = shared.ROOT
 DATASETS = ("fmnist-rot-lt", "fmnist-bg-lt", "fmnist-dil-lt")
@@ -72,7 +74,6 @@ CANDIDATES = (
 )
 METHODS = shared.METHODS
 METHOD_NAMES = shared.METHOD_NAMES
-SECTION_START, SECTION_END = "<!-- reproduce_fmnist:start -->", "<!-- reproduce_fmnist:end -->"
 IDLE_BUDGET_MINUTES = 90
 
 
@@ -232,14 +233,17 @@ def cpu_seconds(args: argparse.Namespace) -> dict:
                 if not path.exists():
                     continue
                 log = path.with_suffix(".log")
-                # A fit resumed from a checkpoint written before CPU times were recorded has only a part
-                # of its cost on record: left out rather than undercounted.
-                if log.exists() and log.read_text(errors="replace").startswith("resuming") and not name_fully_recorded(args, name):
-                    partial.append(name)
-                    continue
+                head = log.read_text(errors="replace")[:300] if log.exists() else ""
+                resumed = re.match(r"resuming .* from step (\d+)", head)
                 records[name] = float(path.read_text())
+                if resumed and not name_fully_recorded(args, name):
+                    # Resumed from a checkpoint written before CPU times were recorded: only the last
+                    # stretch is on record, so scale it to all the fit's steps.
+                    done_before = int(resumed.group(1))
+                    records[name] *= args.fit_steps / max(1, args.fit_steps - done_before)
+                    partial.append(name)
     total = sum(records.values())
-    return {"jobs": records, "total": total, "finished_jobs": len(records), "left_out_partial_records": partial,
+    return {"jobs": records, "total": total, "finished_jobs": len(records), "extrapolated_from_last_stretch": partial,
             "all_jobs": len(args.seeds) * len(args.datasets) * (1 + len(METHODS))}
 
 
@@ -261,11 +265,24 @@ def gap_to_oracle(rows: dict) -> dict | None:
     }
 
 
+def as_given(path: Path) -> str:
+    """A path as stored: relative to the repository when inside it, without following links (unlike ``shown``)."""
+    relative = os.path.relpath(os.path.abspath(path), ROOT)
+    return str(path) if relative.startswith("..") else relative
+
+
+def fmt(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    """``reproduce_digits.fmt`` (mean ± std over seeds), or the bare value when only one seed has finished."""
+    return f"{values[0] * scale:.{digits}f}" if len(values) == 1 else shared.fmt(values, scale, digits)
+
+
 def cpu_note(cpu: dict) -> str:
     if not cpu["finished_jobs"]:
         return ""
     note = (f" (the {cpu['finished_jobs']} of {cpu['all_jobs']} jobs with a CPU-time record took {cpu['total'] / 60:.0f} "
-            f"min of CPU, i.e. about {cpu['total'] / 120:.0f} min of wall time on 2 idle cores")
+            f"min of CPU, i.e. about {cpu['total'] / 120:.0f} min of wall time on 2 idle cores"
+            + (f"; {len(cpu['extrapolated_from_last_stretch'])} fits resumed before CPU times were recorded are "
+               "scaled from their last stretch to all their steps" if cpu["extrapolated_from_last_stretch"] else ""))
     if cpu["finished_jobs"] < cpu["all_jobs"]:
         per_job = {kind: [v for k, v in cpu["jobs"].items() if k.startswith("fit-") == (kind == "fit")] for kind in ("fit", "train")}
         if all(per_job.values()):
@@ -278,12 +295,13 @@ def cpu_note(cpu: dict) -> str:
 def report_section(args: argparse.Namespace, summary: dict, command: str) -> str:
     complete = summary["complete"]
     lines = [
-        SECTION_START,
         "## GIT on Fashion-MNIST-LT",
         "",
-        f"Produced by `{command}` ({summary['environment']}"
+        f"Produced by `{command.replace(' --partial', '')}` ({summary['environment']}"
         + (f"; {summary['seconds'] / 60:.0f} min of wall time on a shared machine" if summary["seconds"] else "")
-        + ")." + ("" if complete else " **Partial: some runs had not finished; the seeds behind each row are listed.**"),
+        + ")." + (" The tables were redrawn from its finished jobs with `--partial`." if args.partial else "")
+        + ("" if complete else " **Partial: the run had not finished; the seeds behind each row are listed, and a "
+           "method with none finished is marked so. Running the same command again resumes it.**"),
         "",
         f"Seeds {args.seeds} (each its own validation hold-out, class order and nuisance draws); training split "
         "2,000 down to 10 images per class (4,479); test: the official 10,000 images, one nuisance draw each. "
@@ -295,7 +313,8 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
         "far from converged classifiers and "
         "generators (the paper trains for hours on a GPU), so compare the rows with each other, not with published "
         "Fashion-MNIST figures. eKLD under the true nuisance on untransformed test images (40 per class, 50 draws "
-        "each). Tail / head: the smallest / largest third of classes (3 classes each). Mean ± std over seeds.",
+        "each). Tail / head: the smallest / largest third of classes (3 classes each). Mean ± std over seeds "
+        "(a bare value: one seed).",
         "",
     ]
     for dataset in args.datasets:
@@ -316,38 +335,28 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
                 continue
             row = rows[method]
             lines.append(
-                f"| {METHOD_NAMES[method]} | {', '.join(map(str, row['seeds']))} | {shared.fmt(row['balanced_accuracy'], 100, 1)} | "
-                f"{shared.fmt(row['tail_accuracy'], 100, 1)} | {shared.fmt(row['ekld_tail'], 1, 3)} | "
-                f"{shared.fmt(row['ekld_head'], 1, 3)} | {shared.fmt(row['spearman'], 1, 2)} |"
+                f"| {METHOD_NAMES[method]} | {', '.join(map(str, row['seeds']))} | {fmt(row['balanced_accuracy'], 100, 1)} | "
+                f"{fmt(row['tail_accuracy'], 100, 1)} | {fmt(row['ekld_tail'], 1, 3)} | "
+                f"{fmt(row['ekld_head'], 1, 3)} | {fmt(row['spearman'], 1, 2)} |"
             )
         gap = summary["gap_to_oracle"].get(dataset)
         if gap is not None:
+            drs, git, oracle = (float(np.mean(rows[m]["ekld_tail"])) for m in ("drs", "git", "oracle"))
             share = gap["tail_ekld_share_of_oracle_reduction"]
+            if git > drs:
+                ekld_text = f"GIT raises tail eKLD over CE+DRS ({drs:.3f} to {git:.3f}; the oracle lowers it to {oracle:.3f})"
+            elif oracle >= drs:
+                ekld_text = f"tail eKLD CE+DRS {drs:.3f}, GIT {git:.3f}, oracle {oracle:.3f}"
+            else:
+                ekld_text = (f"GIT gets {share * 100:.0f} % of the oracle's tail-eKLD reduction over CE+DRS "
+                             f"({drs:.3f} to {git:.3f}; oracle {oracle:.3f})")
             lines += [
                 "",
-                "GIT against the oracle: "
-                + (f"{share * 100:.0f} % of the oracle's tail-eKLD reduction over CE+DRS; " if share is not None else "")
-                + f"balanced accuracy {gap['accuracy_git_minus_drs'] * 100:+.1f} points over CE+DRS, "
-                f"{gap['accuracy_oracle_minus_git'] * 100:.1f} points below the oracle.",
+                f"GIT against the oracle: {ekld_text}; balanced accuracy {gap['accuracy_git_minus_drs'] * 100:+.1f} "
+                f"points over CE+DRS, {gap['accuracy_oracle_minus_git'] * 100:.1f} points below the oracle.",
             ]
         lines.append("")
-    lines.append(SECTION_END)
     return "\n".join(lines)
-
-
-def write_report(path: Path, section: str) -> None:
-    """Replace this benchmark's section of the report (after the digits part, which its own script rewrites)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n<!-- other benchmarks -->\n"
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        text = before + section + rest.split(SECTION_END, 1)[1]
-    else:
-        if "<!-- other benchmarks -->" not in text:
-            text += "\n<!-- other benchmarks -->\n"
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -397,12 +406,12 @@ def main() -> None:
     summary["seconds"] = time.time() - started if (ran and summary["complete"]) else None
     summary["cpu_seconds"] = cpu_seconds(args)
     summary["command"] = command
-    summary["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    summary["args"] = {k: (as_given(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     out = args.results / "reproduce_fmnist.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, default=float))
     os.replace(tmp, out)
-    write_report(args.report, report_section(args, summary, command))
+    update_section(args.report, "reproduce_fmnist", report_section(args, summary, command))
     if summary["complete"]:
         (args.work / "started_at").unlink(missing_ok=True)
     print(json.dumps(summary["gap_to_oracle"], indent=2))
