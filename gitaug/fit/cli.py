@@ -78,9 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--mlp-dim", type=int, help="width of the style MLP (default: the preset's)")
     flag("--style-dim", type=int, help="length of the style code (default: the preset's)")
     flag("--n-res", type=int, help="residual blocks in the content encoder and decoder (default: the preset's)")
-    flag("--warp", choices=WARP_MODES, help="rotation: the style code also turns each generated image; "
-         "similarity: it also scales and shifts it. Only for geometric nuisances; use with "
+    flag("--warp", choices=WARP_MODES, help="auto: test which rotations, scalings and shifts the data does not "
+         "notice and draw within those ranges; affine: the same warp with the ranges of --warp-rotation/-scale/"
+         "-shift; none: no warp (the paper); rotation/similarity: an unbounded style-driven warp, use with "
          "--weight-warp-diversity" + _default("warp"))
+    flag("--warp-rotation", type=float, metavar="DEGREES", help="fix the largest turn instead of testing it")
+    flag("--warp-scale", type=float, metavar="FACTOR", help="fix the largest scale factor (>= 1) instead of testing it")
+    flag("--warp-shift", type=float, metavar="FRACTION", help="fix the largest shift (fraction of the side) instead "
+         "of testing it")
+    flag("--probe-steps", type=int, help="detector steps per transform family of --warp auto" + _default("probe_steps"))
     flag("--disc-dim", type=int, help="discriminator base width (default: 64 for paper, 32 for small)")
     flag("--disc-layers", type=int, help="stride-2 layers per discriminator scale, at most" + _default("disc_layers"))
     flag("--disc-scales", type=int, help="image scales the discriminator looks at" + _default("disc_scales"))
@@ -102,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--weight-content", type=float, help="weight of the content reconstruction loss" + _default("weight_content"))
     flag("--weight-adv", type=float, help="weight of the adversarial loss" + _default("weight_adv"))
     flag("--weight-diversity", type=float, help="weight of the mode-seeking term that rewards outputs which "
-         "differ between two style draws (0: off, as the paper)" + _default("weight_diversity"))
+         "differ between two style draws, up to --diversity-cap (0: off, as the paper)" + _default("weight_diversity"))
     flag("--weight-warp-diversity", type=float, help="weight of the mode-seeking term for the warp alone: "
          "rewards draws that differ in geometry (needs --warp)" + _default("weight_warp_diversity"))
     flag("--diversity-cap", type=float, help="the output/style difference ratio above which the mode-seeking "

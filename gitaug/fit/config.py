@@ -32,7 +32,7 @@ __all__ = ["FitConfig", "load_config_file", "RESUMABLE_FIELDS"]
 SAMPLING_MODES = ("auto", "balanced", "instance")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 PRESET_NAMES = ("small", "paper")
-WARP_MODES = ("none", "rotation", "similarity")
+WARP_MODES = ("auto", "affine", "none", "rotation", "similarity")
 
 #: Fields that may change when a run is resumed: how long it runs, where it
 #: runs and what it writes -- not what it learns from or how it learns.
@@ -88,16 +88,28 @@ class FitConfig:
             data on a CPU in minutes) or ``"paper"`` (the reference, about
             15 M parameters; meant for a GPU).
         dim, mlp_dim, style_dim, n_res: override the preset's value.
-        warp: ``"none"`` (the paper's generator), ``"rotation"`` or
-            ``"similarity"``: the style code also turns (and, for
-            ``"similarity"``, scales and shifts) each generated image
-            (:class:`gitaug.generator.StyleWarp`). Real images are
-            reconstructed without it. It needs ``weight_warp_diversity`` > 0
-            to be used at all: nothing else in the objective rewards a turned
-            output. Only for data whose nuisance is geometric: on upright
-            digits with a background nuisance the discriminator did not hold
-            the angle back and the decoder collapsed to one shape for every
-            input.
+        warp: the geometric part of the nuisance. ``"auto"`` (default): before
+            training, a small detector learns which rotations, scalings and
+            shifts of a real image it can tell from untouched ones
+            (:mod:`gitaug.fit.nuisance_probe`); the generator then turns,
+            scales and shifts its draws uniformly within the ranges the
+            detector cannot see (:class:`gitaug.generator.RangeWarp`). Data
+            whose digits stand upright gets a rotation range near 0, data
+            turned at random nearly 180 degrees. ``"affine"``: the same warp
+            with the ranges given by ``warp_rotation``, ``warp_scale`` and
+            ``warp_shift`` (no test). ``"none"``: no warp (the paper's
+            generator). ``"rotation"`` / ``"similarity"``: an older,
+            unbounded warp learned from the style code
+            (:class:`gitaug.generator.StyleWarp`); it needs
+            ``weight_warp_diversity`` > 0, and on upright digits it turned
+            them anyway and the decoder collapsed to one shape.
+        warp_rotation, warp_scale, warp_shift: fix a range instead of testing
+            it (largest turn in degrees, largest scale factor >= 1, largest
+            shift per axis as a fraction of the side); with ``"auto"`` the
+            others are still tested. ``None``: tested (``"auto"``) or no such
+            transform (``"affine"``).
+        probe_steps: detector training steps per transform family in the
+            ``"auto"`` test.
         disc_dim: width of the discriminator's first layer; ``None`` is 64
             for ``"paper"`` and 32 for ``"small"``.
         disc_layers: stride-2 convolutions per scale (fewer at a scale whose
@@ -126,8 +138,8 @@ class FitConfig:
         weight_image, weight_style, weight_content, weight_adv: loss weights
             (image reconstruction, style reconstruction, content
             reconstruction, adversarial).
-        weight_diversity: weight of a mode-seeking term (not in the paper;
-            0 switches it off and saves one decoder pass per step). Two
+        weight_diversity: weight of a mode-seeking term (not in the paper,
+            which is ``0``: off, saving one decoder pass per step; default 10). Two
             styles are decoded from the same content, and the term rewards
             ``mean|G(c, s1) - G(c, s2)| / mean|s1 - s2|`` up to
             ``diversity_cap``. Without it the fitted style code can end up
@@ -178,7 +190,11 @@ class FitConfig:
     mlp_dim: int | None = None
     style_dim: int | None = None
     n_res: int | None = None
-    warp: str = "none"
+    warp: str = "auto"
+    warp_rotation: float | None = None
+    warp_scale: float | None = None
+    warp_shift: float | None = None
+    probe_steps: int = 200
     disc_dim: int | None = None
     disc_layers: int = 4
     disc_scales: int = 2
@@ -196,7 +212,7 @@ class FitConfig:
     weight_style: float = 1.0
     weight_content: float = 1.0
     weight_adv: float = 1.0
-    weight_diversity: float = 0.0
+    weight_diversity: float = 10.0
     weight_warp_diversity: float = 0.0
     diversity_cap: float = 0.2
     # running
@@ -237,7 +253,9 @@ class FitConfig:
         """The architecture fields set here, to apply over the preset."""
         names = ("dim", "mlp_dim", "style_dim", "n_res")
         overrides: dict[str, Any] = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
-        overrides["warp"] = self.warp
+        if self.warp in ("none", "rotation", "similarity"):
+            overrides["warp"] = self.warp
+        # "auto" and "affine": the fit adds warp="affine" and the ranges (tested or given)
         return overrides
 
     # ------------------------------------------------------------------ conversion
@@ -388,8 +406,16 @@ def _problems(config: FitConfig) -> list[str]:
         bad("lr_gamma", "must be a number in (0, 1]")
     if config.warp not in WARP_MODES:
         bad("warp", f"must be one of {WARP_MODES}")
-    if config.warp == "none" and _is_number(config.weight_warp_diversity) and config.weight_warp_diversity > 0:
-        bad("weight_warp_diversity", "needs a warp (warp='rotation' or 'similarity'); there is none to reward")
+    if config.warp not in ("rotation", "similarity") and _is_number(config.weight_warp_diversity) and config.weight_warp_diversity > 0:
+        bad("weight_warp_diversity", "needs a learned warp (warp='rotation' or 'similarity'); there is none to reward")
+    for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
+        value = getattr(config, name)
+        if value is not None and (not _is_number(value) or not low <= value <= high):
+            bad(name, f"must be a number in [{low:g}, {high:g}] or None")
+        elif value is not None and config.warp not in ("auto", "affine"):
+            bad(name, "needs warp='auto' or 'affine'")
+    if not _is_int(config.probe_steps) or config.probe_steps < 1:
+        bad("probe_steps", "must be a positive integer")
     if not _is_number(config.diversity_cap) or config.diversity_cap <= 0:
         bad("diversity_cap", "must be a positive, finite number")
     for name in ("weight_image", "weight_style", "weight_content", "weight_adv", "weight_diversity", "weight_warp_diversity"):

@@ -61,6 +61,7 @@ from .config import RESUMABLE_FIELDS, FitConfig
 from .data import BatchSampler, TrainingData, derive_seed, read_training_data, to_model_range
 from .discriminator import MultiScaleDiscriminator, lsgan_loss
 from .grid import grid_rows, save_sample_grid
+from .nuisance_probe import describe_nuisance, learned_nuisance, run_probe, warp_ranges
 
 __all__ = ["fit", "FitInterrupted", "NonFiniteLossError"]
 
@@ -258,7 +259,17 @@ def _run(
     random.seed(config.seed)
     np.random.seed(config.seed % 2**32)
     torch.manual_seed(config.seed)
-    arch = _generator_config(config, data)
+    # The nuisance test (warp="auto") runs once; a resumed run takes its ranges from the checkpoint.
+    probe = None
+    stored_arch = _load_checkpoint(checkpoint_path).get("generator_config") if checkpoint_path is not None else None
+    if stored_arch is not None:
+        arch = MUNITConfig.from_dict(stored_arch)
+    else:
+        if config.warp == "auto":
+            probe = run_probe(config, data)
+            if is_main:
+                logger.info("nuisance test: the data does not notice %s", probe.summary())
+        arch = _generator_config(config, data, warp_ranges(config, probe))
     generator = MUNITGenerator(arch).to(device)
     discriminator = MultiScaleDiscriminator(
         data.channels,
@@ -475,6 +486,7 @@ def _run(
                     "rng": _rng_states(),
                     "meter": meter.state_dict(),
                     "seconds": seconds,
+                    "generator_config": arch.to_dict(),
                 }
                 saved = _save_checkpoint(out, state, config.keep_checkpoints) if is_main else None
                 _barrier(distributed)
@@ -529,6 +541,7 @@ def _run(
                 "warp_diversity": config.weight_warp_diversity,
             },
             "diversity_cap": config.diversity_cap,
+            "nuisance": learned_nuisance(generator, data, probe, seed=config.seed),
             "final_losses": {name: last_logged[name] for name in LOSS_NAMES if name in last_logged},
             "seconds": round(seconds_total, 1),
             "device": str(device),
@@ -537,6 +550,7 @@ def _run(
             "seed": config.seed,
             "torch_version": torch.__version__,
         }
+        logger.info("learned nuisance: %s", describe_nuisance(metadata["nuisance"]))
         save_generator(generator, out, metadata=metadata, samples_image=grid_path)
         logger.info("exported the generator to %s (%.0f s of training)", out, seconds_total)
         if config.push_to_hub:
@@ -580,10 +594,10 @@ def _barrier(distributed: bool) -> None:
         dist.barrier()
 
 
-def _generator_config(config: FitConfig, data: TrainingData) -> MUNITConfig:
+def _generator_config(config: FitConfig, data: TrainingData, ranges: dict[str, Any] | None = None) -> MUNITConfig:
     try:
         return MUNITConfig.preset(
-            config.preset, in_channels=data.channels, image_size=data.image_size, **config.generator_overrides()
+            config.preset, in_channels=data.channels, image_size=data.image_size, **config.generator_overrides(), **(ranges or {})
         )
     except ValueError as err:
         raise ValueError(f"the generator cannot be built for {data.image_size}x{data.image_size} images: {err}") from err
