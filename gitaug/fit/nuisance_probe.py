@@ -232,8 +232,10 @@ def probe_nuisance(
     magnitudes: dict[str, list[float]] = {}
     power: dict[str, list[float]] = {}
     for family in families:
-        torch.manual_seed(seed)  # the detector's initial weights
-        detector = _Detector(images.shape[1])
+        # The detector's initial weights come from the seed, without touching the caller's random state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            detector = _Detector(images.shape[1])
         optimizer = torch.optim.Adam(detector.parameters(), lr=1e-3)
         targets = torch.cat([torch.zeros(batch_size), torch.ones(batch_size)])
         for _ in range(steps):
