@@ -6,10 +6,13 @@ the export. One iteration on a batch of real images ``x``:
 
 1. encode ``x`` into its content ``c`` (a spatial map) and style ``s`` (a vector);
 2. reconstruct ``x`` from ``(c, s)``;
-3. draw a random style ``s_rand ~ N(0, I)`` and decode ``x_fake = G(c, s_rand)``;
-4. re-encode ``x_fake`` into ``(c', s')``;
+3. draw a random style ``s_rand ~ N(0, I)``, decode ``G(c, s_rand)`` and warp it
+   (``x_fake``; by default the warp's ranges come from the nuisance test run
+   once before the loop, :mod:`gitaug.fit.nuisance_probe`);
+4. re-encode the draw before its warp into ``(c', s')``;
 5. generator update on
-   ``10 |G(c, s) - x| + 1 |s' - s_rand| + 1 |c' - c| + 1 LSGAN(D(x_fake) -> 1)``;
+   ``10 |G(c, s) - x| + 1 |s' - s_rand| + 1 |c' - c| + 1 LSGAN(D(x_fake) -> 1)``
+   plus, by default, ``10 x`` the bounded mode-seeking term on a second draw;
 6. discriminator update on ``LSGAN(D(x) -> 1) + LSGAN(D(x_fake) -> 0)``
    (``x_fake`` as generated in step 3, detached).
 
