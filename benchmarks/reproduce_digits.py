@@ -48,10 +48,12 @@ from gitaug.hub import is_generator_folder
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "train_longtail.py"
 DATASETS = ("digits-rot-lt", "digits-bg-lt", "digits-dil-lt")
-#: gitaug-fit flags beyond its defaults (the paper's objective), per dataset. Rotation is not an
-#: AdaIN statistic, so the rotation set gets the style-driven warp and the term that rewards it;
-#: the others get the mode-seeking term, without which their generators ignore the style code
-#: (see gitaug.fit.FitConfig).
+#: Per-dataset gitaug-fit recipes of earlier releases (``--fit-flags recipes``), kept to compare
+#: with: the rotation set got the style-driven warp and the term that rewards it, the others the
+#: mode-seeking term. The default (``--fit-flags default``) is gitaug-fit with no flag at all: it
+#: tests which geometric transforms each dataset does not notice and warps within those ranges.
+#: ``--fit-flags paper`` is the GIT paper's objective (no warp, no mode-seeking term).
+PAPER_FLAGS = ("--warp", "none", "--weight-diversity", "0")
 FIT_FLAGS = {
     "digits-rot-lt": ("--warp", "rotation", "--weight-warp-diversity", "10"),
     "digits-bg-lt": ("--weight-diversity", "10"),
@@ -73,6 +75,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30, help="classifier epochs (re-sampling and GIT from 2/3 on)")
     parser.add_argument("--fit-steps", type=int, default=None, help="generator steps (default: gitaug-fit's)")
+    parser.add_argument("--fit-flags", choices=("default", "recipes", "paper"), default="default",
+                        help="default: gitaug-fit's defaults on every dataset; recipes: the per-dataset flags of "
+                             "earlier releases; paper: the paper's objective (use a separate --work folder each)")
     parser.add_argument("--fit-extra", default="", metavar="FLAGS",
                         help="more gitaug-fit flags for every dataset, e.g. '--weight-diversity 10' "
                              "(use a separate --work folder: finished generators are reused)")
@@ -120,7 +125,7 @@ def generator_dir(work: Path, dataset: str, seed: int) -> Path:
 def fit_job(args: argparse.Namespace, dataset: str, seed: int):
     out = generator_dir(args.work, dataset, seed)
     command = ["gitaug-fit", "--dataset", dataset, "--seed", str(seed), "--out", str(out), "--device", "cpu"]
-    command += FIT_FLAGS.get(dataset, ())
+    command += dataset_fit_flags(args, dataset)
     command += shlex.split(args.fit_extra)
     if args.fit_steps is not None:
         command += ["--steps", str(args.fit_steps)]
@@ -130,6 +135,14 @@ def fit_job(args: argparse.Namespace, dataset: str, seed: int):
     if out.exists() and not finished.exists():
         command.append("--resume")  # an interrupted fit continues from its last checkpoint
     return command, args.work / "logs" / f"fit-{dataset}-seed{seed}.log", finished
+
+
+def dataset_fit_flags(args: argparse.Namespace, dataset: str) -> tuple[str, ...]:
+    if args.fit_flags == "recipes":
+        return FIT_FLAGS.get(dataset, ())
+    if args.fit_flags == "paper":
+        return PAPER_FLAGS
+    return ()
 
 
 def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, setting: dict, tag: str, extra: tuple[str, ...] = ()):
@@ -247,7 +260,7 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
         f"(widths 16/32/64) trained {args.epochs} epochs with SGD, re-sampling (and GIT, and the oracle) from epoch "
         f"{(2 * args.epochs) // 3} on; generators: `gitaug-fit` defaults"
         + (f" with {args.fit_steps} steps" if args.fit_steps else "")
-        + "".join(f", plus `{' '.join(FIT_FLAGS[d])}` for {d}" for d in args.datasets if d in FIT_FLAGS)
+        + "".join(f", plus `{' '.join(dataset_fit_flags(args, d))}` for {d}" for d in args.datasets if dataset_fit_flags(args, d))
         + (f", plus `{args.fit_extra}` for every dataset" if args.fit_extra else "")
         + ". eKLD under the true nuisance on untransformed test digits (40 per class, 50 draws each). "
         "Balanced accuracy on the test split (52 base images per class, 4 nuisance draws each). "

@@ -16,8 +16,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": {"dim": 16, "mlp_dim": 64, "style_dim": 8, "n_downsample": 2, "n_res": 2},
 }
 
-#: The style-driven warps a generator can have (see :class:`StyleWarp`).
-WARPS = ("none", "rotation", "similarity")
+#: The warps a generator can have: none (the paper's), the style-driven StyleWarp ("rotation",
+#: "similarity"), or RangeWarp ("affine": turns, scalings and shifts within fixed ranges).
+WARPS = ("none", "rotation", "similarity", "affine")
 #: With the presets' two stride-2 downsamplings, an image side must be a multiple of 4 and at
 #: least 16, so that the content map is at least 4x4 (reflect padding needs it).
 IMAGE_SIZE_MULTIPLE = 4

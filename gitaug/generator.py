@@ -7,9 +7,13 @@ Decoding the content of ``x`` with a style drawn from N(0, I) gives a new
 image of the same thing under a different nuisance, which is what GIT feeds
 to the classifier in place of a tail-class input.
 
-With ``MUNITConfig(warp="rotation")`` (or ``"similarity"``) the style code
-also turns (scales, shifts) each generated image through :class:`StyleWarp`:
-a geometric nuisance that AdaIN statistics cannot express.
+With ``MUNITConfig(warp="affine", warp_rotation=..., warp_scale=...,
+warp_shift=...)`` each generated image is also turned, scaled and shifted
+(:class:`RangeWarp`) by amounts drawn uniformly within explicit ranges: a
+geometric nuisance that AdaIN statistics cannot express. ``gitaug-fit``
+learns these ranges from the data (:mod:`gitaug.fit.nuisance_probe`). The
+older ``warp="rotation"`` / ``"similarity"`` (:class:`StyleWarp`) learn an
+unbounded transform from the style code instead.
 
 The generator works on images in [-1, 1] (its decoder ends in ``tanh``);
 :class:`gitaug.GITAugment` converts to and from the user's value range.
@@ -39,7 +43,16 @@ from torch import nn
 from ._architecture import IMAGE_SIZE_MULTIPLE, MIN_IMAGE_SIZE, PRESETS, WARPS
 from .hub import GeneratorHubMixin
 
-__all__ = ["MUNITConfig", "MUNITGenerator", "PRESETS", "WARPS", "StyleWarp", "MIN_IMAGE_SIZE", "IMAGE_SIZE_MULTIPLE"]
+__all__ = [
+    "MUNITConfig",
+    "MUNITGenerator",
+    "PRESETS",
+    "WARPS",
+    "RangeWarp",
+    "StyleWarp",
+    "MIN_IMAGE_SIZE",
+    "IMAGE_SIZE_MULTIPLE",
+]
 
 _PAD_TYPES = ("reflect", "replicate", "zeros")
 _ACTIVATIONS = ("relu", "lrelu", "prelu", "tanh", "none")
@@ -70,7 +83,16 @@ class MUNITConfig:
             code also turns the decoded image) or ``"similarity"`` (it also
             turns, scales and shifts it); see :class:`StyleWarp`. AdaIN
             statistics cannot turn a digit round, a warp can; use one when
-            the nuisance is geometric.
+            the nuisance is geometric. ``"affine"``: rotation, scaling and
+            shift drawn uniformly within ``warp_rotation``, ``warp_scale``
+            and ``warp_shift`` (:class:`RangeWarp`); all three 0 is the
+            identity.
+        warp_rotation: with ``warp="affine"``, the largest turn in degrees
+            (draws are uniform in [-warp_rotation, warp_rotation]); at most 180.
+        warp_scale: with ``warp="affine"``, the largest scale factor (>= 1;
+            draws are log-uniform in [1/warp_scale, warp_scale]).
+        warp_shift: with ``warp="affine"``, the largest shift per axis as a
+            fraction of the image side (draws uniform in [-warp_shift, warp_shift]).
 
     Example::
 
@@ -92,6 +114,9 @@ class MUNITConfig:
     activation: str = "relu"
     pad_type: str = "reflect"
     warp: str = "none"
+    warp_rotation: float = 0.0
+    warp_scale: float = 1.0
+    warp_shift: float = 0.0
 
     def __post_init__(self) -> None:
         if self.in_channels not in (1, 3):
@@ -112,6 +137,15 @@ class MUNITConfig:
             raise ValueError(f"pad_type must be one of {_PAD_TYPES}, got {self.pad_type!r}")
         if self.warp not in WARPS:
             raise ValueError(f"warp must be one of {WARPS}, got {self.warp!r}")
+        for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+        if self.warp != "affine" and (self.warp_rotation, self.warp_scale, self.warp_shift) != (0.0, 1.0, 0.0):
+            raise ValueError(
+                f"warp_rotation, warp_scale and warp_shift need warp='affine', got warp={self.warp!r} with "
+                f"({self.warp_rotation!r}, {self.warp_scale!r}, {self.warp_shift!r})"
+            )
         stride = 2**self.n_downsample
         if self.image_size % stride:
             raise ValueError(
@@ -450,6 +484,73 @@ class StyleWarp(nn.Module):
         return warped.to(image.dtype)
 
 
+class RangeWarp(nn.Module):
+    """Rotation, scaling and shift drawn uniformly within fixed ranges, driven by the style code.
+
+    The first style components are turned into uniform draws in [-1, 1]
+    (``erf(s / sqrt 2)`` of a standard normal component is uniform), which
+    scale the ranges: angle = ``rotation`` * u0 (degrees), log-scale =
+    ``log(scale)`` * u1, shift = ``shift`` * (u2, u3) (fractions of the side).
+    A style code from N(0, I) thus gives a transform uniform within the
+    ranges, and the same code always gives the same transform. The ranges are
+    plain numbers, not parameters: ``gitaug-fit`` sets them from a test of
+    which transforms the data does not notice (:mod:`gitaug.fit.nuisance_probe`).
+    With every range at 0 the image is returned untouched.
+
+    Example::
+
+        >>> import torch
+        >>> warp = RangeWarp(rotation=180.0)
+        >>> image = torch.zeros(2, 1, 8, 8)
+        >>> warp(image, torch.randn(2, 8)).shape
+        torch.Size([2, 1, 8, 8])
+    """
+
+    def __init__(self, rotation: float = 0.0, scale: float = 1.0, shift: float = 0.0) -> None:
+        super().__init__()
+        self.rotation, self.scale, self.shift = float(rotation), float(scale), float(shift)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.rotation == 0 and self.scale == 1 and self.shift == 0
+
+    def parameters_from_style(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The transform a style code stands for: ``angle`` (radians), ``scale``, ``shift`` (N, 2) in [-1, 1] units."""
+        dims = style.shape[1]
+        u = torch.erf(style.float()[:, [k % dims for k in range(4)]] / math.sqrt(2))
+        angle = math.radians(self.rotation) * u[:, 0]
+        scale = torch.exp(math.log(self.scale) * u[:, 1])
+        # affine_grid's coordinates span 2 per side, so a fraction f of the side is 2 f there
+        shift = 2 * self.shift * u[:, 2:]
+        return {"angle": angle, "scale": scale, "shift": shift}
+
+    def forward(self, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        if self.is_identity:
+            return image
+        return _similarity_resample(image, self.parameters_from_style(style))
+
+    def extra_repr(self) -> str:
+        return f"rotation={self.rotation:g}, scale={self.scale:g}, shift={self.shift:g}"
+
+
+def _similarity_resample(image: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Turn by ``angle``, scale by ``scale``, then shift by ``shift`` (bilinear, border pixels extended)."""
+    cos, sin = torch.cos(p["angle"]), torch.sin(p["angle"])
+    # affine_grid maps output coordinates to input coordinates, so this is the inverse map:
+    # rotation by -angle, scaling by 1/scale, after removing the shift.
+    inv = 1 / p["scale"]
+    theta = torch.stack(
+        [
+            torch.stack([cos * inv, sin * inv, -(cos * p["shift"][:, 0] + sin * p["shift"][:, 1]) * inv], 1),
+            torch.stack([-sin * inv, cos * inv, (sin * p["shift"][:, 0] - cos * p["shift"][:, 1]) * inv], 1),
+        ],
+        1,
+    )
+    grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+    warped = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return warped.to(image.dtype)
+
+
 # --------------------------------------------------------------------------- the generator
 
 
@@ -486,9 +587,11 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         self.style_encoder = StyleEncoder(config)
         self.decoder = Decoder(config, self.content_encoder.out_channels)
         self.mlp = StyleMLP(config.style_dim, config.mlp_dim, self.decoder.num_adain_params(), config.n_mlp, config.activation)
-        self.warp = (
-            StyleWarp(config.style_dim, config.mlp_dim, config.activation, kind=config.warp) if config.warp != "none" else None
-        )
+        self.warp: nn.Module | None = None
+        if config.warp == "affine":
+            self.warp = RangeWarp(config.warp_rotation, config.warp_scale, config.warp_shift)
+        elif config.warp != "none":
+            self.warp = StyleWarp(config.style_dim, config.mlp_dim, config.activation, kind=config.warp)
 
     def _check_images(self, x: torch.Tensor) -> None:
         expected = (self.config.in_channels, self.config.image_size, self.config.image_size)

@@ -68,6 +68,7 @@ def tiny(data: Path, out: Path, **changes) -> FitConfig:
         sample_every=0,
         grid_variants=2,
         progress=False,
+        probe_steps=5,
     )
     values.update(changes)
     return FitConfig(**values)
@@ -158,9 +159,10 @@ def test_diversity_terms_make_the_style_code_matter(digits_npz, tmp_path):
     # The same run three times: the paper's objective, the mode-seeking term, and a rotation warp
     # rewarded by the warp-only term.
     common = dict(steps=40, batch_size=8, lr=1e-3, checkpoint_every=0, diversity_cap=0.5)
-    paper = fit_run(tiny(digits_npz, tmp_path / "paper", **common))
-    image = fit_run(tiny(digits_npz, tmp_path / "image", weight_diversity=5.0, **common))
-    turned = fit_run(tiny(digits_npz, tmp_path / "turned", warp="rotation", weight_warp_diversity=5.0, **common))
+    paper = fit_run(tiny(digits_npz, tmp_path / "paper", warp="none", weight_diversity=0.0, **common))
+    image = fit_run(tiny(digits_npz, tmp_path / "image", warp="none", weight_diversity=5.0, **common))
+    turned = fit_run(tiny(digits_npz, tmp_path / "turned", warp="rotation", weight_diversity=0.0,
+                          weight_warp_diversity=5.0, **common))
 
     for out, name in ((image, "loss_diversity"), (turned, "loss_warp_diversity")):
         records = read_log(out)
@@ -188,7 +190,7 @@ def test_diversity_terms_make_the_style_code_matter(digits_npz, tmp_path):
 
 
 def test_warp_diversity_needs_a_warp():
-    with pytest.raises(ValueError, match=r"weight_warp_diversity=1.0: needs a warp"):
+    with pytest.raises(ValueError, match=r"weight_warp_diversity=1.0: needs a learned warp"):
         FitConfig(dataset="digits-rot-lt", weight_warp_diversity=1.0)
 
 
@@ -206,8 +208,12 @@ def test_diversity_loss_is_the_shortfall_of_the_ratio_below_the_cap():
 
 @pytest.mark.parametrize(
     "objective",
-    [{}, {"warp": "rotation", "weight_diversity": 1.0, "weight_warp_diversity": 1.0}],
-    ids=["paper", "warp-and-diversity"],
+    [
+        {"warp": "none", "weight_diversity": 0.0},
+        {"warp": "rotation", "weight_diversity": 1.0, "weight_warp_diversity": 1.0},
+        {},
+    ],
+    ids=["paper", "warp-and-diversity", "default"],
 )
 def test_resumed_run_equals_uninterrupted_run_bitwise(digits_npz, tmp_path, objective):
     whole = fit_run(tiny(digits_npz, tmp_path / "whole", steps=6, checkpoint_every=3, **objective))
@@ -342,7 +348,7 @@ def test_tensorboard_flag_needs_tensorboard(digits_npz, tmp_path):
         (dict(weight_adv=-1.0), r"weight_adv=-1.0: must be a non-negative"),
         (dict(weight_diversity=-0.5), r"weight_diversity=-0.5: must be a non-negative"),
         (dict(diversity_cap=0.0), r"diversity_cap=0.0: must be a positive"),
-        (dict(warp="elastic"), r"warp='elastic': must be one of \('none', 'rotation', 'similarity'\)"),
+        (dict(warp="elastic"), r"warp='elastic': must be one of \('auto', 'none', 'rotation', 'similarity', 'affine'\)"),
         (dict(checkpoint_every=-1), r"checkpoint_every=-1: must be a non-negative integer"),
     ],
 )

@@ -24,10 +24,10 @@ Example::
 
 The same run from a shell: ``gitaug-fit --dataset digits-bg-lt --out runs/digits-bg-lt``.
 
-A geometric nuisance such as rotation is not an AdaIN statistic; for it, give
-the generator a style-driven warp and reward its use::
-
-    gitaug-fit --dataset digits-rot-lt --warp rotation --weight-warp-diversity 10 --out runs/digits-rot-lt
+By default the fit finds the data's nuisance itself: a detection test sets
+the ranges of rotation, scaling and shift the generator draws within
+(:mod:`gitaug.fit.nuisance_probe`), and a bounded mode-seeking term makes the
+style code vary the appearance.
 """
 
 from typing import TYPE_CHECKING, Any

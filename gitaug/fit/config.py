@@ -35,6 +35,8 @@ from .._architecture import IMAGE_SIZE_MULTIPLE, MIN_IMAGE_SIZE, PRESETS, WARPS
 
 SAMPLING_MODES = ("auto", "balanced", "instance")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
+#: gitaug-fit's warp modes: "auto" (test the data for its geometric nuisance) or a generator warp.
+WARP_MODES = ("auto", *WARPS)
 
 #: Fields that may change when a run is resumed: how long it runs, where it
 #: runs and what it writes -- not what it learns from or how it learns.
@@ -109,10 +111,20 @@ class FitConfig:
     style_dim: int | None = _setting(None, "networks", "length of the style code (default: the preset's)")
     n_res: int | None = _setting(None, "networks", "residual blocks in the content encoder and decoder "
                                  "(default: the preset's)")
-    warp: str = _setting("none", "networks", "rotation: the style code also turns each generated image; similarity: "
-                         "it also scales and shifts it. Only for geometric nuisances (on upright digits the "
-                         "discriminator did not hold the angle back and the decoder collapsed); use with "
-                         "--weight-warp-diversity", choices=WARPS)
+    warp: str = _setting("auto", "networks", "the geometric part of the nuisance. auto: before training, a small "
+                         "detector learns which rotations, scalings and shifts of a real image it can tell from "
+                         "untouched ones (gitaug.fit.nuisance_probe), and the generator turns, scales and shifts its "
+                         "draws uniformly within the ranges it cannot see (RangeWarp); affine: the same warp with the "
+                         "ranges of --warp-rotation/--warp-scale/--warp-shift; none: no warp (the paper); "
+                         "rotation/similarity: an older unbounded warp learned from the style code, for "
+                         "--weight-warp-diversity", choices=WARP_MODES)
+    warp_rotation: float | None = _setting(None, "networks", "fix the largest turn (degrees, <= 180) instead of "
+                                           "testing it", metavar="DEGREES")
+    warp_scale: float | None = _setting(None, "networks", "fix the largest scale factor (>= 1) instead of testing it",
+                                        metavar="FACTOR")
+    warp_shift: float | None = _setting(None, "networks", "fix the largest shift per axis (a fraction of the side, "
+                                        "<= 0.5) instead of testing it", metavar="FRACTION")
+    probe_steps: int = _setting(200, "networks", "detector training steps per transform family in the --warp auto test")
     disc_dim: int | None = _setting(None, "networks", "discriminator base width (default: 64 for paper, 32 for small)")
     disc_layers: int = _setting(4, "networks", "stride-2 convolutions per discriminator scale, at most (fewer at a "
                                 "scale too small to keep a 2x2 output)")
@@ -135,9 +147,9 @@ class FitConfig:
     weight_style: float = _setting(1.0, "optimization", "weight of the style reconstruction loss")
     weight_content: float = _setting(1.0, "optimization", "weight of the content reconstruction loss")
     weight_adv: float = _setting(1.0, "optimization", "weight of the adversarial loss")
-    weight_diversity: float = _setting(0.0, "optimization", "weight of a mode-seeking term (not in the paper; 0: off) "
-                                       "that rewards two style draws of one input for differing, up to "
-                                       "--diversity-cap; without it the style code can end up ignored")
+    weight_diversity: float = _setting(10.0, "optimization", "weight of a bounded mode-seeking term (not in the paper, "
+                                       "which is 0: off) that rewards two style draws of one input for differing, up "
+                                       "to --diversity-cap; without it the style code ends up ignored")
     weight_warp_diversity: float = _setting(0.0, "optimization", "weight of the same term on the warp alone: "
                                             "rewards draws that differ in geometry (needs --warp)")
     diversity_cap: float = _setting(0.2, "optimization", "the ratio mean|G(c,s1)-G(c,s2)| / mean|s1-s2| above which "
@@ -202,7 +214,9 @@ class FitConfig:
         """The architecture fields set here, to apply over the preset."""
         names = ("dim", "mlp_dim", "style_dim", "n_res")
         overrides: dict[str, Any] = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
-        overrides["warp"] = self.warp
+        if self.warp in ("none", "rotation", "similarity"):
+            overrides["warp"] = self.warp
+        # "auto" and "affine": the fit adds warp="affine" and the ranges (tested or given)
         return overrides
 
     # ------------------------------------------------------------------ conversion
@@ -351,10 +365,18 @@ def _problems(config: FitConfig) -> list[str]:
         bad("weight_decay", "must be a non-negative, finite number")
     if not _is_number(config.lr_gamma) or not 0 < config.lr_gamma <= 1:
         bad("lr_gamma", "must be a number in (0, 1]")
-    if config.warp not in WARPS:
-        bad("warp", f"must be one of {WARPS}")
-    if config.warp == "none" and _is_number(config.weight_warp_diversity) and config.weight_warp_diversity > 0:
-        bad("weight_warp_diversity", "needs a warp (warp='rotation' or 'similarity'); there is none to reward")
+    if config.warp not in WARP_MODES:
+        bad("warp", f"must be one of {WARP_MODES}")
+    if config.warp not in ("rotation", "similarity") and _is_number(config.weight_warp_diversity) and config.weight_warp_diversity > 0:
+        bad("weight_warp_diversity", "needs a learned warp (warp='rotation' or 'similarity'); there is none to reward")
+    for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
+        value = getattr(config, name)
+        if value is not None and (not _is_number(value) or not low <= value <= high):
+            bad(name, f"must be a number in [{low:g}, {high:g}] or None")
+        elif value is not None and config.warp not in ("auto", "affine"):
+            bad(name, "needs warp='auto' or 'affine'")
+    if not _is_int(config.probe_steps) or config.probe_steps < 1:
+        bad("probe_steps", "must be a positive integer")
     if not _is_number(config.diversity_cap) or config.diversity_cap <= 0:
         bad("diversity_cap", "must be a positive, finite number")
     for name in ("weight_image", "weight_style", "weight_content", "weight_adv", "weight_diversity", "weight_warp_diversity"):

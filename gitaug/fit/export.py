@@ -12,6 +12,7 @@ from ..datasets import ImageDataset
 from ..hub import push_folder_to_hub, save_generator
 from .config import FitConfig
 from .grid import dataset_rows, save_sample_grid
+from .nuisance_probe import NuisanceProbe, describe_nuisance, learned_nuisance
 from .objective import LossTerms
 from .run_folder import RunFolder
 from .state import FitState
@@ -30,12 +31,19 @@ def export_generator(
     device: torch.device,
     amp_dtype: torch.dtype | None,
     processes: int,
+    probe: NuisanceProbe | None = None,
 ) -> Path:
-    """Write ``run.generator_dir`` (config, weights, model card, samples) and push it if asked; returns it."""
+    """Write ``run.generator_dir`` (config, weights, model card, samples) and push it if asked; returns it.
+
+    ``probe`` is the nuisance test the warp ranges came from (``None`` when they were given or resumed).
+    """
     rows, row_labels = dataset_rows(data, max_rows=10, seed=config.seed)
     grid = save_sample_grid(run.sample_path(state.step), state.generator, data.images[rows],
                             variants=config.grid_variants, seed=config.seed, row_labels=row_labels)
     metadata = training_metadata(config, data, sampling, state, run.last_log_record(), device, amp_dtype, processes)
+    # What the generator learned: its warp ranges, how far its draws differ, and the test behind the ranges.
+    metadata["nuisance"] = learned_nuisance(state.generator, data, probe, seed=config.seed)
+    logger.info("learned nuisance: %s", describe_nuisance(metadata["nuisance"]))
     save_generator(state.generator, run.generator_dir, metadata=metadata, samples_image=grid)
     logger.info("exported the generator to %s (%.0f s of training)", run.generator_dir, state.seconds)
     if config.push_to_hub:

@@ -63,15 +63,31 @@ class FitState:
 
     @classmethod
     def create(
-        cls, config: FitConfig, data: ImageDataset, sampling: str, device: torch.device, amp_dtype: torch.dtype | None
+        cls,
+        config: FitConfig,
+        data: ImageDataset,
+        sampling: str,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        *,
+        warp_ranges: dict[str, Any] | None = None,
+        stored_arch: dict[str, Any] | None = None,
     ) -> "FitState":
-        """Fresh networks and optimizers for ``config`` on ``data``, seeded by ``config.seed``."""
+        """Fresh networks and optimizers for ``config`` on ``data``, seeded by ``config.seed``.
+
+        ``warp_ranges`` (from the nuisance test) complete the architecture;
+        ``stored_arch``, a resumed checkpoint's architecture, replaces it.
+        """
         random.seed(config.seed)
         np.random.seed(config.seed % 2**32)
         torch.manual_seed(config.seed)
         channels, size = data.images.shape[1], data.images.shape[-1]
         try:
-            arch = MUNITConfig.preset(config.preset, in_channels=channels, image_size=size, **config.generator_overrides())
+            if stored_arch is not None:
+                arch = MUNITConfig.from_dict(stored_arch)
+            else:
+                arch = MUNITConfig.preset(config.preset, in_channels=channels, image_size=size,
+                                          **config.generator_overrides(), **(warp_ranges or {}))
         except ValueError as err:
             raise ValueError(f"the generator cannot be built for {size}x{size} images: {err}") from err
         generator = MUNITGenerator(arch).to(device)
@@ -119,6 +135,8 @@ class FitState:
             "sampler": self.stream.state_dict(),
             "style_rng": self.style_rng.get_state(),
             "rng": _global_rng_states(),
+            # The architecture, warp ranges included: a resumed run must not test the data again.
+            "generator_config": self.generator.config.to_dict(),
         }
         for name in _COMPONENTS:
             state[name] = getattr(self, name).state_dict()

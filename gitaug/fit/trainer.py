@@ -34,6 +34,7 @@ from .config import RESUMABLE_FIELDS, FitConfig
 from .data import read_training_data, to_model_range
 from .export import check_push_target, export_generator
 from .grid import dataset_rows, save_sample_grid
+from .nuisance_probe import run_probe, warp_ranges
 from .objective import GeneratorPass, LossTerms, LossWeights, discriminator_loss, generator_losses
 from .run_folder import RunFolder, StopRequests, progress_bar
 from .state import FitState
@@ -148,11 +149,18 @@ def fit(config: FitConfig) -> Path:
     if config.push_to_hub and where.is_main:
         check_push_target(config.push_to_hub)
 
+    # The nuisance test (warp="auto") runs once, before training; a resumed run keeps the ranges it found.
+    stored_arch = resume_from[1].get("generator_config") if resume_from is not None else None
+    probe = run_probe(config, data) if config.warp == "auto" and stored_arch is None else None
+    if probe is not None and where.is_main:
+        logger.info("nuisance test: the data does not notice %s", probe.summary())
+
     started_here = where.distributed and not dist.is_initialized()
     if started_here:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
-        state = FitState.create(config, data, sampling, device, where.amp_dtype)
+        state = FitState.create(config, data, sampling, device, where.amp_dtype,
+                                warp_ranges=warp_ranges(config, probe), stored_arch=stored_arch)
         if where.is_main:
             run.prepare(overwrite=config.overwrite, resuming=resume_from is not None)
         where.barrier()
@@ -167,7 +175,8 @@ def fit(config: FitConfig) -> Path:
         _loop(config, data, run, state, where)
         exported = run.generator_dir
         if where.is_main:
-            exported = export_generator(config, data, sampling, run, state, where.device, where.amp_dtype, world_size)
+            exported = export_generator(config, data, sampling, run, state, where.device, where.amp_dtype, world_size,
+                                        probe)
         where.barrier()
         return exported
     finally:

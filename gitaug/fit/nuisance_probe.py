@@ -1,0 +1,329 @@
+"""Which geometric transformations leave the data unchanged? A detection test run before a fit.
+
+A transformation belongs to the data's nuisance when applying it to a real
+image gives another image the data could have held: then no network can tell
+a transformed real image from an untouched one. :func:`probe_nuisance`
+measures exactly that for three families -- rotation, scaling and
+translation. For each family a small network is trained to detect whether a
+real image was transformed by a random member of the family (magnitudes up to
+the family's largest), then its detection power is read off on held-out
+images, magnitude by magnitude. The learned range of a family is the stretch
+of magnitudes the detector cannot see:
+
+    range = integral over m in [0, max] of (1 - power(m)), power(m) = max(0, 2 AUC(m) - 1),
+
+where ``power`` is kept non-increasing in undetectability (once a magnitude
+is detected, larger ones count as detected too). Upright digits give a
+rotation range of a few degrees (a 15 degree turn is already visible); digits
+turned uniformly at random give nearly the full 180 degrees.
+
+Both the untouched and the transformed images go through two resamplings
+(an intermediate random transform of the family, then its inverse or the
+tested transform composed with its inverse), so interpolation blur cannot
+give the transform away.
+
+The generator then draws its warp uniformly within the ranges
+(:class:`gitaug.generator.RangeWarp`).
+
+Example::
+
+    >>> import torch
+    >>> from gitaug.fit.nuisance_probe import probe_nuisance
+    >>> images = torch.rand(64, 1, 16, 16) * 2 - 1
+    >>> result = probe_nuisance(images, steps=2, eval_images=16, seed=0)
+    >>> sorted(result.ranges)
+    ['log_scale', 'rotation', 'shift']
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["FAMILY_MAX", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance"]
+
+#: The largest magnitude tested per family: rotation in radians (a full turn either way),
+#: log-scale (x1.5 either way) and shift as a fraction of the image side (a quarter either way).
+FAMILY_MAX: dict[str, float] = {"rotation": math.pi, "log_scale": math.log(1.5), "shift": 0.25}
+
+
+@dataclass
+class NuisanceProbe:
+    """Result of :func:`probe_nuisance`.
+
+    Attributes:
+        ranges: per family, the learned range (rotation in radians, log-scale,
+            shift as a fraction of the image side).
+        magnitudes: per family, the magnitudes at which detection was measured.
+        power: per family, the detector's power (0 = cannot tell, 1 = always
+            tells) at each magnitude.
+    """
+
+    ranges: dict[str, float]
+    magnitudes: dict[str, list[float]] = field(default_factory=dict)
+    power: dict[str, list[float]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line: the ranges in readable units."""
+        r = self.ranges
+        return (
+            f"rotation +-{math.degrees(r['rotation']):.1f} deg, scale x{math.exp(-r['log_scale']):.2f}..x{math.exp(r['log_scale']):.2f}, "
+            f"shift +-{100 * r['shift']:.1f} % of the side"
+        )
+
+
+def affine_matrix(angle: torch.Tensor, log_scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """3x3 matrices (N, 3, 3) of ``x -> scale * R(angle) x + shift`` in ``affine_grid``'s [-1, 1] coordinates.
+
+    ``shift`` (N, 2) is in those coordinates too (1.0 = half the side).
+    """
+    scale = torch.exp(log_scale)
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    zero, one = torch.zeros_like(angle), torch.ones_like(angle)
+    return torch.stack(
+        [
+            torch.stack([cos, -sin, shift[:, 0]], 1),
+            torch.stack([sin, cos, shift[:, 1]], 1),
+            torch.stack([zero, zero, one], 1),
+        ],
+        1,
+    )
+
+
+def apply_affine(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Resample ``images`` so that content at ``p`` moves to ``matrix @ p`` (bilinear, border pixels extended)."""
+    # affine_grid maps output coordinates to input coordinates: the inverse map.
+    theta = torch.linalg.inv(matrix)[:, :2, :]
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _family_matrix(family: str, magnitude: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A transform of ``family`` with the given magnitudes and a random sign (rotation, scale) or direction (shift)."""
+    n = magnitude.shape[0]
+    zero = torch.zeros(n)
+    if family == "rotation":
+        sign = torch.randint(0, 2, (n,), generator=generator) * 2 - 1
+        return affine_matrix(sign * magnitude, zero, torch.zeros(n, 2))
+    if family == "log_scale":
+        sign = torch.randint(0, 2, (n,), generator=generator) * 2 - 1
+        return affine_matrix(zero, sign * magnitude, torch.zeros(n, 2))
+    if family == "shift":
+        direction = torch.rand(n, generator=generator) * 2 * math.pi
+        # a fraction of the side is twice that in [-1, 1] coordinates
+        offset = 2 * magnitude[:, None] * torch.stack([torch.cos(direction), torch.sin(direction)], 1)
+        return affine_matrix(zero, zero, offset)
+    raise ValueError(f"family must be one of {sorted(FAMILY_MAX)}, got {family!r}")
+
+
+def _pair(images: torch.Tensor, family: str, magnitude: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(untouched, transformed) versions of ``images``, each resampled twice through a random intermediate transform."""
+    n = images.shape[0]
+    first = _family_matrix(family, torch.rand(n, generator=generator) * FAMILY_MAX[family], generator)
+    tested = _family_matrix(family, magnitude, generator)
+    inverse = torch.linalg.inv(first)
+    middle = apply_affine(images, first)
+    untouched = apply_affine(middle, inverse)
+    transformed = apply_affine(middle, tested @ inverse)
+    return untouched, transformed
+
+
+class _Detector(nn.Module):
+    """A small CNN that keeps the position information (no global pooling), so shifts are visible to it."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(4),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 16, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)).squeeze(1)
+
+
+def _auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """Probability that a positive scores above a negative (ties count half)."""
+    diff = positive[:, None] - negative[None, :]
+    return float((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean())
+
+
+def _range_from_power(magnitudes: list[float], power: list[float], largest: float) -> float:
+    # Undetectability 1 - power, made non-increasing with magnitude, integrated over [0, largest]
+    # with each measured magnitude standing for an equal share of it.
+    undetected, running = [], 1.0
+    for p in power:
+        running = min(running, 1.0 - p)
+        undetected.append(running)
+    return largest * sum(undetected) / len(undetected)
+
+
+@torch.no_grad()
+def _measure(detector: _Detector, images: torch.Tensor, family: str, levels: int, generator: torch.Generator) -> tuple[list[float], list[float]]:
+    detector.eval()
+    largest = FAMILY_MAX[family]
+    magnitudes = [largest * (k + 0.5) / levels for k in range(levels)]
+    power = []
+    for m in magnitudes:
+        untouched, transformed = _pair(images, family, torch.full((images.shape[0],), m), generator)
+        auc = _auc(detector(transformed), detector(untouched))
+        power.append(max(0.0, 2 * auc - 1))
+    detector.train()
+    return magnitudes, power
+
+
+def probe_nuisance(
+    images: torch.Tensor,
+    *,
+    steps: int = 200,
+    batch_size: int = 64,
+    eval_images: int = 256,
+    levels: int = 8,
+    max_side: int = 32,
+    seed: int = 0,
+    families: tuple[str, ...] = ("rotation", "log_scale", "shift"),
+) -> NuisanceProbe:
+    """Learn the ranges of rotation, scale and shift that the images' distribution does not notice.
+
+    Args:
+        images: real images in [-1, 1], float (N, C, H, W); at least 2.
+        steps: detector training steps per family.
+        batch_size: images per step (each gives one untouched and one transformed input).
+        eval_images: held-out images used to measure detection power (at most
+            a quarter of ``images``; the detector never trains on them).
+        levels: magnitudes at which power is measured, evenly spread over each family's range.
+        max_side: images larger than this are downsampled to it first (the test
+            is about geometry, not fine detail, and stays cheap).
+        seed: seeds the split, the transforms and the detectors.
+        families: which of ``"rotation"``, ``"log_scale"``, ``"shift"`` to test
+            (the others get range 0).
+
+    Example::
+
+        probe = probe_nuisance(real_images)          # doctest: +SKIP
+        print(probe.summary())                       # doctest: +SKIP
+    """
+    if images.dim() != 4 or images.shape[0] < 2:
+        raise ValueError(f"images must be (N, C, H, W) with N >= 2, got shape {tuple(images.shape)}")
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("eval_images", eval_images), ("levels", levels), ("max_side", max_side)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    unknown = [f for f in families if f not in FAMILY_MAX]
+    if unknown:
+        raise ValueError(f"families must be among {sorted(FAMILY_MAX)}, got {unknown}")
+    images = images.detach().float().cpu()
+    if images.shape[-1] > max_side:
+        images = F.interpolate(images, size=(max_side, max_side), mode="area")
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(images.shape[0], generator=generator)
+    n_eval = max(1, min(eval_images, images.shape[0] // 4))
+    held_out, train = images[order[:n_eval]], images[order[n_eval:]]
+
+    ranges: dict[str, float] = {name: 0.0 for name in FAMILY_MAX}
+    magnitudes: dict[str, list[float]] = {}
+    power: dict[str, list[float]] = {}
+    for family in families:
+        # The detector's initial weights come from the seed, without touching the caller's random state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            detector = _Detector(images.shape[1])
+        optimizer = torch.optim.Adam(detector.parameters(), lr=1e-3)
+        targets = torch.cat([torch.zeros(batch_size), torch.ones(batch_size)])
+        for _ in range(steps):
+            batch = train[torch.randint(0, train.shape[0], (batch_size,), generator=generator)]
+            magnitude = torch.rand(batch_size, generator=generator) * FAMILY_MAX[family]
+            untouched, transformed = _pair(batch, family, magnitude, generator)
+            logits = detector(torch.cat([untouched, transformed]))
+            loss = F.binary_cross_entropy_with_logits(logits, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        magnitudes[family], power[family] = _measure(detector, held_out, family, levels, generator)
+        ranges[family] = _range_from_power(magnitudes[family], power[family], FAMILY_MAX[family])
+    return NuisanceProbe(ranges=ranges, magnitudes=magnitudes, power=power)
+
+
+# --------------------------------------------------------------------------- use in a fit
+
+
+def run_probe(config: Any, data: Any) -> NuisanceProbe:
+    """The ``warp="auto"`` test of a ``gitaug-fit`` run on its training images (families fixed by the config are skipped)."""
+    from .._seeding import derive_seed
+    from .data import to_model_range
+
+    fixed = {"rotation": config.warp_rotation, "log_scale": config.warp_scale, "shift": config.warp_shift}
+    families = tuple(name for name in FAMILY_MAX if fixed[name] is None)
+    return probe_nuisance(
+        to_model_range(data.images), steps=config.probe_steps, seed=derive_seed(config.seed, "probe"), families=families
+    )
+
+
+def warp_ranges(config: Any, probe: NuisanceProbe | None) -> dict[str, Any]:
+    """The :class:`~gitaug.MUNITConfig` warp fields of a run: given ranges first, then tested ones (``{}`` for other warps)."""
+    if config.warp not in ("auto", "affine"):
+        return {}
+    tested = probe.ranges if probe is not None else {}
+    rotation = config.warp_rotation if config.warp_rotation is not None else math.degrees(tested.get("rotation", 0.0))
+    scale = config.warp_scale if config.warp_scale is not None else math.exp(tested.get("log_scale", 0.0))
+    shift = config.warp_shift if config.warp_shift is not None else tested.get("shift", 0.0)
+    return {
+        "warp": "affine",
+        "warp_rotation": round(min(float(rotation), 180.0), 3),
+        "warp_scale": round(min(float(scale), 4.0), 4),
+        "warp_shift": round(min(float(shift), 0.5), 4),
+    }
+
+
+@torch.no_grad()
+def learned_nuisance(generator: nn.Module, data: Any, probe: NuisanceProbe | None, *, seed: int, n: int = 256) -> dict[str, Any]:
+    """What a fitted generator draws: its warp ranges, the spread between two draws, and the test behind the ranges.
+
+    The spread is the mean absolute pixel difference (images in [0, 1]) between
+    two draws of the same training image; 0 means every draw is the same.
+    """
+    from .data import to_model_range
+
+    arch = generator.config
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.parameters()).device
+    rng = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(data), generator=rng)[:n]
+    x = to_model_range(data.images[chosen].to(device))
+    first, second = generator.sample(x, generator=rng), generator.sample(x, generator=rng)
+    generator.train(was_training)
+    result: dict[str, Any] = {
+        "warp": arch.warp,
+        "rotation_degrees": arch.warp_rotation if arch.warp == "affine" else None,
+        # the standard deviation of a uniform angle in [-r, r] is r / sqrt(3); +-180 deg gives about 104
+        "rotation_std_degrees": arch.warp_rotation / math.sqrt(3) if arch.warp == "affine" else None,
+        "scale": arch.warp_scale if arch.warp == "affine" else None,
+        "shift": arch.warp_shift if arch.warp == "affine" else None,
+        "spread": float((first.float() - second.float()).abs().mean() / 2),
+    }
+    if probe is not None:
+        result["test"] = {
+            name: {"magnitudes": probe.magnitudes[name], "detection_power": probe.power[name]} for name in probe.power
+        }
+    return result
+
+
+def describe_nuisance(nuisance: dict[str, Any]) -> str:
+    """One line for the log: the warp ranges and the spread between draws."""
+    spread = f"spread between two draws {nuisance['spread']:.3f}"
+    if nuisance.get("warp") != "affine":
+        return f"warp {nuisance.get('warp')}; {spread}"
+    return (
+        f"rotation +-{nuisance['rotation_degrees']:.1f} deg (std {nuisance['rotation_std_degrees']:.1f}), "
+        f"scale x{1 / nuisance['scale']:.2f}..x{nuisance['scale']:.2f}, shift +-{100 * nuisance['shift']:.1f} % of the side; "
+        f"{spread}"
+    )

@@ -1,0 +1,152 @@
+"""The default fit finds the data's own nuisance: the detection test, the range warp, the export."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gitaug import GITAugment, MUNITConfig, MUNITGenerator
+from gitaug.fit import FitConfig, fit
+from gitaug.fit.nuisance_probe import FAMILY_MAX, affine_matrix, apply_affine, probe_nuisance
+from gitaug.generator import RangeWarp
+
+from helpers import tiny_config
+
+SIDE = 16
+
+
+def glyphs(n: int, seed: int, *, rotated: bool, background: bool = False) -> torch.Tensor:
+    """``n`` images in [-1, 1] of three asymmetric glyphs (an L, an F, a T), upright or turned at random.
+
+    With ``background`` each image gets a random uniform gray behind the glyph.
+    """
+    g = torch.Generator().manual_seed(seed)
+    shapes = torch.zeros(3, 1, SIDE, SIDE)
+    shapes[0, 0, 3:13, 5:7] = 1
+    shapes[0, 0, 11:13, 5:11] = 1  # L
+    shapes[1, 0, 3:13, 5:7] = 1
+    shapes[1, 0, 3:5, 5:12] = 1
+    shapes[1, 0, 7:9, 5:10] = 1  # F
+    shapes[2, 0, 3:5, 4:12] = 1
+    shapes[2, 0, 3:13, 7:9] = 1  # T
+    images = shapes[torch.randint(0, 3, (n,), generator=g)]
+    if rotated:
+        angle = (torch.rand(n, generator=g) * 2 - 1) * math.pi
+        images = apply_affine(images, affine_matrix(angle, torch.zeros(n), torch.zeros(n, 2)))
+    if background:
+        gray = torch.rand(n, 1, 1, 1, generator=g) * 0.5
+        images = torch.maximum(images, gray.expand_as(images))
+    return images * 2 - 1
+
+
+# --------------------------------------------------------------------------- the warp
+
+
+def test_range_warp_draws_uniformly_within_its_ranges_and_zero_ranges_are_the_identity():
+    styles = torch.randn(20000, 8, generator=torch.Generator().manual_seed(0))
+    params = RangeWarp(rotation=90.0, scale=1.5, shift=0.1).parameters_from_style(styles)
+    angle = torch.rad2deg(params["angle"])
+    assert float(angle.abs().max()) <= 90.0
+    assert float(angle.std()) == pytest.approx(90 / math.sqrt(3), rel=0.03)  # uniform in [-90, 90]
+    assert float(params["scale"].min()) >= 1 / 1.5 - 1e-6 and float(params["scale"].max()) <= 1.5 + 1e-6
+    assert float(params["shift"].abs().max()) <= 0.2 + 1e-6  # 10 % of the side is 0.2 in [-1, 1] units
+    image = torch.rand(3, 1, 8, 8)
+    assert RangeWarp().forward(image, torch.randn(3, 8)) is image
+    # the same code gives the same transform
+    assert torch.equal(RangeWarp(rotation=30.0)(image, styles[:3]), RangeWarp(rotation=30.0)(image, styles[:3]))
+
+
+def test_affine_config_fields_are_checked_and_old_config_files_still_load():
+    config = MUNITConfig(in_channels=1, image_size=16, warp="affine", warp_rotation=45.0, warp_scale=1.2, warp_shift=0.05)
+    assert isinstance(MUNITGenerator(config).warp, RangeWarp)
+    assert MUNITConfig.from_dict(config.to_dict()) == config
+    old = {k: v for k, v in tiny_config().to_dict().items() if not k.startswith("warp")}
+    assert MUNITConfig.from_dict(old).warp == "none" and MUNITGenerator(MUNITConfig.from_dict(old)).warp is None
+    with pytest.raises(ValueError, match="warp_rotation must be a number in"):
+        MUNITConfig(in_channels=1, image_size=16, warp="affine", warp_rotation=200.0)
+    with pytest.raises(ValueError, match="need warp='affine'"):
+        MUNITConfig(in_channels=1, image_size=16, warp_rotation=10.0)
+    with pytest.raises(ValueError, match=r"warp_scale=0.5: must be a number in \[1, 4\]"):
+        FitConfig(dataset="digits-lt", warp_scale=0.5)
+    with pytest.raises(ValueError, match="warp_shift=0.1: needs warp='auto' or 'affine'"):
+        FitConfig(dataset="digits-lt", warp="none", warp_shift=0.1)
+
+
+# --------------------------------------------------------------------------- the detection test
+
+
+def test_the_test_finds_a_wide_rotation_range_on_turned_glyphs_and_a_narrow_one_on_upright_ones():
+    turned = probe_nuisance(glyphs(600, 0, rotated=True), steps=150, families=("rotation",), seed=0)
+    upright = probe_nuisance(glyphs(600, 0, rotated=False), steps=150, families=("rotation",), seed=0)
+    wide, narrow = math.degrees(turned.ranges["rotation"]), math.degrees(upright.ranges["rotation"])
+    assert wide > 120, turned.power
+    assert narrow < 30, upright.power
+    # untested families get no range
+    assert turned.ranges["shift"] == 0.0 and turned.ranges["log_scale"] == 0.0
+    assert len(turned.power["rotation"]) == 8 and all(0 <= p <= 1 for p in upright.power["rotation"])
+
+
+def test_the_test_checks_its_arguments():
+    with pytest.raises(ValueError, match="images must be"):
+        probe_nuisance(torch.zeros(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
+        probe_nuisance(torch.zeros(4, 1, 8, 8), steps=0)
+    with pytest.raises(ValueError, match="families must be among"):
+        probe_nuisance(torch.zeros(4, 1, 8, 8), families=("shear",))
+    assert set(FAMILY_MAX) == {"rotation", "log_scale", "shift"}
+
+
+# --------------------------------------------------------------------------- the default fit
+
+
+def _npz(path, images: torch.Tensor) -> str:
+    uint8 = ((images[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    np.savez(path, images=uint8)
+    return str(path)
+
+
+def _small_fit(data: str, out, **changes) -> FitConfig:
+    values = dict(
+        data=data, out=str(out), dim=8, mlp_dim=16, n_res=1, disc_dim=8, disc_layers=2, disc_scales=1, batch_size=8,
+        steps=3, log_every=1, checkpoint_every=0, sample_every=0, grid_variants=2, progress=False, probe_steps=20,
+    )
+    values.update(changes)
+    return FitConfig(**values)
+
+
+def test_default_fit_stores_and_reports_what_it_learned(tmp_path):
+    data = _npz(tmp_path / "turned.npz", glyphs(64, 0, rotated=True))
+    out = fit(_small_fit(data, tmp_path / "run"))
+    aug = GITAugment.from_pretrained(out)
+    config = aug.generator.config
+    assert config.warp == "affine"
+    nuisance = aug.metadata["nuisance"]
+    assert nuisance["rotation_degrees"] == config.warp_rotation and nuisance["scale"] == config.warp_scale
+    assert nuisance["spread"] > 0
+    assert set(nuisance["test"]) == {"rotation", "log_scale", "shift"}
+    stored = json.loads((out / "config.json").read_text())["generator"]
+    assert stored["warp_rotation"] == config.warp_rotation
+    # a fixed range is taken as given and not tested
+    fixed = GITAugment.from_pretrained(fit(_small_fit(data, tmp_path / "fixed", warp_rotation=0.0)))
+    assert fixed.generator.config.warp_rotation == 0.0
+    assert "rotation" not in fixed.metadata["nuisance"]["test"]
+
+
+@pytest.mark.slow
+def test_default_fit_turns_turned_glyphs_leaves_upright_ones_and_varies_a_random_background(tmp_path):
+    turned = GITAugment.from_pretrained(fit(_small_fit(_npz(tmp_path / "t.npz", glyphs(600, 0, rotated=True)), tmp_path / "t", steps=2, probe_steps=150)))
+    background_images = glyphs(600, 1, rotated=False, background=True)
+    backdrop = fit(_small_fit(_npz(tmp_path / "b.npz", background_images), tmp_path / "b", steps=300, probe_steps=150, lr=1e-3))
+    backdrop = GITAugment.from_pretrained(backdrop)
+    assert turned.generator.config.warp_rotation > 120
+    assert backdrop.generator.config.warp_rotation < 30
+    # the draws of one upright glyph differ in their background (a corner patch), as the data's do
+    x = ((background_images[:8] + 1) / 2).repeat_interleave(16, 0)
+    with torch.no_grad():
+        draws = backdrop(x, generator=torch.Generator().manual_seed(0))
+    corner = draws[:, 0, :3, :3].mean((1, 2)).view(8, 16)
+    assert float(corner.std(1).mean()) > 0.04, corner
