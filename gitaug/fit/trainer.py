@@ -38,6 +38,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -273,6 +274,11 @@ def _run(
             if is_main:
                 logger.info("nuisance test: the data does not notice %s", probe.summary())
         arch = _generator_config(config, data, warp_ranges(config, probe))
+        if distributed and arch.warp == "affine":
+            # Every process ran the test; rank 0's ranges hold for all (float results may differ by thread count).
+            shared = torch.tensor([arch.warp_rotation, arch.warp_scale, arch.warp_shift], dtype=torch.float64, device=device)
+            dist.broadcast(shared, src=0)
+            arch = dataclasses.replace(arch, warp_rotation=float(shared[0]), warp_scale=float(shared[1]), warp_shift=float(shared[2]))
     generator = MUNITGenerator(arch).to(device)
     discriminator = MultiScaleDiscriminator(
         data.channels,
