@@ -354,3 +354,13 @@ def test_sigkilled_run_resumes_to_the_end_without_duplicate_log_lines(digits_npz
     assert GITAugment.from_pretrained(out).metadata["steps"] == steps
     assert checkpoint_steps(out)[-1] == steps
     assert sorted(p.name for p in out.rglob("*.tmp")) == []  # no half-written checkpoint (or log, or json)
+
+def test_two_process_default_run_shares_the_tested_ranges(digits_npz, tmp_path):
+    # Every process runs the nuisance test; rank 0's ranges are broadcast, and the export holds them.
+    config = tiny(digits_npz, tmp_path / "two", steps=2, device="cpu")
+    result = subprocess.run(torchrun(as_argv(config)), cwd=tmp_path, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, failure_report(result)
+    aug = GITAugment.from_pretrained(tmp_path / "two")
+    assert aug.generator.config.warp == "affine"
+    assert aug.metadata["nuisance"]["rotation_degrees"] == aug.generator.config.warp_rotation

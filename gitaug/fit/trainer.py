@@ -159,8 +159,11 @@ def fit(config: FitConfig) -> Path:
     if started_here:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
-        state = FitState.create(config, data, sampling, device, where.amp_dtype,
-                                warp_ranges=warp_ranges(config, probe), stored_arch=stored_arch)
+        ranges = warp_ranges(config, probe)
+        if where.distributed and ranges:
+            ranges = _same_on_every_process(ranges, device)
+        state = FitState.create(config, data, sampling, device, where.amp_dtype, warp_ranges=ranges,
+                                stored_arch=stored_arch)
         if where.is_main:
             run.prepare(overwrite=config.overwrite, resuming=resume_from is not None)
         where.barrier()
@@ -318,6 +321,14 @@ class _closing:
     def __exit__(self, *exc: Any) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _same_on_every_process(ranges: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Rank 0's tested warp ranges for every process (the test's float results can differ with thread counts)."""
+    names = ("warp_rotation", "warp_scale", "warp_shift")
+    shared = torch.tensor([ranges[name] for name in names], dtype=torch.float64, device=device)
+    dist.broadcast(shared, src=0)
+    return {**ranges, **dict(zip(names, shared.tolist()))}
 
 
 # --------------------------------------------------------------------------- resuming
