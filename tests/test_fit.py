@@ -69,6 +69,7 @@ def tiny(data: Path, out: Path, **changes) -> FitConfig:
         grid_variants=2,
         progress=False,
         probe_steps=5,
+        report=False,  # the generator report is tested on its own (tests/test_report.py, test_nuisance.py)
     )
     values.update(changes)
     return FitConfig(**values)

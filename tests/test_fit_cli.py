@@ -33,8 +33,8 @@ def as_argv(config: FitConfig) -> list[str]:
         if value is None or value == DEFAULTS[field.name]:
             continue
         flag = "--" + field.name.replace("_", "-")
-        if field.name == "progress":
-            argv.append("--no-progress")  # the only switch that turns a default True off
+        if field.name in ("progress", "report"):
+            argv.append(f"--no-{field.name}")  # the switches that turn a default True off
         elif isinstance(value, bool):
             argv.append(flag)
         else:
@@ -75,7 +75,7 @@ def test_help_documents_every_fitconfig_field_as_a_flag(capsys):
     assert help_text.startswith("usage: gitaug-fit")
     missing = []
     for field in dataclasses.fields(FitConfig):
-        flag = "--no-progress" if field.name == "progress" else "--" + field.name.replace("_", "-")
+        flag = f"--no-{field.name}" if field.name in ("progress", "report") else "--" + field.name.replace("_", "-")
         # Whole flags only: --data must not be found inside --dataset.
         if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", help_text):
             missing.append(flag)
@@ -92,7 +92,7 @@ def test_every_fitconfig_field_round_trips_through_its_flag(tmp_path):
         lr_gamma=0.25, weight_image=5.0, weight_style=0.5, weight_content=2.0, weight_adv=0.75, warp="rotation",
         weight_diversity=0.5, weight_warp_diversity=3.0, diversity_cap=0.4, device="cpu",
         amp="bf16", checkpoint_every=7, keep_checkpoints=5, sample_every=9, log_every=2, grid_variants=3,
-        tensorboard=True, push_to_hub="someone/generator", progress=False, probe_steps=50,
+        tensorboard=True, push_to_hub="someone/generator", progress=False, probe_steps=50, report=False,
     )
     # The fixed warp ranges need warp="auto" or "affine", so they are set in the second config.
     ranges = {"warp_rotation", "warp_scale", "warp_shift"}

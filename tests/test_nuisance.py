@@ -113,6 +113,7 @@ def _small_fit(data: str, out, **changes) -> FitConfig:
     values = dict(
         data=data, out=str(out), dim=8, mlp_dim=16, n_res=1, disc_dim=8, disc_layers=2, disc_scales=1, batch_size=8,
         steps=3, log_every=1, checkpoint_every=0, sample_every=0, grid_variants=2, progress=False, probe_steps=20,
+        report=False,
     )
     values.update(changes)
     return FitConfig(**values)
@@ -120,8 +121,10 @@ def _small_fit(data: str, out, **changes) -> FitConfig:
 
 def test_default_fit_stores_and_reports_what_it_learned(tmp_path):
     data = _npz(tmp_path / "turned.npz", glyphs(64, 0, rotated=True))
-    out = fit(_small_fit(data, tmp_path / "run"))
+    out = fit(_small_fit(data, tmp_path / "run", report=True))
     aug = GITAugment.from_pretrained(out)
+    # The generator report runs at the end of the fit and travels with the export.
+    assert {"draw_spread", "verdict", "warnings"} <= set(aug.metadata["report"])
     config = aug.generator.config
     assert config.warp == "affine"
     nuisance = aug.metadata["nuisance"]

@@ -104,3 +104,27 @@ def test_without_a_progress_bar_the_fit_still_reports_progress(digits_npz, tmp_p
     with caplog.at_level("INFO", logger="gitaug.fit"):
         fit(tiny(digits_npz, tmp_path / "run", steps=3, progress=False))
     assert "gitaug-fit: step 3/3 (100 %)" in caplog.text
+
+
+def test_print_config_shows_the_settings_and_fits_nothing(digits_npz, tmp_path, capsys):
+    import json
+
+    from gitaug.fit.cli import main
+
+    out = tmp_path / "run"
+    assert main(["--data", str(digits_npz), "--out", str(out), "--steps", "7", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["steps"] == 7 and printed["warp"] == "auto" and printed["report"] is True
+    assert not out.exists()
+
+
+def test_tensorboard_gets_the_sample_grids(digits_npz, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    fit(tiny(digits_npz, out, steps=2, sample_every=1, tensorboard=True))
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert "samples" in events.Tags()["images"]
+    assert sorted(image.step for image in events.Images("samples")) == [1, 2]

@@ -15,6 +15,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 import logging
 import sys
@@ -71,10 +72,12 @@ def build_parser(prog: str = "gitaug-fit") -> argparse.ArgumentParser:
                                    "to the process)")
     parser.add_argument("--config", metavar="FILE", help="a .json or .toml file of settings (FitConfig field names); "
                         "flags given here override it")
+    parser.add_argument("--print-config", action="store_true", help="print the settings this command would run with "
+                        "(JSON, every field; usable as --config) and exit without fitting")
     return parser
 
 
-_NOT_CONFIG = {"config", "threads"}
+_NOT_CONFIG = {"config", "threads", "print_config"}
 
 
 def config_from_args(args: argparse.Namespace) -> FitConfig:
@@ -124,6 +127,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "gitaug-fit") -> int:
         config = config_from_args(args)
     except (ValueError, FileNotFoundError, TypeError) as err:
         parser.error(str(err))
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
     import torch
 
     from .._threads import default_threads, warn_if_cpu_oversubscribed

@@ -56,6 +56,7 @@ RESUMABLE_FIELDS = frozenset(
         "tensorboard",
         "push_to_hub",
         "progress",
+        "report",
     }
 )
 
@@ -168,6 +169,9 @@ class FitConfig:
     push_to_hub: str | None = _setting(None, "running", "upload the exported generator to this Hugging Face Hub repo",
                                        metavar="REPO")
     progress: bool = _setting(True, "running", "show a progress bar (--no-progress hides it)")
+    report: bool = _setting(True, "running", "measure the fitted generator at the end (gitaug eval's report: spread "
+                            "between draws, reconstruction, warp range, class preservation; a verdict with warnings) "
+                            "and store it in the export (--no-report skips it)")
 
     @classmethod
     def describe(cls, name: str) -> str:
@@ -332,7 +336,7 @@ def _problems(config: FitConfig) -> list[str]:
         bad("sampling", f"must be one of {SAMPLING_MODES}")
     if not _is_int(config.seed) or config.seed < 0:
         bad("seed", "must be a non-negative integer")
-    for name in ("resume", "overwrite", "tensorboard", "progress"):
+    for name in ("resume", "overwrite", "tensorboard", "progress", "report"):
         if not isinstance(getattr(config, name), bool):
             bad(name, "must be true or false")
     if config.resume is True and config.overwrite is True:

@@ -44,6 +44,10 @@ def export_generator(
     # What the generator learned: its warp ranges, how far its draws differ, and the test behind the ranges.
     metadata["nuisance"] = learned_nuisance(state.generator, data, probe, seed=config.seed)
     logger.info("learned nuisance: %s", describe_nuisance(metadata["nuisance"]))
+    if config.report:
+        metadata["report"] = _report(state, data, config.seed)
+    if config.tensorboard:
+        _to_tensorboard(run, state.step, grid, metadata.get("report"))
     save_generator(state.generator, run.generator_dir, metadata=metadata, samples_image=grid)
     logger.info("exported the generator to %s (%.0f s of training)", run.generator_dir, state.seconds)
     if config.push_to_hub:
@@ -74,6 +78,39 @@ def check_push_target(repo_id: str) -> None:
             "Nothing was trained. Log in (hf auth login) or fix the repo id, or fit without --push-to-hub and "
             f"upload the export later with `gitaug push <out>/generator {repo_id}`"
         ) from err
+
+
+def _report(state: FitState, data: ImageDataset, seed: int) -> dict[str, Any]:
+    """The generator report (as ``gitaug eval`` gives it) on the training images, logged with its verdict."""
+    from ..report import generator_report
+
+    was_training = state.generator.training
+    try:
+        report = generator_report(state.generator, data.images, data.targets if data.labelled else None, seed=seed)
+    finally:
+        state.generator.train(was_training)
+    (logger.warning if report.warnings else logger.info)("generator report:\n%s", report)
+    return report.to_dict()
+
+
+def log_grid(writer: Any, path: Path, step: int) -> None:
+    """Show a written sample grid in TensorBoard."""
+    from torchvision.io import read_image
+
+    writer.add_image("samples", read_image(str(path)), step)
+
+
+def _to_tensorboard(run: RunFolder, step: int, grid: Path, report: dict[str, Any] | None) -> None:
+    writer = run.tensorboard(step)
+    try:
+        log_grid(writer, grid, step)
+        if report is not None:
+            for name, value in report.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    writer.add_scalar(f"report/{name}", value, step)
+            writer.add_text("report/verdict", str(report.get("verdict", "")), step)
+    finally:
+        writer.close()
 
 
 def data_name(config: FitConfig) -> str:

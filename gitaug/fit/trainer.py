@@ -32,7 +32,7 @@ from torch import nn
 from ..datasets import ImageDataset
 from .config import RESUMABLE_FIELDS, FitConfig
 from .data import read_training_data, to_model_range
-from .export import check_push_target, export_generator
+from .export import check_push_target, export_generator, log_grid
 from .grid import dataset_rows, save_sample_grid
 from .nuisance_probe import run_probe, warp_ranges
 from .objective import GeneratorPass, LossTerms, LossWeights, discriminator_loss, generator_losses
@@ -244,8 +244,10 @@ def _loop(config: FitConfig, data: ImageDataset, run: RunFolder, state: FitState
             if where.is_main and (state.step % config.log_every == 0 or state.step == config.steps):
                 _log(run, state, writer, progress)
             if where.is_main and config.sample_every and state.step % config.sample_every == 0 and state.step < config.steps:
-                save_sample_grid(run.sample_path(state.step), generator, data.images[rows],
-                                 variants=config.grid_variants, seed=config.seed, row_labels=row_labels)
+                grid = save_sample_grid(run.sample_path(state.step), generator, data.images[rows],
+                                        variants=config.grid_variants, seed=config.seed, row_labels=row_labels)
+                if writer is not None:
+                    log_grid(writer, grid, state.step)
             checkpoint_due = config.checkpoint_every and state.step % config.checkpoint_every == 0
             if checkpoint_due or state.step == config.steps or stop_signal:
                 _check_parameters_finite(state, run)
