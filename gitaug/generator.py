@@ -467,21 +467,7 @@ class StyleWarp(nn.Module):
         return {"angle": angle, "scale": scale, "shift": shift}
 
     def forward(self, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        p = self.parameters_from_style(style)
-        cos, sin = torch.cos(p["angle"]), torch.sin(p["angle"])
-        # affine_grid maps output coordinates to input coordinates, so this is the inverse map:
-        # rotation by -angle, scaling by 1/scale, after removing the shift.
-        inv = 1 / p["scale"]
-        theta = torch.stack(
-            [
-                torch.stack([cos * inv, sin * inv, -(cos * p["shift"][:, 0] + sin * p["shift"][:, 1]) * inv], 1),
-                torch.stack([-sin * inv, cos * inv, (sin * p["shift"][:, 0] - cos * p["shift"][:, 1]) * inv], 1),
-            ],
-            1,
-        )
-        grid = F.affine_grid(theta, list(image.shape), align_corners=False)
-        warped = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-        return warped.to(image.dtype)
+        return _similarity_resample(image, self.parameters_from_style(style))
 
 
 class RangeWarp(nn.Module):
