@@ -58,7 +58,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the OpenMP runtime's start (torch import)
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -74,10 +73,10 @@ from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from gitaug import ClassThresholdSampler, GITAugment, MUNITConfig, MUNITGenerator  # noqa: E402
-from gitaug import generator as generator_module  # noqa: E402
 from gitaug.augment import default_inference_dtype  # noqa: E402
 from gitaug.bank import TailBank  # noqa: E402
 from gitaug.longtail.classifiers import BasicBlock  # noqa: E402
+from _reference import munit_norms  # noqa: E402
 from _report import update_section  # noqa: E402
 from gitaug._files import write_json  # noqa: E402
 
@@ -151,25 +150,6 @@ def count_flops(run: Callable[[], object]) -> int:
 
 
 # --------------------------------------------------------------------------- the reference procedure
-
-
-def _munit_layer_norm(self: generator_module.LayerNorm2d, x: torch.Tensor) -> torch.Tensor:
-    # MUNIT's own LayerNorm: per-sample mean and unbiased std over (C, H, W), eps added to the std.
-    flat = x.flatten(1)
-    mean = flat.mean(1).view(-1, 1, 1, 1)
-    std = flat.std(1).view(-1, 1, 1, 1)
-    return (x - mean) / (std + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-
-
-@contextlib.contextmanager
-def munit_norms():
-    """The generator with MUNIT's layer norm (its AdaIN is already a batch_norm over an (1, N*C) view)."""
-    fused = generator_module.LayerNorm2d.forward
-    generator_module.LayerNorm2d.forward = _munit_layer_norm
-    try:
-        yield
-    finally:
-        generator_module.LayerNorm2d.forward = fused
 
 
 def reference_git(generator: MUNITGenerator, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

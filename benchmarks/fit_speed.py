@@ -44,7 +44,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
 
 import argparse
-import contextlib
 import datetime
 import json
 import logging
@@ -59,10 +58,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gitaug import generator as generator_module
 from gitaug.fit import FitConfig, fit
 from gitaug.fit.discriminator import MultiScaleDiscriminator, lsgan_loss
 from gitaug.generator import MUNITConfig, MUNITGenerator
+from _reference import munit_norms
 from _report import update_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,24 +178,6 @@ def measure(data: Path, workdir: Path, preset: str, device: str, batch_size: int
 
 
 # --------------------------------------------------------------------------- the reference trainer step
-
-
-def _munit_layer_norm(self: generator_module.LayerNorm2d, x: torch.Tensor) -> torch.Tensor:
-    # MUNIT's LayerNorm: per-sample mean and unbiased std over (C, H, W), eps added to the std.
-    flat = x.flatten(1)
-    mean = flat.mean(1).view(-1, 1, 1, 1)
-    std = flat.std(1).view(-1, 1, 1, 1)
-    return (x - mean) / (std + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-
-
-@contextlib.contextmanager
-def munit_norms():
-    fused = generator_module.LayerNorm2d.forward
-    generator_module.LayerNorm2d.forward = _munit_layer_norm
-    try:
-        yield
-    finally:
-        generator_module.LayerNorm2d.forward = fused
 
 
 class ReferenceTrainer:
