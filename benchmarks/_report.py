@@ -9,7 +9,10 @@ atomically.
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
+
+import torch
 
 from gitaug._files import write_text
 
@@ -32,3 +35,20 @@ def update_section(path: Path, name: str, markdown: str) -> None:
         text = text.rstrip("\n") + f"\n\n{section}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, text)
+
+
+def device_name(device: torch.device | str) -> str:
+    """A human-readable name of the hardware behind a torch device, for the report's figures."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        try:  # Linux: the marketing name; elsewhere platform's best guess
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return platform.processor() or platform.machine()
+    return device.type
+

@@ -77,7 +77,7 @@ from gitaug.augment import default_inference_dtype  # noqa: E402
 from gitaug.bank import TailBank  # noqa: E402
 from gitaug.longtail.classifiers import BasicBlock  # noqa: E402
 from _reference import munit_norms  # noqa: E402
-from _report import update_section  # noqa: E402
+from _report import device_name, update_section  # noqa: E402
 from gitaug._files import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -364,18 +364,6 @@ def precision_check(path: str, dataset: str, n_per_class: int = 40, seed: int = 
 
 
 # --------------------------------------------------------------------------- report
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def tables(summary: dict) -> list[str]:

@@ -62,7 +62,7 @@ from gitaug.fit import FitConfig, fit
 from gitaug.fit.discriminator import MultiScaleDiscriminator, lsgan_loss
 from gitaug.generator import MUNITConfig, MUNITGenerator
 from _reference import munit_norms
-from _report import update_section
+from _report import device_name, update_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,22 +102,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if torch.device(name).type == "cuda" and not torch.cuda.is_available():
             parser.error(f"--devices {name}: CUDA is not available here")
     return args
-
-
-def device_name(name: str) -> str:
-    """A human-readable name of the hardware behind a torch device string."""
-    device = torch.device(name)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        try:  # Linux: the marketing name; elsewhere platform's best guess
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-        except OSError:
-            pass
-        return platform.processor() or platform.machine()
-    return device.type
 
 
 def write_images(folder: Path, count: int, side: int, channels: int, seed: int = 0) -> Path:

@@ -92,17 +92,29 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_job(command: list[str], log: Path, done_marker: Path) -> bool:
-    """Run one command with one thread, unless its output already exists (resume); True if it ran."""
+    """Run one command with one thread, unless its output already exists (resume); True if it ran.
+
+    The job's CPU time goes to ``<log>.cpu`` (seconds, added up over resumed stretches), for the
+    benchmarks' sizing figures; ``<log>.cpu-from-start`` marks a job whose first stretch was recorded.
+    """
     if done_marker.exists():
         return False
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     started = time.time()
+    cpu_file = log.with_suffix(".cpu")
+    if not log.exists():  # the job's first stretch: its CPU record will be complete
+        log.parent.joinpath(log.stem + ".cpu-from-start").touch()
     with open(log, "w") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"job failed ({done.returncode}) after {time.time() - started:.0f}s; see {log}: {' '.join(command)}")
-    print(f"  done in {time.time() - started:5.0f}s: {log.stem}", flush=True)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        # wait4 gives this child's own resource use, even with other jobs running beside it.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    previous = float(cpu_file.read_text()) if cpu_file.exists() else 0.0  # an interrupted job's earlier stretches
+    cpu_file.write_text(f"{previous + usage.ru_utime + usage.ru_stime:.1f}\n")
+    if process.returncode != 0:
+        raise RuntimeError(f"job failed ({process.returncode}) after {time.time() - started:.0f}s; see {log}: {' '.join(command)}")
+    print(f"  done in {time.time() - started:5.0f}s ({usage.ru_utime + usage.ru_stime:5.0f}s of CPU): {log.stem}", flush=True)
     return True
 
 

@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -99,29 +98,6 @@ def fit_job(args: argparse.Namespace, dataset: str, seed: int):
     return [*command, *FIT_FLAGS[dataset]], log, marker
 
 
-def run_job(command: list[str], log: Path, done_marker: Path) -> bool:
-    """``reproduce_digits.run_job``, also recording the job's CPU time (``<log>.cpu``, seconds) for the sizing figure."""
-    if done_marker.exists():
-        return False
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    started = time.time()
-    cpu_file = log.with_suffix(".cpu")
-    if not log.exists():  # the job's first stretch: its CPU record will be complete
-        log.parent.joinpath(log.stem + ".cpu-from-start").touch()
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        # wait4 gives this child's own resource use, even with other jobs running beside it.
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    previous = float(cpu_file.read_text()) if cpu_file.exists() else 0.0  # an interrupted job's earlier stretches
-    cpu_file.write_text(f"{previous + usage.ru_utime + usage.ru_stime:.1f}\n")
-    if process.returncode != 0:
-        raise RuntimeError(f"job failed ({process.returncode}) after {time.time() - started:.0f}s; see {log}: {' '.join(command)}")
-    print(f"  done in {time.time() - started:5.0f}s ({usage.ru_utime + usage.ru_stime:5.0f}s of CPU): {log.stem}", flush=True)
-    return True
-
-
 def run_ordered(jobs: list[tuple[tuple, Path | None]], workers: int) -> int:
     """Run ``(job, needs)`` pairs in list order on ``workers`` threads, a job only once the file ``needs`` exists.
 
@@ -147,7 +123,7 @@ def run_ordered(jobs: list[tuple[tuple, Path | None]], workers: int) -> int:
                         return  # nothing running can make the rest ready (reported below)
                     changed.wait()  # a running job may produce what the others need
             try:
-                did_run = run_job(*ready[0])
+                did_run = shared.run_job(*ready[0])
             except Exception as error:  # stop handing out jobs; re-raised below
                 did_run = False
                 failures.append(error)
