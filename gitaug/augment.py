@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import sys
@@ -417,7 +418,6 @@ class GITAugment(nn.Module):
         """Refuse non-finite pixels and float values outside [0, 1] (after un-normalizing)."""
         if not batch.is_floating_point() or batch.numel() == 0:
             return  # uint8 is [0, 255] by construction
-        finite = torch.isfinite(batch).flatten(1).all(1)
         if self.normalized:
             # std > 0, so the per-channel extremes of x * std + mean are those of x, mapped.
             std, mean = self.std.flatten().to(batch.device), self.mean.flatten().to(batch.device)
@@ -425,10 +425,12 @@ class GITAugment(nn.Module):
             high = (batch.amax(dim=(0, 2, 3)).float() * std + mean).max()
         else:
             low, high = (v.float() for v in torch.aminmax(batch))
-        # One transfer to the host for all three checks: each .item() would wait for the device.
-        all_finite, low, high = torch.stack([finite.all().float(), low, high]).tolist()
-        if not all_finite:
-            bad = torch.nonzero(~finite).flatten().tolist()
+        # One pass over the batch and one transfer to the host: min and max propagate NaN and reach
+        # inf, so they also tell whether every pixel is finite; which samples are not is only
+        # worked out when some are.
+        low, high = torch.stack([low, high]).tolist()
+        if not (math.isfinite(low) and math.isfinite(high)):
+            bad = torch.nonzero(~torch.isfinite(batch).flatten(1).all(1)).flatten().tolist()
             raise ValueError(
                 f"images hold NaN or inf in {len(bad)} of {batch.shape[0]} sample(s), at batch index(es) {_some(bad)}; "
                 "the generator would turn a re-drawn image into NaN"
