@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fit-steps", type=int, default=None)
+    parser.add_argument("--fit-flags", choices=("default", "recipes", "paper"), default="default",
+                        help="how the generators are fitted, as reproduce_digits.py takes it")
     parser.add_argument("--fit-extra", default="", help="more gitaug-fit flags, as reproduce_digits.py takes them")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", type=Path, default=repro.ROOT / "benchmarks" / "_work")
@@ -57,7 +59,7 @@ def main() -> None:
 
     # GIT's setting: the one the reproduction chose on validation, if it ran; else a fixed default.
     setting, source = DEFAULT_SETTING, "default (K 100, p 0.5, hard)"
-    repro_results = args.results / "reproduce_digits.json"
+    repro_results = args.results / f"reproduce_digits{repro.variant_suffix(args.fit_flags)}.json"
     if repro_results.exists():
         selection = json.loads(repro_results.read_text())["selection"].get(args.dataset)
         if selection:

@@ -20,7 +20,12 @@ Jobs run in ``--workers`` processes of one thread each and write their own
 JSON, so an interrupted run picks up where it stopped. Outputs:
 ``benchmarks/results/reproduce_digits.json``, ``benchmarks/RESULTS.md`` (the
 tables) and ``benchmarks/results/ekld_<dataset>.png`` (eKLD against class size
-per method, as the paper's Figures 1 and 3).
+per method, as the paper's Figures 1 and 3). ``--fit-flags`` picks how the
+generators are fitted: ``default`` (gitaug-fit with no flag, the main result),
+``recipes`` or ``paper``; the other two write their outputs under names with
+the variant appended (``reproduce_digits_paper.json``, section
+``reproduce_digits_paper``), so the variants sit side by side
+(``benchmarks/default_fit.py`` compares them).
 
     python benchmarks/reproduce_digits.py                 # the full run (about 60-90 min on 2 cores)
     python benchmarks/reproduce_digits.py --seeds 0 --epochs 4 --fit-steps 50   # a smoke run
@@ -82,10 +87,28 @@ def parse_args() -> argparse.Namespace:
                         help="more gitaug-fit flags for every dataset, e.g. '--weight-diversity 10' "
                              "(use a separate --work folder: finished generators are reused)")
     parser.add_argument("--workers", type=int, default=2, help="parallel jobs, one thread each")
-    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work", help="generators, logs, per-run JSON")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="generators, logs, per-run JSON (default: benchmarks/_work, with _<variant> appended for "
+                             "--fit-flags other than default)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.work is None:
+        args.work = ROOT / "benchmarks" / f"_work{variant_suffix(args.fit_flags)}"
+    return args
+
+
+def variant_suffix(fit_flags: str) -> str:
+    """What the outputs of a ``--fit-flags`` variant carry after their name: nothing for the default fit."""
+    return "" if fit_flags == "default" else f"_{fit_flags}"
+
+
+#: How each variant's generators are described in the reports.
+VARIANT_NAMES = {
+    "default": "the default fit (`gitaug-fit` with no flag: it tests which transforms the data does not notice and draws within them)",
+    "recipes": "the per-nuisance recipes of earlier releases",
+    "paper": "the GIT paper's objective (no warp, no mode-seeking term)",
+}
 
 
 # ----------------------------------------------------------------------------- running jobs
@@ -178,12 +201,17 @@ def setting_tag(setting: dict) -> str:
 
 
 def reference_classifier(dataset: str, seed: int, epochs: int = 15) -> torch.nn.Module:
-    """A classifier invariant to the dataset's nuisance: trained on balanced training digits carrying it."""
-    from gitaug.datasets import digits
+    """A classifier invariant to the dataset's nuisance: trained on balanced training images carrying it.
+
+    300 images per class, from the same training pool as the long-tailed split (digits or Fashion-MNIST).
+    """
+    from gitaug.datasets import DIGITS_DATASETS, FASHION_MNIST_DATASETS, load_digits_lt, load_fashion_mnist_lt
     from gitaug.longtail.classifiers import SmallResNet
 
-    nuisance = digits.DIGITS_DATASETS[dataset]
-    balanced = digits.load_digits_lt(nuisance, split="train", seed=seed, imbalance=1.0, max_count=300)
+    if dataset in DIGITS_DATASETS:
+        balanced = load_digits_lt(DIGITS_DATASETS[dataset], split="train", seed=seed, imbalance=1.0, max_count=300)
+    else:
+        balanced = load_fashion_mnist_lt(FASHION_MNIST_DATASETS[dataset], split="train", seed=seed, imbalance=1.0, max_count=300)
     torch.manual_seed(seed)
     model = SmallResNet(1, balanced.num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
@@ -239,6 +267,28 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
     return result
 
 
+def learned(args: argparse.Namespace, dataset: str, seed: int) -> dict:
+    """What a fitted generator's config says it learned: the warp ranges and the fit's own report."""
+    folder = generator_dir(args.work, dataset, seed)
+    folder = folder if is_generator_folder(folder) else folder / "generator"
+    config = json.loads((folder / "config.json").read_text())
+    training = config.get("training", {})
+    report = training.get("report") or {}
+    return {
+        "nuisance": {k: v for k, v in (training.get("nuisance") or {}).items() if k != "test"},
+        "report": {k: report.get(k) for k in ("status", "relative_spread", "class_preservation", "reference_accuracy", "warp")},
+    }
+
+
+def describe_learned(entry: dict) -> str:
+    """The warp ranges a default fit chose, in readable units."""
+    n = entry["nuisance"]
+    if n.get("warp") != "affine":
+        return f"warp {n.get('warp')}"
+    return (f"rotation +-{n['rotation_degrees']:.0f} deg, scale x{1 / n['scale']:.2f}..x{n['scale']:.2f}, "
+            f"shift +-{100 * n['shift']:.0f} % of the side")
+
+
 # ----------------------------------------------------------------------------- the report
 
 
@@ -261,7 +311,7 @@ def tail_head_means(counts: list[int], ekld_values: list[float], fraction: float
 
 def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
     lines = [
-        "## GIT on the built-in long-tailed digits",
+        f"## GIT on the built-in long-tailed digits: {args.fit_flags} fit",
         "",
         f"Produced by `{command}` ({summary['environment']}; "
         + (f"{summary['seconds'] / 60:.0f} min of wall time; " if summary["seconds"] is not None
@@ -270,8 +320,8 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
         "",
         f"Seeds {args.seeds} (each its own split, class order and nuisance draws); classifier: a ResNet-8 "
         f"(widths 16/32/64) trained {args.epochs} epochs with SGD, re-sampling (and GIT, and the oracle) from epoch "
-        f"{(2 * args.epochs) // 3} on; generators: `gitaug-fit` defaults"
-        + (f" with {args.fit_steps} steps" if args.fit_steps else "")
+        f"{(2 * args.epochs) // 3} on; generators: {VARIANT_NAMES[args.fit_flags]}"
+        + (f", {args.fit_steps} steps" if args.fit_steps else "")
         + "".join(f", plus `{' '.join(dataset_fit_flags(args, d))}` for {d}" for d in args.datasets if dataset_fit_flags(args, d))
         + (f", plus `{args.fit_extra}` for every dataset" if args.fit_extra else "")
         + ". eKLD under the true nuisance on untransformed test digits (40 per class, 50 draws each). "
@@ -306,7 +356,12 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
             f"Spread (mean absolute pixel difference between two draws of one input, 0 = the draws never differ): "
             f"generator {fmt(diag['generator_spread'], 1, 3)}, true nuisance {fmt(diag['true_spread'], 1, 3)}.",
             "",
-            f"![eKLD against class size, {dataset}](results/ekld_{dataset}.png)",
+        ]
+        ranges = [describe_learned(entry) for entry in diag.get("learned", []) if entry["nuisance"]]
+        if ranges:
+            lines += ["Learned by the fit, per seed: " + "; ".join(f"seed {s}: {r}" for s, r in zip(args.seeds, ranges)) + ".", ""]
+        lines += [
+            f"![eKLD against class size, {dataset}](results/ekld_{dataset}{variant_suffix(args.fit_flags)}.png)",
             "",
         ]
         grid = ROOT / "docs" / f"samples-{dataset}.png"
@@ -341,7 +396,7 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
         ) + ".",
         "",
     ]
-    update_section(args.report, "reproduce_digits", "\n".join(lines))
+    update_section(args.report, f"reproduce_digits{variant_suffix(args.fit_flags)}", "\n".join(lines))
 
 
 def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict:
@@ -369,7 +424,7 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
                 inputs_per_class=torch.full((len(runs) * len(runs[0]["class_counts"]),), 40),
                 draws_per_input=50,
             )
-        path = args.results / f"ekld_{dataset}.png"
+        path = args.results / f"ekld_{dataset}{variant_suffix(args.fit_flags)}.png"
         plot_ekld(series, path, title=f"{dataset}, true nuisance, mean ± std over {len(args.seeds)} seeds")
         figures[dataset] = shown(path)
 
@@ -384,6 +439,7 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
             "generator_keep_tail": [tail(r, "generator_keep_rate") for r in results],
             "true_keep_tail": [tail(r, "true_nuisance_keep_rate") for r in results],
             "generator_spread": [float(np.nanmean(r["generator_spread"])) for r in results],
+            "learned": [learned(args, dataset, seed) for seed in args.seeds],
             "true_spread": [float(np.nanmean(r["true_nuisance_spread"])) for r in results],
             "per_seed": results,
         }
@@ -403,6 +459,8 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
     }
     return {
         "environment": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.workers} single-thread workers",
+        "seeds": list(args.seeds),
+        "fit_flags": args.fit_flags,
         "seconds": time.time() - started,
         "selection": selection,
         "table": table,
@@ -469,7 +527,7 @@ def main() -> None:
     # An invocation that ran nothing only redraws the report: it has no wall time of its own.
     summary["seconds"] = time.time() - started if did_work else None
     summary["command"] = command
-    out = args.results / "reproduce_digits.json"
+    out = args.results / f"reproduce_digits{variant_suffix(args.fit_flags)}.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, default=float))
     os.replace(tmp, out)

@@ -6,26 +6,34 @@ gitaug as a user would, with the jobs and helpers of
 ``benchmarks/reproduce_digits.py``:
 
 1. ``gitaug-fit`` fits a generator on the long-tailed training split (4,479
-   images, 2,000 down to 10 per class), with the project's best flags per
-   nuisance (``FIT_FLAGS``);
+   images, 2,000 down to 10 per class): with no flag but the step count
+   (``--fit-flags default``, the main result), with the digits recipes per
+   nuisance (``recipes``, ``FIT_FLAGS``) or with the paper's objective
+   (``paper``);
 2. ``examples/train_longtail.py`` trains ERM, CE+DRS, CE+DRS+GIT and
    CE+DRS+oracle (the true nuisance on the samples GIT would replace);
 3. each run reports balanced and tail test accuracy (official test split,
    10,000 images, one nuisance draw each) and per-class eKLD under the true
-   nuisance on the untransformed test images.
+   nuisance on the untransformed test images;
+4. the digits benchmark's generator diagnostic: a reference classifier trained
+   on balanced images carrying the nuisance (300 per class) measures how often
+   the generator's draws keep their class, against the true nuisance's draws.
 
 GIT's threshold K, proportion p and rule: by default the setting the digits
-benchmark chose on its validation split for the same nuisance, with K scaled
-by the ratio of the largest classes (2,000 / 500); ``--select`` instead chooses
-among ``CANDIDATES`` on this benchmark's validation split (seed of the first
-``--seeds``), at the cost of three more runs per dataset.
+benchmark chose on its validation split for the same nuisance and the same
+``--fit-flags`` (read from its results file when there is one, else
+``DEFAULT_SETTINGS``), with K scaled by the ratio of the largest classes
+(2,000 / 500); ``--select`` instead chooses among ``CANDIDATES`` on this
+benchmark's validation split (seed of the first ``--seeds``), at the cost of
+three more runs per dataset.
 
 Sized to finish in under 90 minutes of wall time on 2 idle CPU cores with the
 defaults (2 seeds, 12 classifier epochs, 800 generator steps, 2 workers of
 one thread each); a busier machine takes longer. Each job writes its own
 output, so an interrupted run resumes where it stopped when started again with
 the same arguments. Outputs: ``benchmarks/results/reproduce_fmnist.json`` and
-the ``reproduce_fmnist`` section of ``benchmarks/RESULTS.md``.
+the ``reproduce_fmnist`` section of ``benchmarks/RESULTS.md``, with ``_<variant>``
+appended for ``--fit-flags`` other than ``default`` (as the digits benchmark).
 
     python benchmarks/reproduce_fmnist.py                       # the full run
     python benchmarks/reproduce_fmnist.py --seeds 0 --epochs 2 --fit-steps 20 --datasets fmnist-bg-lt   # a smoke run
@@ -60,7 +68,8 @@ FIT_FLAGS = {
     "fmnist-bg-lt": ("--weight-diversity", "10"),
     "fmnist-dil-lt": ("--weight-diversity", "10"),
 }
-#: The digits benchmark's validation choice per nuisance, K scaled from a largest class of 500 to 2,000.
+#: The digits benchmark's validation choice per nuisance (recipes fit), K scaled from a largest class of 500 to 2,000:
+#: the fallback when no digits results file for the same --fit-flags exists.
 DEFAULT_SETTINGS = {
     "fmnist-rot-lt": {"threshold": 800, "p": 1.0, "rule": "linear"},
     "fmnist-bg-lt": {"threshold": 800, "p": 1.0, "rule": "linear"},
@@ -71,6 +80,7 @@ CANDIDATES = (
     {"threshold": 400, "p": 0.5, "rule": "hard"},
     {"threshold": 800, "p": 1.0, "rule": "linear"},
 )
+PAPER_FLAGS = shared.PAPER_FLAGS
 METHODS = shared.METHODS
 METHOD_NAMES = shared.METHOD_NAMES
 IDLE_BUDGET_MINUTES = 90
@@ -82,20 +92,33 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--epochs", type=int, default=12, help="classifier epochs (re-sampling and GIT from 2/3 on)")
     parser.add_argument("--fit-steps", type=int, default=800, help="generator steps")
+    parser.add_argument("--fit-flags", choices=("default", "recipes", "paper"), default="default",
+                        help="default: gitaug-fit with no flag; recipes: the digits recipes per nuisance (FIT_FLAGS); "
+                             "paper: the paper's objective")
     parser.add_argument("--fit-extra", default="", metavar="FLAGS", help="more gitaug-fit flags for every dataset")
     parser.add_argument("--select", action="store_true", help="choose K, p and the rule on validation (3 runs per dataset)")
     parser.add_argument("--workers", type=int, default=2, help="parallel jobs, one thread each")
-    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work_fmnist", help="generators, logs, per-run JSON")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="generators, logs, per-run JSON (default: benchmarks/_work_fmnist, with _<variant> "
+                             "appended for --fit-flags other than default)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--partial", action="store_true",
                         help="only summarize the runs already finished (no job is started)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.work is None:
+        args.work = ROOT / "benchmarks" / f"_work_fmnist{shared.variant_suffix(args.fit_flags)}"
+    return args
+
+
+def dataset_fit_flags(args: argparse.Namespace, dataset: str) -> tuple[str, ...]:
+    return {"default": (), "recipes": FIT_FLAGS[dataset], "paper": PAPER_FLAGS}[args.fit_flags]
 
 
 def fit_job(args: argparse.Namespace, dataset: str, seed: int):
-    command, log, marker = shared.fit_job(args, dataset, seed)
-    return [*command, *FIT_FLAGS[dataset]], log, marker
+    # shared.fit_job adds the digits' own per-variant flags; this benchmark's come from dataset_fit_flags.
+    command, log, marker = shared.fit_job(argparse.Namespace(**{**vars(args), "fit_flags": "default"}), dataset, seed)
+    return [*command, *dataset_fit_flags(args, dataset)], log, marker
 
 
 def run_ordered(jobs: list[tuple[tuple, Path | None]], workers: int) -> int:
@@ -144,15 +167,44 @@ def run_ordered(jobs: list[tuple[tuple, Path | None]], workers: int) -> int:
     return ran[0]
 
 
+def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, setting: dict):
+    """``reproduce_digits.train_job``, setting aside a finished oracle run made with another GIT setting.
+
+    ERM and CE+DRS do not depend on the generator or the setting, so their runs can be shared between
+    the ``--fit-flags`` variants' work folders; the oracle uses GIT's threshold, proportion and rule,
+    so a copied or earlier oracle run counts only if it used the same ones.
+    """
+    job = shared.train_job(args, dataset, seed, method, setting, method)
+    out = job[2]
+    if method == "oracle" and out.exists():
+        used = json.loads(out.read_text())["args"]
+        wanted = (float(setting["threshold"]) if setting["threshold"] is not None else None, float(setting["p"]), setting["rule"])
+        if (used["threshold"], float(used["p"]), used["rule"]) != wanted:
+            os.replace(out, out.with_suffix(".other-setting.json"))
+    return job
+
+
 def tail_accuracy(run: dict, fraction: float = 1 / 3) -> float:
     """Mean test accuracy of the smallest third of training classes."""
     accuracy, _ = shared.tail_head_means(run["class_counts"], run["test_per_class_accuracy"], fraction)
     return accuracy
 
 
+def digits_choice(args: argparse.Namespace, dataset: str) -> dict:
+    """The digits benchmark's validation choice for the same nuisance and fit, K scaled x4 (see the module docstring)."""
+    path = args.results / f"reproduce_digits{shared.variant_suffix(args.fit_flags)}.json"
+    digits_name = dataset.replace("fmnist", "digits")
+    if path.exists():
+        chosen = json.loads(path.read_text())["selection"].get(digits_name, {}).get("chosen")
+        if chosen is not None:
+            scaled = {**chosen, "threshold": None if chosen["threshold"] is None else 4 * chosen["threshold"]}
+            return {"chosen": scaled, "how": f"the digits benchmark's validation choice for {digits_name} ({args.fit_flags} fit), K scaled x4"}
+    return {"chosen": DEFAULT_SETTINGS[dataset], "how": "the digits benchmark's validation choice (recipes fit), K scaled x4"}
+
+
 def choose_settings(args: argparse.Namespace) -> tuple[dict, int]:
     if not args.select:
-        return {d: {"chosen": DEFAULT_SETTINGS[d], "how": "digits benchmark's choice, K scaled x4"} for d in args.datasets}, 0
+        return {d: digits_choice(args, d) for d in args.datasets}, 0
     seed = args.seeds[0]
     jobs = [shared.train_job(args, d, seed, "git", c, f"select-{shared.setting_tag(c)}") for d in args.datasets for c in CANDIDATES]
     ran = 0 if args.partial else shared.run_all(jobs, args.workers)
@@ -196,6 +248,30 @@ def summarize(args: argparse.Namespace, selection: dict) -> dict:
                 "train_seconds": [r["train_seconds"] for r in runs],
             }
     return {"selection": selection, "table": table}
+
+
+def diagnostics(args: argparse.Namespace) -> dict:
+    """The generator diagnostic of every seed whose generator is fitted (only those already on disk with --partial)."""
+    result = {}
+    for dataset in args.datasets:
+        entries = []
+        for seed in args.seeds:
+            fitted = fit_job(args, dataset, seed)[2].exists()
+            stored = (args.work / "diagnostics" / f"{dataset}-seed{seed}.json").exists()
+            if stored or (fitted and not args.partial):
+                entries.append((seed, shared.diagnostic(args, dataset, seed), shared.learned(args, dataset, seed)))
+        if not entries:
+            continue
+        result[dataset] = {
+            "seeds": [seed for seed, _, _ in entries],
+            "reference_val_accuracy": [d["reference_val_accuracy"] for _, d, _ in entries],
+            "generator_keep": [float(np.nanmean(d["generator_keep_rate"])) for _, d, _ in entries],
+            "true_keep": [float(np.nanmean(d["true_nuisance_keep_rate"])) for _, d, _ in entries],
+            "generator_spread": [float(np.nanmean(d["generator_spread"])) for _, d, _ in entries],
+            "true_spread": [float(np.nanmean(d["true_nuisance_spread"])) for _, d, _ in entries],
+            "learned": [entry for _, _, entry in entries],
+        }
+    return result
 
 
 def cpu_seconds(args: argparse.Namespace) -> dict:
@@ -281,7 +357,7 @@ def cpu_note(cpu: dict) -> str:
 def report_section(args: argparse.Namespace, summary: dict, command: str) -> str:
     complete = summary["complete"]
     lines = [
-        "## GIT on Fashion-MNIST-LT",
+        f"## GIT on Fashion-MNIST-LT: {args.fit_flags} fit",
         "",
         f"Produced by `{command.replace(' --partial', '')}` ({summary['environment']}"
         + (f"; {summary['seconds'] / 60:.0f} min of wall time on a shared machine" if summary["seconds"] else "")
@@ -292,8 +368,8 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
         f"Seeds {args.seeds} (each its own validation hold-out, class order and nuisance draws); training split "
         "2,000 down to 10 images per class (4,479); test: the official 10,000 images, one nuisance draw each. "
         f"Classifier: a ResNet-8 (widths 16/32/64), {args.epochs} epochs of SGD, re-sampling (and GIT, and the oracle) "
-        f"from epoch {(2 * args.epochs) // 3} on. Generators: `gitaug-fit` defaults with {args.fit_steps} steps"
-        + "".join(f", plus `{' '.join(FIT_FLAGS[d])}` for {d}" for d in args.datasets)
+        f"from epoch {(2 * args.epochs) // 3} on. Generators: {shared.VARIANT_NAMES[args.fit_flags]}, {args.fit_steps} steps"
+        + "".join(f", plus `{' '.join(dataset_fit_flags(args, d))}` for {d}" for d in args.datasets if dataset_fit_flags(args, d))
         + (f", plus `{args.fit_extra}` for every dataset" if args.fit_extra else "")
         + f". Sized for under {IDLE_BUDGET_MINUTES} minutes on 2 idle CPU cores{cpu_note(summary['cpu_seconds'])}; "
         "far from converged classifiers and "
@@ -341,6 +417,19 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
                 f"GIT against the oracle (seeds {', '.join(map(str, gap['seeds']))}): {ekld_text}; balanced accuracy {gap['accuracy_git_minus_drs'] * 100:+.1f} "
                 f"points over CE+DRS, {gap['accuracy_oracle_minus_git'] * 100:.1f} points below the oracle.",
             ]
+        diag = summary["diagnostics"].get(dataset)
+        if diag:
+            lines += [
+                "",
+                f"Generator diagnostic (seeds {', '.join(map(str, diag['seeds']))}): a reference classifier trained on "
+                f"balanced images with the nuisance (validation accuracy {fmt(diag['reference_val_accuracy'], 100, 1)} %) "
+                f"keeps its prediction on {fmt(diag['generator_keep'], 100, 1)} % of generated samples and on "
+                f"{fmt(diag['true_keep'], 100, 1)} % of true-nuisance samples. Spread between two draws of one input: "
+                f"generator {fmt(diag['generator_spread'], 1, 3)}, true nuisance {fmt(diag['true_spread'], 1, 3)}.",
+            ]
+            ranges = [shared.describe_learned(entry) for entry in diag["learned"] if entry["nuisance"]]
+            if ranges:
+                lines += ["", "Learned by the fit: " + "; ".join(f"seed {s}: {r}" for s, r in zip(diag["seeds"], ranges)) + "."]
         lines.append("")
     return "\n".join(lines)
 
@@ -374,7 +463,7 @@ def main() -> None:
         for position, dataset in enumerate(args.datasets):
             setting = selection[dataset]["chosen"]
             jobs.append((shared.train_job(args, dataset, seed, "git", setting, "git"), fits[dataset][2]))
-            jobs += [(shared.train_job(args, dataset, seed, m, setting, m), None) for m in METHODS if m != "git"]
+            jobs += [(train_job(args, dataset, seed, m, setting), None) for m in METHODS if m != "git"]
             if position + 2 < len(args.datasets):
                 jobs.append((fits[args.datasets[position + 2]], None))
         ran += run_ordered(jobs, args.workers)
@@ -387,17 +476,18 @@ def main() -> None:
         for d in args.datasets for method in METHODS
     )
     summary["gap_to_oracle"] = {d: gap_to_oracle(summary["table"][d]) for d in args.datasets}
+    summary["diagnostics"] = diagnostics(args)
     summary["environment"] = (f"{os.uname().machine}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                               f"{args.workers} single-thread workers")
     summary["seconds"] = time.time() - started if (ran and summary["complete"]) else None
     summary["cpu_seconds"] = cpu_seconds(args)
     summary["command"] = command
     summary["args"] = {k: (as_given(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    out = args.results / "reproduce_fmnist.json"
+    out = args.results / f"reproduce_fmnist{shared.variant_suffix(args.fit_flags)}.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, default=float))
     os.replace(tmp, out)
-    update_section(args.report, "reproduce_fmnist", report_section(args, summary, command))
+    update_section(args.report, f"reproduce_fmnist{shared.variant_suffix(args.fit_flags)}", report_section(args, summary, command))
     if summary["complete"]:
         (args.work / "started_at").unlink(missing_ok=True)
     print(json.dumps(summary["gap_to_oracle"], indent=2))

@@ -1,0 +1,142 @@
+"""Does the default fit leave alone what the data does not vary? GIT on the plain long-tailed sets.
+
+``digits-lt`` and ``fmnist-lt`` carry no added nuisance: the digits are upright
+and centred, the clothes photographed the same way. A generator that finds its
+nuisance should learn geometric ranges near zero there, and GIT with it should
+not lower balanced accuracy. For each set and seed this runs, as a user would:
+
+1. ``gitaug-fit --dataset NAME`` with no flag but the step count (the default fit);
+2. ``examples/train_longtail.py``: CE+DRS and CE+DRS+GIT, GIT's threshold,
+   proportion and rule chosen on the validation split of the first seed among
+   the candidates of the nuisance benchmarks (``reproduce_digits.CANDIDATES``,
+   ``reproduce_fmnist.CANDIDATES``);
+3. the report lists the ranges each fit learned (from its generator's config)
+   and the accuracies.
+
+Classifier epochs and generator steps are those of the nuisance benchmarks
+(digits: 30 epochs, the fit's default steps; Fashion-MNIST: 12 epochs, 800
+steps). Jobs resume like theirs. Outputs: ``benchmarks/results/plain_sets.json``
+and the ``plain_sets`` section of ``benchmarks/RESULTS.md``.
+
+    python benchmarks/plain_sets.py                       # the full run (2 sets x 2 seeds)
+    python benchmarks/plain_sets.py --datasets digits-lt --seeds 0 --smoke   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import reproduce_digits as shared
+import reproduce_fmnist
+from _report import update_section
+
+ROOT = shared.ROOT
+#: Per set: classifier epochs, generator steps (None: gitaug-fit's default) and the GIT candidates.
+SETS = {
+    "digits-lt": {"epochs": 30, "fit_steps": None, "candidates": shared.CANDIDATES},
+    "fmnist-lt": {"epochs": 12, "fit_steps": 800, "candidates": reproduce_fmnist.CANDIDATES},
+}
+METHODS = ("drs", "git")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--smoke", action="store_true", help="2 classifier epochs and 20 generator steps (a plumbing check)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel jobs, one thread each")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work_plain", help="generators, logs, per-run JSON")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    return parser.parse_args()
+
+
+def job_args(args: argparse.Namespace, dataset: str) -> argparse.Namespace:
+    """The namespace ``reproduce_digits``' job builders expect, for one set."""
+    spec = SETS[dataset]
+    return argparse.Namespace(
+        work=args.work, epochs=2 if args.smoke else spec["epochs"], fit_steps=20 if args.smoke else spec["fit_steps"],
+        fit_flags="default", fit_extra="", workers=args.workers,
+    )
+
+
+def run(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def main() -> None:
+    args = parse_args()
+    command = " ".join(["python benchmarks/plain_sets.py", *sys.argv[1:]])
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+
+    print(f"[1/3] fitting {len(args.datasets) * len(args.seeds)} generators with gitaug-fit's defaults", flush=True)
+    shared.run_all([shared.fit_job(job_args(args, d), d, s) for d in args.datasets for s in args.seeds], args.workers)
+
+    print("[2/3] choosing K, p and the rule on the validation split", flush=True)
+    first = args.seeds[0]
+    shared.run_all(
+        [shared.train_job(job_args(args, d), d, first, "git", c, f"select-{shared.setting_tag(c)}")
+         for d in args.datasets for c in SETS[d]["candidates"]],
+        args.workers,
+    )
+    selection = {}
+    for dataset in args.datasets:
+        scores = {shared.setting_tag(c): run(args.work / "runs" / f"{dataset}-seed{first}-select-{shared.setting_tag(c)}.json")["val_balanced_accuracy"]
+                  for c in SETS[dataset]["candidates"]}
+        chosen = max(SETS[dataset]["candidates"], key=lambda c: scores[shared.setting_tag(c)])
+        selection[dataset] = {"chosen": chosen, "val_balanced_accuracy": scores}
+
+    print("[3/3] training CE+DRS and CE+DRS+GIT", flush=True)
+    shared.run_all(
+        [shared.train_job(job_args(args, d), d, s, m, selection[d]["chosen"], m) for d in args.datasets for s in args.seeds for m in METHODS],
+        args.workers,
+    )
+
+    table = {}
+    for dataset in args.datasets:
+        runs = {m: [run(args.work / "runs" / f"{dataset}-seed{s}-{m}.json") for s in args.seeds] for m in METHODS}
+        table[dataset] = {
+            **{m: [r["test_balanced_accuracy"] for r in runs[m]] for m in METHODS},
+            "learned": [shared.learned(job_args(args, dataset), dataset, s) for s in args.seeds],
+        }
+    summary = {"command": command, "seeds": args.seeds, "smoke": args.smoke, "selection": selection, "table": table,
+               "environment": f"{os.uname().machine}, {os.cpu_count()} CPU cores, torch {torch.__version__}"}
+    out = args.results / "plain_sets.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=float))
+    os.replace(tmp, out)
+
+    lines = [
+        "## The default fit on sets without an added nuisance",
+        "",
+        f"Produced by `{command}` ({summary['environment']}). Seeds {args.seeds}; generators: gitaug-fit with no flag "
+        "(digits: its default steps; Fashion-MNIST: 800 steps, as its nuisance benchmark); classifiers as in the nuisance "
+        "benchmarks; GIT's K, p and rule chosen on validation (first seed). Balanced test accuracy, mean ± std over seeds, "
+        "and the per-seed difference GIT minus CE+DRS.",
+        "",
+        "| set | GIT setting | CE+DRS (%) | CE+DRS+GIT (%) | GIT - CE+DRS per seed (points) | learned per seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for dataset in args.datasets:
+        row, chosen = table[dataset], selection[dataset]["chosen"]
+        diffs = ", ".join(f"{(g - d) * 100:+.1f}" for g, d in zip(row["git"], row["drs"]))
+        learned = "; ".join(shared.describe_learned(e) for e in row["learned"])
+        lines.append(
+            f"| {dataset} | {shared.setting_tag(chosen)} | {shared.fmt(row['drs'], 100, 1)} | {shared.fmt(row['git'], 100, 1)} | "
+            f"{diffs} | {learned} |"
+        )
+    update_section(args.report, "plain_sets", "\n".join(lines))
+    print(json.dumps({d: {"drs": np.mean(table[d]["drs"]), "git": np.mean(table[d]["git"])} for d in args.datasets}, indent=2, default=float))
+    print(f"wrote {shared.shown(out)} and {shared.shown(args.report)}")
+
+
+if __name__ == "__main__":
+    main()
