@@ -159,6 +159,12 @@ class GITAugment(nn.Module):
             8), so a training loop compiles a handful of shapes once instead
             of one per batch. The first calls are slow (compilation); needs a
             working ``torch.compile`` (a C++ compiler on CPU, Triton on CUDA).
+        residual: keep the input's detail: a selected image becomes itself
+            plus the change the generator makes between its own style and the
+            drawn one (:meth:`MUNITGenerator.redraw`), instead of the
+            generator's whole picture. What the generator cannot reproduce
+            (fine texture, sharp edges) is kept; only what its style controls
+            changes. Costs the style encoder and a second decoder pass.
 
     On CUDA the transform does not wait on the GPU when the labels are on the
     CPU, as a ``DataLoader`` yields them: the selection is drawn there and only
@@ -191,6 +197,7 @@ class GITAugment(nn.Module):
         enabled: bool = True,
         dtype: torch.dtype | None = None,
         compile: bool = False,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(generator, MUNITGenerator):
@@ -217,6 +224,9 @@ class GITAugment(nn.Module):
             raise ValueError(f"dtype must be None, torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}")
         if not isinstance(compile, bool):
             raise TypeError(f"compile must be True or False, got {compile!r}")
+        if not isinstance(residual, bool):
+            raise TypeError(f"residual must be True or False, got {residual!r}")
+        self.residual = residual
         self.dtype = dtype
         self.compile = compile
         # name -> weight in the inference dtype, and the key of the fp32 weights it was made from.
@@ -596,7 +606,7 @@ class GITAugment(nn.Module):
             if self._compiled is None:
                 self._compiled = torch.compile(_decode_with, dynamic=False)
             run = self._compiled
-        y = run(self.generator, weights, x.to(dtype), style).float()
+        y = run(self.generator, weights, x.to(dtype), style, self.residual).float()
 
         if (height, width) != (size, size):
             y = F.interpolate(y, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
@@ -613,25 +623,27 @@ class GITAugment(nn.Module):
         c = self.generator.config
         return (
             f"image_size={c.image_size}, in_channels={c.in_channels}, sampler={self.sampler!r}, "
-            f"normalized={self.normalized}, enabled={self.enabled}, dtype={self.dtype}, compile={self.compile}"
+            f"normalized={self.normalized}, enabled={self.enabled}, dtype={self.dtype}, compile={self.compile}, "
+            f"residual={self.residual}"
         )
 
 
 class _SamplePass(nn.Module):
-    """``decode(encode_content(x), style)`` as a module's forward, so ``functional_call`` can swap its weights."""
+    """``generator.redraw(x, style, residual=...)`` as a module's forward, so ``functional_call`` can swap its weights."""
 
-    def __init__(self, generator: MUNITGenerator) -> None:
+    def __init__(self, generator: MUNITGenerator, residual: bool) -> None:
         super().__init__()
         self.generator = generator
+        self.residual = residual
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return self.generator.decode(self.generator.encode_content(x), style)
+        return self.generator.redraw(x, style, residual=self.residual)
 
 
 def _decode_with(
-    generator: MUNITGenerator, weights: dict[str, torch.Tensor] | None, x: torch.Tensor, style: torch.Tensor
+    generator: MUNITGenerator, weights: dict[str, torch.Tensor] | None, x: torch.Tensor, style: torch.Tensor, residual: bool = False
 ) -> torch.Tensor:
-    """``generator.decode(generator.encode_content(x), style)``, run with ``weights`` (keys ``generator.<name>``) if given."""
+    """``generator.redraw(x, style, residual=residual)``, run with ``weights`` (keys ``generator.<name>``) if given."""
     if weights is None:
-        return generator.decode(generator.encode_content(x), style)
-    return torch.func.functional_call(_SamplePass(generator), weights, (x, style), strict=True)
+        return generator.redraw(x, style, residual=residual)
+    return torch.func.functional_call(_SamplePass(generator, residual), weights, (x, style), strict=True)

@@ -631,14 +631,39 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         style = torch.randn(batch_size, self.config.style_dim, generator=generator, device=draw_device)
         return style.to(device=device, dtype=dtype)
 
-    def sample(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Re-draw ``x`` under a random nuisance: decode its content with a style from N(0, I).
+    def sample(self, x: torch.Tensor, *, generator: torch.Generator | None = None, residual: bool = False) -> torch.Tensor:
+        """Re-draw ``x`` under a random nuisance: :meth:`redraw` with a style from N(0, I)."""
+        style = self.random_style(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+        return self.redraw(x, style, residual=residual)
 
-        The style encoder is not run.
+    def redraw(self, x: torch.Tensor, style: torch.Tensor, *, residual: bool = False) -> torch.Tensor:
+        """``x`` (images in [-1, 1]) re-drawn with ``style``.
+
+        ``residual=False`` (the GIT paper's draw) decodes ``x``'s content code
+        with ``style``: the output is wholly the generator's, so whatever it
+        cannot reproduce (fine texture, sharp edges) is lost. ``residual=True``
+        adds to ``x`` the change the decoder makes when it swaps ``x``'s own
+        style (from the style encoder) for ``style``::
+
+            x + decode(c, style) - decode(c, own style),   c = content of x
+
+        then applies the warp, if any. The generator's reconstruction error
+        cancels in the difference, so ``x``'s detail is kept and only what the
+        style controls changes. It costs the style encoder and a second decoder
+        pass (both run as one batch).
         """
         content = self.encode_content(x)
-        style = self.random_style(x.shape[0], generator=generator, device=x.device, dtype=content.dtype)
-        return self.decode(content, style)
+        if not residual:
+            return self.decode(content, style)
+        if style.dim() != 2 or style.shape != (x.shape[0], self.config.style_dim):
+            raise ValueError(f"style must have shape ({x.shape[0]}, {self.config.style_dim}), got {tuple(style.shape)}")
+        own = self.style_encoder(x).to(style.dtype)
+        both = self.decoder(torch.cat([content, content]), self.mlp(torch.cat([style, own])))
+        drawn, rebuilt = both.chunk(2)
+        image = (x + drawn - rebuilt).clamp(-1, 1)
+        if self.warp is not None:
+            image = self.warp(image, style)
+        return image
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction of ``x`` from its own content and style (without the warp)."""

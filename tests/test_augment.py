@@ -207,3 +207,25 @@ def test_constructor_errors():
         GITAugment(tiny_generator(3), mean=[0.5, 0.5], std=[0.2, 0.2, 0.2])
     with pytest.raises(ValueError, match="normalized images must be float"):
         GITAugment(generator, mean=0.5, std=0.2)(torch.zeros(1, 1, 16, 16, dtype=torch.uint8))
+
+
+def test_residual_draws_keep_the_input_plus_the_generators_change():
+    images = torch.rand(10, 1, 16, 16) * 0.8 + 0.1
+    plain, residual = make_aug(dtype=torch.float32), make_aug(dtype=torch.float32, residual=True)
+    out, _ = residual(images, LABELS, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[:4], images[:4])  # head samples stay bit-identical
+    assert changed(out[4:], images[4:]).all()
+    # Without a sampler the first draw of the seeded stream is the style: the residual draw is the input plus
+    # the decoder's change between the input's own style and the drawn one.
+    every = make_aug(sampler=None, dtype=torch.float32, residual=True)
+    generator = every.generator
+    x = images[4:] * 2 - 1
+    with torch.no_grad():
+        style = generator.random_style(6, generator=torch.Generator().manual_seed(0))
+        expected = ((generator.redraw(x, style, residual=True) + 1) / 2).clamp(0, 1)
+    torch.testing.assert_close(every(images[4:], generator=torch.Generator().manual_seed(0)), expected, atol=1e-5, rtol=0)
+    plain_out, _ = plain(images, LABELS, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(plain_out[4:], out[4:])
+    assert "residual=True" in repr(residual)
+    with pytest.raises(TypeError, match="residual must be True or False, got 'yes'"):
+        make_aug(residual="yes")

@@ -92,6 +92,41 @@ def test_sampling_never_runs_the_style_encoder():
         generator.encode_style(torch.rand(2, 1, 16, 16))
 
 
+def test_residual_redraw_keeps_the_input_where_the_style_does_not_change():
+    generator = tiny_generator()
+    x = torch.rand(4, 1, 16, 16) * 1.6 - 0.8  # inside [-1, 1], so the clamp leaves it alone
+    with torch.no_grad():
+        own = generator.encode_style(x)
+        # With the input's own style the decoder's change is zero: the input comes back, whatever the
+        # generator's reconstruction error.
+        same = generator.redraw(x, own, residual=True)
+        assert (generator(x) - x).abs().mean() > 0.05  # an untrained generator reconstructs badly...
+        torch.testing.assert_close(same, x, atol=1e-5, rtol=0)  # ...and it does not matter
+        # Another style adds exactly the decoder's change between the two styles.
+        style = generator.random_style(4, generator=torch.Generator().manual_seed(0))
+        content = generator.encode_content(x)
+        change = generator.decode(content, style, warp=False) - generator.decode(content, own, warp=False)
+        torch.testing.assert_close(generator.redraw(x, style, residual=True), (x + change).clamp(-1, 1), atol=1e-5, rtol=0)
+        # sample() draws the same styles in both modes
+        a = generator.sample(x, generator=torch.Generator().manual_seed(5), residual=True)
+        b = generator.redraw(x, generator.random_style(4, generator=torch.Generator().manual_seed(5)), residual=True)
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match=r"style must have shape \(4, 8\)"):
+        generator.redraw(x, torch.zeros(3, 8), residual=True)
+
+
+def test_residual_redraw_warps_the_kept_image():
+    config = dataclasses.replace(tiny_config(), warp="affine", warp_rotation=90.0)
+    torch.manual_seed(0)
+    generator = MUNITGenerator(config).eval()
+    x = torch.rand(2, 1, 16, 16) * 1.6 - 0.8
+    with torch.no_grad():
+        own = generator.encode_style(x)
+        turned = generator.redraw(x, own, residual=True)
+        # the style change is zero, so what is left is the warp of the input itself
+        torch.testing.assert_close(turned, generator.warp(x, own), atol=1e-5, rtol=0)
+
+
 def test_bad_inputs_are_clear_errors():
     generator = tiny_generator()
     with pytest.raises(ValueError, match=r"expected images of shape \(N, 1, 16, 16\), got \(2, 3, 16, 16\)"):
