@@ -36,7 +36,10 @@ from _report import update_section
 
 ROOT = shared.ROOT
 VARIANTS = ("paper", "recipes", "default")
-VARIANT_LABELS = {"paper": "paper objective", "recipes": "per-nuisance recipe", "default": "default fit"}
+#: Table rows: (fit variant, GIT method of its benchmark run).
+ROWS = (("paper", "git"), ("recipes", "git"), ("default", "git"), ("default", "git-residual"))
+ROW_LABELS = {("paper", "git"): "paper objective", ("recipes", "git"): "per-nuisance recipe", ("default", "git"): "default fit",
+              ("default", "git-residual"): "default fit, residual draws"}
 SOURCES = {"digits": "reproduce_digits", "fmnist": "reproduce_fmnist"}
 BAR = 0.8  # the share of the oracle's gain the default fit is meant to reach on every set
 
@@ -57,12 +60,13 @@ def per_seed(summary: dict, row: dict, key: str) -> dict[int, float]:
     return dict(zip(seeds_of(summary, row), row[key]))
 
 
-def compare(summary: dict, dataset: str) -> dict | None:
-    """GIT against CE+DRS and the oracle on the seeds all three finished, from one benchmark run."""
+def compare(summary: dict, dataset: str, git_method: str = "git") -> dict | None:
+    """GIT (``git_method``'s runs) against CE+DRS and the oracle on the seeds all three finished, from one benchmark run."""
     rows = summary["table"].get(dataset, {})
-    if not all(m in rows for m in ("drs", "git", "oracle")):
+    if not all(m in rows for m in ("drs", git_method, "oracle")):
         return None
-    values = {m: {k: per_seed(summary, rows[m], k) for k in ("balanced_accuracy", "ekld_tail")} for m in ("drs", "git", "oracle")}
+    values = {m.split("-")[0]: {k: per_seed(summary, rows[m], k) for k in ("balanced_accuracy", "ekld_tail")}
+              for m in ("drs", git_method, "oracle")}
     common = sorted(set.intersection(*(set(values[m]["balanced_accuracy"]) for m in values)))
     if not common:
         return None
@@ -82,7 +86,8 @@ def compare(summary: dict, dataset: str) -> dict | None:
     }
     diag = summary.get("diagnostics", {}).get(dataset)
     if diag:
-        keep = dict(zip(diag.get("seeds") or seeds_of(summary, rows["git"]), zip(diag["generator_keep"], diag["true_keep"])))
+        generated = diag.get("generator_keep_residual") if git_method == "git-residual" else diag["generator_keep"]
+        keep = dict(zip(diag.get("seeds") or seeds_of(summary, rows[git_method]), zip(generated or [], diag["true_keep"])))
         kept = [keep[s] for s in common if s in keep]
         if kept:
             result["class_preservation_ratio"] = float(np.mean([g for g, _ in kept]) / np.mean([t for _, t in kept]))
@@ -108,11 +113,13 @@ def main() -> None:
                 missing.append(shared.shown(path))
 
     comparison: dict = {}
-    for (family, variant), summary in loaded.items():
-        for dataset in summary["table"]:
-            result = compare(summary, dataset)
-            if result is not None:
-                comparison.setdefault(dataset, {})[variant] = result
+    for variant, method in ROWS:
+        for family in SOURCES:
+            summary = loaded.get((family, variant))
+            for dataset in summary["table"] if summary else ():
+                result = compare(summary, dataset, method)
+                if result is not None:
+                    comparison.setdefault(dataset, {})[f"{variant}/{method}"] = result
 
     lines = [
         "## The default fit against the oracle, every set",
@@ -130,34 +137,37 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for dataset in sorted(comparison, key=lambda d: (not d.startswith("digits"), d)):
-        for variant in VARIANTS:
-            result = comparison[dataset].get(variant)
+        for row in ROWS:
+            result = comparison[dataset].get("/".join(row))
             if result is None:
                 continue
             preservation = result.get("class_preservation_ratio")
             acc, ekld = result["balanced_accuracy"], result["ekld_tail"]
             lines.append(
-                f"| {dataset} | {VARIANT_LABELS[variant]} | {', '.join(map(str, result['seeds']))} | "
+                f"| {dataset} | {ROW_LABELS[row]} | {', '.join(map(str, result['seeds']))} | "
                 f"{acc['drs'] * 100:.1f} / {acc['git'] * 100:.1f} / {acc['oracle'] * 100:.1f} | {share(result['accuracy_share'])} | "
                 f"{ekld['drs']:.3f} / {ekld['git']:.3f} / {ekld['oracle']:.3f} | {share(result['ekld_share'])} | "
                 f"{', '.join(f'{d * 100:+.1f}' for d in result['accuracy_git_minus_drs_per_seed'])} | "
                 f"{'' if preservation is None else f'{preservation * 100:.0f} %'} | {'; '.join(result.get('learned', []))} |"
             )
-    defaults = {d: c["default"] for d, c in comparison.items() if "default" in c}
-    if defaults:
-        reached = [d for d, r in defaults.items() if all(s is not None and s >= BAR for s in (r["accuracy_share"], r["ekld_share"]))]
-        lines += [
-            "",
-            f"The default fit reaches {BAR * 100:.0f} % of the oracle's gain in both measures on {len(reached)} of "
-            f"{len(defaults)} sets" + (f" ({', '.join(sorted(reached))})" if reached else "") + ".",
-        ]
+    for method in ("git", "git-residual"):
+        defaults = {d: c[f"default/{method}"] for d, c in comparison.items() if f"default/{method}" in c}
+        if defaults:
+            reached = [d for d, r in defaults.items() if all(s is not None and s >= BAR for s in (r["accuracy_share"], r["ekld_share"]))]
+            lines += [
+                "",
+                f"The {ROW_LABELS['default', method]} reaches {BAR * 100:.0f} % of the oracle's gain in both measures on "
+                f"{len(reached)} of {len(defaults)} sets" + (f" ({', '.join(sorted(reached))})" if reached else "") + ".",
+            ]
     plain_path = args.results / "plain_sets.json"
     if plain_path.exists():
         plain = json.loads(plain_path.read_text())
         lines += ["", "Sets with no added nuisance (`benchmarks/plain_sets.py`, seeds "
                   f"{plain['seeds']}): GIT with the default fit minus CE+DRS, balanced accuracy per seed: " + "; ".join(
-                      f"{d} {', '.join(f'{(g - r) * 100:+.1f}' for g, r in zip(t['git'], t['drs']))} points "
-                      f"(learned: {'; '.join(shared.describe_learned(e) for e in t['learned'])})"
+                      f"{d} " + ", ".join(
+                          f"{shared.GIT_DRAWS[m]} draws {' '.join(f'{(g - r) * 100:+.1f}' for g, r in zip(t[m], t['drs']))}"
+                          for m in shared.GIT_DRAWS if m in t)
+                      + f" points (learned: {'; '.join(shared.describe_learned(e) for e in t['learned'])})"
                       for d, t in plain["table"].items()) + "."]
     else:
         missing.append(shared.shown(plain_path))

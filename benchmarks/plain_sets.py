@@ -6,10 +6,10 @@ nuisance should learn geometric ranges near zero there, and GIT with it should
 not lower balanced accuracy. For each set and seed this runs, as a user would:
 
 1. ``gitaug-fit --dataset NAME`` with no flag but the step count (the default fit);
-2. ``examples/train_longtail.py``: CE+DRS and CE+DRS+GIT, GIT's threshold,
-   proportion and rule chosen on the validation split of the first seed among
-   the candidates of the nuisance benchmarks (``reproduce_digits.CANDIDATES``,
-   ``reproduce_fmnist.CANDIDATES``);
+2. ``examples/train_longtail.py``: CE+DRS and CE+DRS+GIT (plain and residual
+   draws), each GIT draw's threshold, proportion and rule chosen on the
+   validation split of the first seed among the candidates of the nuisance
+   benchmarks (``reproduce_digits.CANDIDATES``, ``reproduce_fmnist.CANDIDATES``);
 3. the report lists the ranges each fit learned (from its generator's config)
    and the accuracies.
 
@@ -43,7 +43,7 @@ SETS = {
     "digits-lt": {"epochs": 30, "fit_steps": None, "candidates": shared.CANDIDATES},
     "fmnist-lt": {"epochs": 12, "fit_steps": 800, "candidates": reproduce_fmnist.CANDIDATES},
 }
-METHODS = ("drs", "git")
+METHODS = ("drs", *shared.GIT_DRAWS)
 
 
 def parse_args() -> argparse.Namespace:
@@ -83,20 +83,26 @@ def main() -> None:
     print("[2/3] choosing K, p and the rule on the validation split", flush=True)
     first = args.seeds[0]
     shared.run_all(
-        [shared.train_job(job_args(args, d), d, first, "git", c, f"select-{shared.setting_tag(c)}")
-         for d in args.datasets for c in SETS[d]["candidates"]],
+        [shared.train_job(job_args(args, d), d, first, m, c, shared.select_tag(m, c))
+         for d in args.datasets for m in shared.GIT_DRAWS for c in SETS[d]["candidates"]],
         args.workers,
     )
-    selection = {}
+    selection: dict = {}
     for dataset in args.datasets:
-        scores = {shared.setting_tag(c): run(args.work / "runs" / f"{dataset}-seed{first}-select-{shared.setting_tag(c)}.json")["val_balanced_accuracy"]
-                  for c in SETS[dataset]["candidates"]}
-        chosen = max(SETS[dataset]["candidates"], key=lambda c: scores[shared.setting_tag(c)])
-        selection[dataset] = {"chosen": chosen, "val_balanced_accuracy": scores}
+        for method in shared.GIT_DRAWS:
+            candidates = SETS[dataset]["candidates"]
+            scores = {shared.setting_tag(c): run(args.work / "runs" / f"{dataset}-seed{first}-{shared.select_tag(method, c)}.json")["val_balanced_accuracy"]
+                      for c in candidates}
+            choice = {"chosen": max(candidates, key=lambda c: scores[shared.setting_tag(c)]), "val_balanced_accuracy": scores}
+            if method == "git":
+                selection[dataset] = choice
+            else:
+                selection[dataset][method] = choice
 
     print("[3/3] training CE+DRS and CE+DRS+GIT", flush=True)
     shared.run_all(
-        [shared.train_job(job_args(args, d), d, s, m, selection[d]["chosen"], m) for d in args.datasets for s in args.seeds for m in METHODS],
+        [shared.train_job(job_args(args, d), d, s, m, shared.chosen_setting(selection, d, m), m)
+         for d in args.datasets for s in args.seeds for m in METHODS],
         args.workers,
     )
 
@@ -122,19 +128,20 @@ def main() -> None:
         "benchmarks; GIT's K, p and rule chosen on validation (first seed). Balanced test accuracy, mean ± std over seeds, "
         "and the per-seed difference GIT minus CE+DRS.",
         "",
-        "| set | GIT setting | CE+DRS (%) | CE+DRS+GIT (%) | GIT - CE+DRS per seed (points) | learned per seed |",
-        "|---|---|---|---|---|---|",
+        "| set | GIT draws | GIT setting | CE+DRS (%) | CE+DRS+GIT (%) | GIT - CE+DRS per seed (points) | learned per seed |",
+        "|---|---|---|---|---|---|---|",
     ]
     for dataset in args.datasets:
-        row, chosen = table[dataset], selection[dataset]["chosen"]
-        diffs = ", ".join(f"{(g - d) * 100:+.1f}" for g, d in zip(row["git"], row["drs"]))
+        row = table[dataset]
         learned = "; ".join(shared.describe_learned(e) for e in row["learned"])
-        lines.append(
-            f"| {dataset} | {shared.setting_tag(chosen)} | {shared.fmt(row['drs'], 100, 1)} | {shared.fmt(row['git'], 100, 1)} | "
-            f"{diffs} | {learned} |"
-        )
+        for method, draw in shared.GIT_DRAWS.items():
+            diffs = ", ".join(f"{(g - d) * 100:+.1f}" for g, d in zip(row[method], row["drs"]))
+            lines.append(
+                f"| {dataset} | {draw} | {shared.setting_tag(shared.chosen_setting(selection, dataset, method))} | "
+                f"{shared.fmt(row['drs'], 100, 1)} | {shared.fmt(row[method], 100, 1)} | {diffs} | {learned} |"
+            )
     update_section(args.report, "plain_sets", "\n".join(lines))
-    print(json.dumps({d: {"drs": np.mean(table[d]["drs"]), "git": np.mean(table[d]["git"])} for d in args.datasets}, indent=2, default=float))
+    print(json.dumps({d: {m: np.mean(table[d][m]) for m in METHODS} for d in args.datasets}, indent=2, default=float))
     print(f"wrote {shared.shown(out)} and {shared.shown(args.report)}")
 
 

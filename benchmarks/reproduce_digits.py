@@ -64,8 +64,12 @@ FIT_FLAGS = {
     "digits-bg-lt": ("--weight-diversity", "10"),
     "digits-dil-lt": ("--weight-diversity", "10"),
 }
-METHODS = ("erm", "drs", "git", "oracle")
-METHOD_NAMES = {"erm": "ERM", "drs": "CE+DRS", "git": "CE+DRS+GIT", "oracle": "CE+DRS+oracle"}
+METHODS = ("erm", "drs", "git", "git-residual", "oracle")
+#: GIT with the generator's own picture (the paper's draw) and with residual draws (``GITAugment(residual=True)``):
+#: each gets its own choice of K, p and rule on validation; the oracle uses the plain draw's.
+GIT_DRAWS = {"git": "decode", "git-residual": "residual"}
+METHOD_NAMES = {"erm": "ERM", "drs": "CE+DRS", "git": "CE+DRS+GIT", "git-residual": "CE+DRS+GIT, residual draws",
+                "oracle": "CE+DRS+oracle"}
 # Candidate GIT settings, chosen between on the validation split.
 CANDIDATES = (
     {"threshold": None, "p": 0.5, "rule": "hard"},
@@ -182,19 +186,34 @@ def dataset_fit_flags(args: argparse.Namespace, dataset: str) -> tuple[str, ...]
 
 def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, setting: dict, tag: str, extra: tuple[str, ...] = ()):
     out = args.work / "runs" / f"{dataset}-seed{seed}-{tag}.json"
-    command = [sys.executable, str(EXAMPLE), "--dataset", dataset, "--method", method, "--seed", str(seed),
-               "--epochs", str(args.epochs), "--device", "cpu", "--out", str(out), *extra]
-    if method in ("git", "oracle"):
+    command = [sys.executable, str(EXAMPLE), "--dataset", dataset, "--method", "git" if method in GIT_DRAWS else method,
+               "--seed", str(seed), "--epochs", str(args.epochs), "--device", "cpu", "--out", str(out), *extra]
+    if method in GIT_DRAWS or method == "oracle":
         if setting["threshold"] is not None:
             command += ["--threshold", str(setting["threshold"])]
         command += ["--p", str(setting["p"]), "--rule", setting["rule"]]
-    if method == "git":
-        command += ["--generator", str(generator_dir(args.work, dataset, seed))]
+    if method in GIT_DRAWS:
+        command += ["--generator", str(generator_dir(args.work, dataset, seed)), "--draw", GIT_DRAWS[method]]
     return command, args.work / "logs" / f"{dataset}-seed{seed}-{tag}.log", out
 
 
 def setting_tag(setting: dict) -> str:
     return f"K{setting['threshold'] or 'all'}-p{setting['p']}-{setting['rule']}"
+
+
+def select_tag(method: str, setting: dict) -> str:
+    """The validation run of one GIT draw and candidate setting (the plain draw's keep their earlier names)."""
+    return f"select-{setting_tag(setting)}" if method == "git" else f"select-{method}-{setting_tag(setting)}"
+
+
+def chosen_setting(selection: dict, dataset: str, method: str) -> dict:
+    """The setting a method trains with: its own validation choice for a GIT draw, the plain draw's otherwise."""
+    return selection[dataset].get(method, selection[dataset])["chosen"]
+
+
+def finished_methods(args: argparse.Namespace, dataset: str) -> tuple[str, ...]:
+    """The methods whose runs exist for every seed (earlier runs of this benchmark had no residual draws)."""
+    return tuple(m for m in METHODS if all((args.work / "runs" / f"{dataset}-seed{s}-{m}.json").exists() for s in args.seeds))
 
 
 # ----------------------------------------------------------------------------- the diagnostic
@@ -243,11 +262,14 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
     val = load(dataset, split="val", seed=seed)
     aug = GITAugment.from_pretrained(generator_dir(args.work, dataset, seed))
     generated = class_preservation(aug, reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
+    residual = GITAugment.from_pretrained(generator_dir(args.work, dataset, seed), residual=True)
+    generated_residual = class_preservation(residual, reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
     true = class_preservation(nuisance_of(dataset), reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
     # How much the draws vary: the generator on its own training inputs, the true nuisance on the same
     # base digits without a nuisance (a generator that ignores its style code scores 0).
     plain = load(plain_version(dataset), split="train", seed=seed)
     generated_spread = variant_spread(aug, train.images, train.targets, train.num_classes, seed=seed)
+    residual_spread = variant_spread(residual, train.images, train.targets, train.num_classes, seed=seed)
     true_spread = variant_spread(nuisance_of(dataset), plain.images, plain.targets, plain.num_classes, seed=seed)
     val_images = val.images.float() / 255
     val_accuracy = (reference(val_images).argmax(1) == val.targets).float().mean().item()
@@ -257,12 +279,15 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
         "generator_keep_rate": generated.per_class.tolist(),
         "true_nuisance_keep_rate": true.per_class.tolist(),
         "generator_spread": generated_spread.tolist(),
+        "generator_keep_rate_residual": generated_residual.per_class.tolist(),
+        "generator_spread_residual": residual_spread.tolist(),
         "true_nuisance_spread": true_spread.tolist(),
         "seconds": time.time() - started,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"  diagnostic {dataset} seed {seed}: generator keeps {generated.mean:.3f}, true nuisance keeps {true.mean:.3f}; "
+    print(f"  diagnostic {dataset} seed {seed}: generator keeps {generated.mean:.3f} (residual draws {generated_residual.mean:.3f}), "
+          f"true nuisance keeps {true.mean:.3f}; "
           f"spread {generated_spread.nanmean():.3f} vs {true_spread.nanmean():.3f}", flush=True)
     return result
 
@@ -334,12 +359,14 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
         lines += [
             f"### {dataset}",
             "",
-            f"GIT setting chosen on validation: K = {chosen['threshold'] or 'none'}, p = {chosen['p']}, rule {chosen['rule']}.",
+            f"GIT setting chosen on validation: K = {chosen['threshold'] or 'none'}, p = {chosen['p']}, rule {chosen['rule']}"
+            + "".join(f"; {METHOD_NAMES[m]}: {setting_tag(summary['selection'][dataset][m]['chosen'])}"
+                      for m in GIT_DRAWS if m in summary["selection"][dataset]) + ".",
             "",
             "| method | balanced acc. (%) | eKLD tail | eKLD head | Spearman(size, eKLD) |",
             "|---|---|---|---|---|",
         ]
-        for method in METHODS:
+        for method in summary["table"][dataset]:
             row = summary["table"][dataset][method]
             lines.append(
                 f"| {METHOD_NAMES[method]} | {fmt(row['balanced_accuracy'], 100, 1)} | {fmt(row['ekld_tail'], 1, 3)} | "
@@ -354,7 +381,9 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
             f"{fmt(diag['true_keep'], 100, 1)} % of true-nuisance samples; on the tail third of classes "
             f"{fmt(diag['generator_keep_tail'], 100, 1)} % vs {fmt(diag['true_keep_tail'], 100, 1)} %. "
             f"Spread (mean absolute pixel difference between two draws of one input, 0 = the draws never differ): "
-            f"generator {fmt(diag['generator_spread'], 1, 3)}, true nuisance {fmt(diag['true_spread'], 1, 3)}.",
+            f"generator {fmt(diag['generator_spread'], 1, 3)}, true nuisance {fmt(diag['true_spread'], 1, 3)}."
+            + (f" Residual draws: kept {fmt(diag['generator_keep_residual'], 100, 1)} %, spread "
+               f"{fmt(diag['generator_spread_residual'], 1, 3)}." if "generator_keep_residual" in diag else ""),
             "",
         ]
         ranges = [describe_learned(entry) for entry in diag.get("learned", []) if entry["nuisance"]]
@@ -407,7 +436,7 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
     for dataset in args.datasets:
         table[dataset] = {}
         series = {}
-        for method in METHODS:
+        for method in finished_methods(args, dataset):
             runs = [json.loads((args.work / "runs" / f"{dataset}-seed{seed}-{method}.json").read_text()) for seed in args.seeds]
             tails, heads = zip(*(tail_head_means(r["class_counts"], r["ekld_per_class"]) for r in runs))
             table[dataset][method] = {
@@ -439,6 +468,10 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
             "generator_keep_tail": [tail(r, "generator_keep_rate") for r in results],
             "true_keep_tail": [tail(r, "true_nuisance_keep_rate") for r in results],
             "generator_spread": [float(np.nanmean(r["generator_spread"])) for r in results],
+            # diagnostics stored before residual draws existed have none
+            **({"generator_keep_residual": [float(np.nanmean(r["generator_keep_rate_residual"])) for r in results],
+                "generator_spread_residual": [float(np.nanmean(r["generator_spread_residual"])) for r in results]}
+               if all("generator_keep_rate_residual" in r for r in results) else {}),
             "learned": [learned(args, dataset, seed) for seed in args.seeds],
             "true_spread": [float(np.nanmean(r["true_nuisance_spread"])) for r in results],
             "per_seed": results,
@@ -499,22 +532,26 @@ def main() -> None:
     print("[2/4] choosing K, p and the rule on the validation split (seed 0 of each dataset)", flush=True)
     select_seed = args.seeds[0]
     ran += run_all(
-        [train_job(args, d, select_seed, "git", c, f"select-{setting_tag(c)}") for d in args.datasets for c in CANDIDATES],
+        [train_job(args, d, select_seed, m, c, select_tag(m, c)) for d in args.datasets for m in GIT_DRAWS for c in CANDIDATES],
         args.workers,
     )
     selection = {}
     for dataset in args.datasets:
-        scores = {}
-        for candidate in CANDIDATES:
-            run = json.loads((args.work / "runs" / f"{dataset}-seed{select_seed}-select-{setting_tag(candidate)}.json").read_text())
-            scores[setting_tag(candidate)] = run["val_balanced_accuracy"]
-        chosen = max(CANDIDATES, key=lambda c: scores[setting_tag(c)])
-        selection[dataset] = {"val_balanced_accuracy": scores, "chosen": chosen}
-        print(f"  {dataset}: {setting_tag(chosen)} (val {scores[setting_tag(chosen)]:.3f})", flush=True)
+        for method in GIT_DRAWS:
+            scores = {}
+            for candidate in CANDIDATES:
+                run = json.loads((args.work / "runs" / f"{dataset}-seed{select_seed}-{select_tag(method, candidate)}.json").read_text())
+                scores[setting_tag(candidate)] = run["val_balanced_accuracy"]
+            chosen = max(CANDIDATES, key=lambda c: scores[setting_tag(c)])
+            if method == "git":
+                selection[dataset] = {"val_balanced_accuracy": scores, "chosen": chosen}
+            else:
+                selection[dataset][method] = {"val_balanced_accuracy": scores, "chosen": chosen}
+            print(f"  {dataset}, {METHOD_NAMES[method]}: {setting_tag(chosen)} (val {scores[setting_tag(chosen)]:.3f})", flush=True)
 
     print("[3/4] training ERM, CE+DRS, CE+DRS+GIT and the oracle", flush=True)
     ran += run_all(
-        [train_job(args, d, s, m, selection[d]["chosen"], m) for d in args.datasets for s in args.seeds for m in METHODS],
+        [train_job(args, d, s, m, chosen_setting(selection, d, m), m) for d in args.datasets for s in args.seeds for m in METHODS],
         args.workers,
     )
 

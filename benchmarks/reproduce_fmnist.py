@@ -190,12 +190,13 @@ def tail_accuracy(run: dict, fraction: float = 1 / 3) -> float:
     return accuracy
 
 
-def digits_choice(args: argparse.Namespace, dataset: str) -> dict:
-    """The digits benchmark's validation choice for the same nuisance and fit, K scaled x4 (see the module docstring)."""
+def digits_choice(args: argparse.Namespace, dataset: str, method: str = "git") -> dict:
+    """The digits benchmark's validation choice for the same nuisance, fit and GIT draw, K scaled x4 (see the module docstring)."""
     path = args.results / f"reproduce_digits{shared.variant_suffix(args.fit_flags)}.json"
     digits_name = dataset.replace("fmnist", "digits")
     if path.exists():
-        chosen = json.loads(path.read_text())["selection"].get(digits_name, {}).get("chosen")
+        selected = json.loads(path.read_text())["selection"].get(digits_name, {})
+        chosen = selected.get(method, selected).get("chosen") if method != "git" else selected.get("chosen")
         if chosen is not None:
             scaled = {**chosen, "threshold": None if chosen["threshold"] is None else 4 * chosen["threshold"]}
             return {"chosen": scaled, "how": f"the digits benchmark's validation choice for {digits_name} ({args.fit_flags} fit), K scaled x4"}
@@ -203,23 +204,33 @@ def digits_choice(args: argparse.Namespace, dataset: str) -> dict:
 
 
 def choose_settings(args: argparse.Namespace) -> tuple[dict, int]:
+    """Per dataset, the plain draw's setting at the top level and each other GIT draw's under its method name."""
     if not args.select:
-        return {d: digits_choice(args, d) for d in args.datasets}, 0
+        selection = {}
+        for dataset in args.datasets:
+            selection[dataset] = digits_choice(args, dataset)
+            selection[dataset].update({m: digits_choice(args, dataset, m) for m in shared.GIT_DRAWS if m != "git"})
+        return selection, 0
     seed = args.seeds[0]
-    jobs = [shared.train_job(args, d, seed, "git", c, f"select-{shared.setting_tag(c)}") for d in args.datasets for c in CANDIDATES]
+    jobs = [shared.train_job(args, d, seed, m, c, shared.select_tag(m, c)) for d in args.datasets for m in shared.GIT_DRAWS for c in CANDIDATES]
     ran = 0 if args.partial else shared.run_all(jobs, args.workers)
     selection = {}
     for dataset in args.datasets:
-        scores = {}
-        for candidate in CANDIDATES:
-            path = args.work / "runs" / f"{dataset}-seed{seed}-select-{shared.setting_tag(candidate)}.json"
-            if path.exists():
-                scores[shared.setting_tag(candidate)] = json.loads(path.read_text())["val_balanced_accuracy"]
-        if len(scores) < len(CANDIDATES):
-            selection[dataset] = {"chosen": DEFAULT_SETTINGS[dataset], "how": "selection unfinished: default"}
-            continue
-        chosen = max(CANDIDATES, key=lambda c: scores[shared.setting_tag(c)])
-        selection[dataset] = {"chosen": chosen, "how": f"validation, seed {seed}", "val_balanced_accuracy": scores}
+        for method in shared.GIT_DRAWS:
+            scores = {}
+            for candidate in CANDIDATES:
+                path = args.work / "runs" / f"{dataset}-seed{seed}-{shared.select_tag(method, candidate)}.json"
+                if path.exists():
+                    scores[shared.setting_tag(candidate)] = json.loads(path.read_text())["val_balanced_accuracy"]
+            if len(scores) < len(CANDIDATES):
+                choice = {"chosen": DEFAULT_SETTINGS[dataset], "how": "selection unfinished: default"}
+            else:
+                chosen = max(CANDIDATES, key=lambda c: scores[shared.setting_tag(c)])
+                choice = {"chosen": chosen, "how": f"validation, seed {seed}", "val_balanced_accuracy": scores}
+            if method == "git":
+                selection[dataset] = choice
+            else:
+                selection[dataset][method] = choice
     return selection, ran
 
 
@@ -268,6 +279,9 @@ def diagnostics(args: argparse.Namespace) -> dict:
             "generator_keep": [float(np.nanmean(d["generator_keep_rate"])) for _, d, _ in entries],
             "true_keep": [float(np.nanmean(d["true_nuisance_keep_rate"])) for _, d, _ in entries],
             "generator_spread": [float(np.nanmean(d["generator_spread"])) for _, d, _ in entries],
+            **({"generator_keep_residual": [float(np.nanmean(d["generator_keep_rate_residual"])) for _, d, _ in entries],
+                "generator_spread_residual": [float(np.nanmean(d["generator_spread_residual"])) for _, d, _ in entries]}
+               if all("generator_keep_rate_residual" in d for _, d, _ in entries) else {}),
             "true_spread": [float(np.nanmean(d["true_nuisance_spread"])) for _, d, _ in entries],
             "learned": [entry for _, _, entry in entries],
         }
@@ -304,20 +318,21 @@ def name_fully_recorded(args: argparse.Namespace, name: str) -> bool:
     return (args.work / "logs" / f"{name}.cpu-from-start").exists()
 
 
-def gap_to_oracle(rows: dict) -> dict | None:
+def gap_to_oracle(rows: dict, git_method: str = "git") -> dict | None:
     """How much of the oracle's tail-eKLD reduction over CE+DRS GIT achieves (1 = all of it)."""
-    if not all(m in rows for m in ("drs", "git", "oracle")):
+    methods = ("drs", git_method, "oracle")
+    if not all(m in rows for m in methods):
         return None
     # Only the seeds all three finished, so that a partial run compares like with like.
-    common = set.intersection(*(set(rows[m]["seeds"]) for m in ("drs", "git", "oracle")))
+    common = set.intersection(*(set(rows[m]["seeds"]) for m in methods))
     if not common:
         return None
 
     def mean(method: str, key: str) -> float:
         return float(np.mean([v for seed, v in zip(rows[method]["seeds"], rows[method][key]) if seed in common]))
 
-    drs, git, oracle = (mean(m, "ekld_tail") for m in ("drs", "git", "oracle"))
-    acc = {m: mean(m, "balanced_accuracy") for m in ("drs", "git", "oracle")}
+    drs, git, oracle = (mean(m, "ekld_tail") for m in methods)
+    acc = {m.split("-")[0]: mean(m, "balanced_accuracy") for m in methods}
     return {
         "seeds": sorted(common),
         "tail_ekld_drs_git_oracle": [drs, git, oracle],
@@ -386,7 +401,8 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
         lines += [
             f"### {dataset}",
             "",
-            f"GIT setting: K = {setting['threshold'] or 'none'}, p = {setting['p']}, rule {setting['rule']} ({chosen['how']}).",
+            f"GIT setting: K = {setting['threshold'] or 'none'}, p = {setting['p']}, rule {setting['rule']} ({chosen['how']})"
+            + "".join(f"; {METHOD_NAMES[m]}: {shared.setting_tag(chosen[m]['chosen'])}" for m in shared.GIT_DRAWS if m in chosen) + ".",
             "",
             "| method | seeds | balanced acc. (%) | tail acc. (%) | eKLD tail | eKLD head | Spearman(size, eKLD) |",
             "|---|---|---|---|---|---|---|",
@@ -401,8 +417,9 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
                 f"{fmt(row['tail_accuracy'], 100, 1)} | {fmt(row['ekld_tail'], 1, 3)} | "
                 f"{fmt(row['ekld_head'], 1, 3)} | {fmt(row['spearman'], 1, 2)} |"
             )
-        gap = summary["gap_to_oracle"].get(dataset)
-        if gap is not None:
+        for method, gap in summary["gap_to_oracle"].get(dataset, {}).items():
+            if gap is None:
+                continue
             drs, git, oracle = gap["tail_ekld_drs_git_oracle"]
             share = gap["tail_ekld_share_of_oracle_reduction"]
             if git > drs:
@@ -414,8 +431,9 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
                              f"({drs:.3f} to {git:.3f}; oracle {oracle:.3f})")
             lines += [
                 "",
-                f"GIT against the oracle (seeds {', '.join(map(str, gap['seeds']))}): {ekld_text}; balanced accuracy {gap['accuracy_git_minus_drs'] * 100:+.1f} "
-                f"points over CE+DRS, {gap['accuracy_oracle_minus_git'] * 100:.1f} points below the oracle.",
+                f"{METHOD_NAMES[method]} against the oracle (seeds {', '.join(map(str, gap['seeds']))}): {ekld_text}; balanced "
+                f"accuracy {gap['accuracy_git_minus_drs'] * 100:+.1f} points over CE+DRS, "
+                f"{gap['accuracy_oracle_minus_git'] * 100:.1f} points below the oracle.",
             ]
         diag = summary["diagnostics"].get(dataset)
         if diag:
@@ -425,7 +443,9 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
                 f"balanced images with the nuisance (validation accuracy {fmt(diag['reference_val_accuracy'], 100, 1)} %) "
                 f"keeps its prediction on {fmt(diag['generator_keep'], 100, 1)} % of generated samples and on "
                 f"{fmt(diag['true_keep'], 100, 1)} % of true-nuisance samples. Spread between two draws of one input: "
-                f"generator {fmt(diag['generator_spread'], 1, 3)}, true nuisance {fmt(diag['true_spread'], 1, 3)}.",
+                f"generator {fmt(diag['generator_spread'], 1, 3)}, true nuisance {fmt(diag['true_spread'], 1, 3)}."
+                + (f" Residual draws: kept {fmt(diag['generator_keep_residual'], 100, 1)} %, spread "
+                   f"{fmt(diag['generator_spread_residual'], 1, 3)}." if "generator_keep_residual" in diag else ""),
             ]
             ranges = [shared.describe_learned(entry) for entry in diag["learned"] if entry["nuisance"]]
             if ranges:
@@ -462,8 +482,9 @@ def main() -> None:
         jobs: list[tuple[tuple, Path | None]] = [(fits[d], None) for d in args.datasets[:2]]
         for position, dataset in enumerate(args.datasets):
             setting = selection[dataset]["chosen"]
-            jobs.append((shared.train_job(args, dataset, seed, "git", setting, "git"), fits[dataset][2]))
-            jobs += [(train_job(args, dataset, seed, m, setting), None) for m in METHODS if m != "git"]
+            jobs += [(shared.train_job(args, dataset, seed, m, shared.chosen_setting(selection, dataset, m), m), fits[dataset][2])
+                     for m in shared.GIT_DRAWS]
+            jobs += [(train_job(args, dataset, seed, m, setting), None) for m in METHODS if m not in shared.GIT_DRAWS]
             if position + 2 < len(args.datasets):
                 jobs.append((fits[args.datasets[position + 2]], None))
         ran += run_ordered(jobs, args.workers)
@@ -475,7 +496,7 @@ def main() -> None:
         method in summary["table"][d] and len(summary["table"][d][method]["seeds"]) == len(args.seeds)
         for d in args.datasets for method in METHODS
     )
-    summary["gap_to_oracle"] = {d: gap_to_oracle(summary["table"][d]) for d in args.datasets}
+    summary["gap_to_oracle"] = {d: {m: gap_to_oracle(summary["table"][d], m) for m in shared.GIT_DRAWS} for d in args.datasets}
     summary["diagnostics"] = diagnostics(args)
     summary["environment"] = (f"{os.uname().machine}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                               f"{args.workers} single-thread workers")
