@@ -76,8 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     method.add_argument("--threshold", type=float, default=None, help="class-size threshold K (default: no threshold)")
     method.add_argument("--p", type=float, default=0.5, help="proportion of eligible samples replaced")
     method.add_argument("--rule", choices=("hard", "linear"), default="hard")
-    method.add_argument("--residual", action="store_true",
-                        help="GIT keeps each image's detail and adds the change the generator makes (GITAugment(residual=True))")
+    method.add_argument("--draw", choices=("decode", "residual"), default="decode",
+                        help="GIT's draws: the generator's picture (decode), or the input plus the change the generator "
+                             "makes (residual: GITAugment(residual=True))")
     method.add_argument("--bank-draws", type=int, default=0, metavar="V",
                         help="serve GIT from a gitaug.bank.TailBank of V draws per tail image (0: live draws)")
     method.add_argument("--resampling", choices=("auto", "none", "deferred"), default="auto",
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     augment = None
     selection = ClassThresholdSampler(counts, threshold=args.threshold, p=args.p, rule=args.rule)
     if args.method == "git":
-        augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device, residual=args.residual)
+        augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device, residual=args.draw == "residual")
         if args.bank_draws:  # V precomputed draws per tail image, drawn when GIT starts
             from gitaug.bank import TailBank
 
