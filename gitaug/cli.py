@@ -264,6 +264,8 @@ def _check_classifier(args: argparse.Namespace, spec, aug, labels, class_names: 
 
 def _classifier_ekld(args: argparse.Namespace, classifier, aug, images, labels, class_names) -> dict[str, Any]:
     """Per-class eKLD of the classifier under the generator's draws, with its summary (a JSON-ready dict)."""
+    import math
+
     import torch
 
     from .augment import GITAugment
@@ -293,7 +295,7 @@ def _classifier_ekld(args: argparse.Namespace, classifier, aug, images, labels, 
     summary = summarize_ekld(result)
 
     def plain(value: float) -> float | None:
-        return None if value != value else float(value)  # NaN (a class with no image) as JSON null
+        return None if math.isnan(value) else float(value)  # NaN (a class with no image) as JSON null
 
     return {
         "classifier": args.classifier,
