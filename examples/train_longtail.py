@@ -38,6 +38,9 @@ Examples::
 
 Outputs a JSON with balanced test (and validation) accuracy, per-class
 accuracy, and the eKLD summary under the true nuisance (built-in sets).
+``--save-classifier FILE.safetensors`` also keeps the trained classifier, for
+``gitaug eval --generator G --data D --classifier FILE.safetensors`` (its eKLD
+under a generator's draws).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from torch.utils.data import DataLoader
 from gitaug import ClassThresholdSampler, GITAugment
 from gitaug import datasets as gdata
 from gitaug.evaluation.invariance import ekld, summarize_ekld
-from gitaug.longtail.classifiers import SmallResNet
+from gitaug.longtail.classifiers import ScaledLogits, SmallResNet, save_classifier
 from gitaug.longtail.resampling import DeferredResampler
 
 METHODS = ("erm", "drs", "git", "oracle")
@@ -103,6 +106,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     evaluation.add_argument("--ekld-inputs", type=int, default=40, help="inputs per class for eKLD")
     evaluation.add_argument("--ekld-draws", type=int, default=50, help="nuisance draws per input for eKLD")
     evaluation.add_argument("--out", type=Path, default=None, help="write the results here as JSON")
+    evaluation.add_argument("--save-classifier", type=Path, default=None, metavar="FILE",
+                            help="write the trained classifier to this .safetensors file (weights, architecture, "
+                            "logit scale, class names and training counts), e.g. for "
+                            "'gitaug eval --generator G --data D --classifier FILE'")
     args = parser.parse_args(argv)
     if args.method == "git" and args.generator is None:
         parser.error("--method git needs --generator (a gitaug-fit folder or a Hub repo id)")
@@ -112,6 +119,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.head = "cosine" if args.loss == "ldam" else "linear"
     if args.drs_epoch is None:
         args.drs_epoch = (2 * args.epochs) // 3
+    if args.save_classifier is not None and args.save_classifier.suffix != ".safetensors":
+        parser.error(f"--save-classifier must name a .safetensors file, got {str(args.save_classifier)!r}")
     if not 0 <= args.drs_epoch <= args.epochs:
         parser.error(f"--drs-epoch must be in [0, --epochs={args.epochs}], got {args.drs_epoch}")
     return args
@@ -143,17 +152,6 @@ class OracleAugment:
         out = images.clone()
         out[mask] = self.nuisance(self.base_images[indices[mask]], generator=generator)
         return out, labels
-
-
-class ScaledLogits(nn.Module):
-    """A classifier whose logits are multiplied by a constant (LDAM's scale), for measuring eKLD."""
-
-    def __init__(self, model: nn.Module, scale: float) -> None:
-        super().__init__()
-        self.model, self.scale = model, scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * self.model(x)
 
 
 class WithIndex(torch.utils.data.Dataset):
@@ -341,6 +339,11 @@ def main(argv: list[str] | None = None) -> dict:
         result = ekld(scored, plain_test, nuisance, n_per_class=args.ekld_inputs, m_per_input=args.ekld_draws, device=device, seed=args.seed, class_sizes=counts)
         results["ekld_per_class"] = [float(v) for v in result.per_class]
         results["ekld_summary"] = summarize_ekld(result)
+    if args.save_classifier is not None:
+        # The logit scale travels with the weights: eKLD must see the distributions the loss trained.
+        save_classifier(model, args.save_classifier, logit_scale=getattr(criterion, "scale", 1.0),
+                        class_names=train.classes, class_counts=counts)
+        results["classifier"] = str(args.save_classifier)
     print(json.dumps({k: results[k] for k in ("method", "test_balanced_accuracy")} | ({"ekld": results["ekld_summary"]} if "ekld_summary" in results else {})))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ Subcommands::
     gitaug fit --dataset digits-bg-lt --out runs/digits-bg-lt     # the flags of gitaug-fit
     gitaug preview --generator digits-rot-lt --data digits-rot-lt --out grid.png
     gitaug eval --generator runs/digits-bg-lt --data held_out.npz
+    gitaug eval --generator runs/digits-bg-lt --data digits-bg-lt --classifier runs/drs.safetensors
     gitaug push runs/digits-bg-lt my-org/digits-bg-lt
     gitaug list
     gitaug --version
@@ -77,7 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     data_flags(evaluate)
     evaluate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     evaluate.add_argument("--max-images", type=int, default=2000,
-                          help="use at most this many images, drawn at random (default: 2000)")
+                          help="use at most this many images for the report, drawn at random (default: 2000)")
+    evaluate.add_argument("--classifier", metavar="CKPT",
+                          help="also measure this classifier's per-class eKLD under the generator's draws: a "
+                          ".safetensors file written by gitaug.longtail.classifiers.save_classifier (or "
+                          "examples/train_longtail.py --save-classifier); needs labelled --data")
+    evaluate.add_argument("--ekld-inputs", type=int, default=40,
+                          help="eKLD: inputs per class (default: 40, as the paper)")
+    evaluate.add_argument("--ekld-draws", type=int, default=100,
+                          help="eKLD: generator draws per input (default: 100, as the paper)")
 
     push = commands.add_parser("push", help="upload a generator folder to the Hugging Face Hub",
                                description="Upload a generator folder (config.json, model.safetensors, README.md, "
@@ -190,13 +199,20 @@ def _preview(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     if args.max_images < 2:
         raise CommandError(f"--max-images must be at least 2, got {args.max_images}")
+    for name in ("ekld_inputs", "ekld_draws"):
+        if getattr(args, name) < 1:
+            raise CommandError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     _threads()
     import torch
 
     from .report import generator_report
 
     aug = _load_generator(args.generator)
-    images, labels, _, source = _read_data(args, aug)
+    classifier = _load_classifier(args.classifier) if args.classifier else None  # a bad file fails before any work
+    all_images, all_labels, class_names, source = _read_data(args, aug)
+    if classifier is not None:
+        _check_classifier(args, classifier[1], aug, all_labels, class_names)
+    images, labels = all_images, all_labels
     if len(images) > args.max_images:
         chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))[: args.max_images]
         images = images[chosen]
@@ -204,9 +220,114 @@ def _eval(args: argparse.Namespace) -> int:
     report = generator_report(aug, images, labels, seed=args.seed)
     print(f"{PROG} eval: {args.generator} on {len(images)} images of {source}\n")
     print(report)
+    result: dict[str, Any] = {"generator": args.generator, "data": source, **report.to_dict()}
+    if classifier is not None:
+        # eKLD draws its inputs per class from all the images: a random subset would starve the tail classes.
+        invariance = _classifier_ekld(args, classifier, aug, all_images, all_labels, class_names)
+        print("\n" + _describe_ekld(invariance, class_names))
+        result["classifier_ekld"] = invariance
     if args.json:
-        _write_json(Path(args.json), {"generator": args.generator, "data": source, **report.to_dict()})
+        _write_json(Path(args.json), result)
     return 0 if report.status == "ok" else 1
+
+
+def _load_classifier(path: str):
+    from .longtail.classifiers import load_classifier
+
+    try:
+        return load_classifier(path)
+    except FileNotFoundError as err:
+        raise CommandError(f"--classifier {path!r}: no such file") from err
+    except ValueError as err:
+        raise CommandError(f"--classifier {path!r}: {err}") from err
+
+
+def _check_classifier(args: argparse.Namespace, spec, aug, labels, class_names: list[str] | None) -> None:
+    """The classifier must take the generator's images and predict the data's classes."""
+    channels = aug.generator.config.in_channels
+    if spec.in_channels != channels:
+        raise CommandError(
+            f"--classifier {args.classifier!r} takes {spec.in_channels}-channel images, but the generator "
+            f"{args.generator!r} draws {channels}-channel ones"
+        )
+    if labels is None:
+        raise CommandError(f"--classifier needs labelled --data (eKLD is measured per class); {args.data!r} has no labels")
+    # Named classes (a folder, a built-in set) must match one to one; bare labels only must not exceed them.
+    data_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
+    wrong = spec.num_classes != data_classes if class_names is not None else spec.num_classes < data_classes
+    if wrong:
+        raise CommandError(
+            f"--classifier {args.classifier!r} predicts {spec.num_classes} classes, but --data {args.data!r} has "
+            f"{data_classes}"
+        )
+
+
+def _classifier_ekld(args: argparse.Namespace, classifier, aug, images, labels, class_names) -> dict[str, Any]:
+    """Per-class eKLD of the classifier under the generator's draws, with its summary (a JSON-ready dict)."""
+    import math
+
+    import torch
+
+    from .augment import GITAugment
+    from .evaluation.invariance import ekld, summarize_ekld
+    from .longtail.classifiers import ScaledLogits
+
+    model, spec = classifier
+    scored = model if spec.logit_scale == 1.0 else ScaledLogits(model, spec.logit_scale)
+    redraw_all = GITAugment(aug.generator)  # no sampler: every input is re-drawn, in [0, 1]
+
+    def transform(batch, generator=None):
+        return redraw_all(batch, generator=generator)
+
+    # eKLD is related to the sizes of the classes the classifier was trained on, when it says them.
+    trained = aug.metadata.get("class_counts")
+    trained_names = aug.metadata.get("class_names")
+    if spec.class_counts is not None:
+        class_sizes, sizes_from = spec.class_counts, "the classifier's training counts"
+    elif isinstance(trained, list) and len(trained) == spec.num_classes and (
+            class_names is None or trained_names is None or list(trained_names) == list(class_names)):
+        class_sizes, sizes_from = trained, "the generator's training counts"
+    else:
+        class_sizes = torch.bincount(labels, minlength=spec.num_classes).tolist()
+        sizes_from = "the counts in --data"
+    result = ekld(scored, (images, labels), transform, n_per_class=args.ekld_inputs, m_per_input=args.ekld_draws,
+                  seed=args.seed, class_sizes=class_sizes)
+    summary = summarize_ekld(result)
+
+    def plain(value: float) -> float | None:
+        return None if math.isnan(value) else float(value)  # NaN (a class with no image) as JSON null
+
+    return {
+        "classifier": args.classifier,
+        **{name: plain(value) for name, value in summary.items()},
+        "per_class": [plain(value) for value in result.per_class.tolist()],
+        "class_sizes": [int(size) for size in result.class_sizes.tolist()],
+        "class_sizes_from": sizes_from,
+        "inputs_per_class": result.inputs_per_class.tolist(),
+        "draws_per_input": result.draws_per_input,
+        "logit_scale": spec.logit_scale,
+    }
+
+
+def _describe_ekld(invariance: dict[str, Any], class_names: list[str] | None) -> str:
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4g}"  # eKLD spans orders of magnitude
+
+    sizes = invariance["class_sizes"]
+    group = max(1, round(len([v for v in invariance["per_class"] if v is not None]) / 3))
+    lines = [
+        f"classifier eKLD under the generator's draws (lower = more invariant): {invariance['classifier']}",
+        f"  up to {max(invariance['inputs_per_class'])} inputs x {invariance['draws_per_input']} draws per class; "
+        f"class sizes: {invariance['class_sizes_from']}",
+        f"  mean {number(invariance['mean'])}   tail ({group} smallest classes) {number(invariance['tail_mean'])}   "
+        f"head ({group} largest) {number(invariance['head_mean'])}   "
+        f"Spearman(class size, eKLD) {number(invariance['spearman'])}",
+        f"  {'class':16s} {'size':>7s} {'eKLD':>8s}",
+    ]
+    for cls in sorted(range(len(sizes)), key=lambda c: (sizes[c], c)):  # smallest first, as summarize_ekld ranks
+        name = class_names[cls] if class_names is not None and cls < len(class_names) else str(cls)
+        lines.append(f"  {name[:16]:16s} {sizes[cls]:7d} {number(invariance['per_class'][cls]):>8s}")
+    return "\n".join(lines)
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

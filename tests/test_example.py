@@ -24,13 +24,29 @@ QUICK = ["--epochs", "2", "--drs-epoch", "1", "--ekld-inputs", "3", "--ekld-draw
 
 
 def test_erm_reports_accuracy_and_ekld(tmp_path):
-    out = tmp_path / "erm.json"
-    results = load_example().main(["--dataset", "digits-bg-lt", "--method", "erm", "--out", str(out), *QUICK])
+    from gitaug.datasets import load
+    from gitaug.longtail.classifiers import load_classifier
+
+    out, saved = tmp_path / "erm.json", tmp_path / "erm.safetensors"
+    example = load_example()
+    results = example.main(["--dataset", "digits-bg-lt", "--method", "erm", "--out", str(out),
+                            "--save-classifier", str(saved), *QUICK])
     assert json.loads(out.read_text())["test_balanced_accuracy"] == results["test_balanced_accuracy"]
     assert 0 <= results["test_balanced_accuracy"] <= 1
     assert len(results["test_per_class_accuracy"]) == 10
     assert len(results["ekld_per_class"]) == 10 and all(v >= 0 for v in results["ekld_per_class"])
     assert set(results["ekld_summary"]) >= {"spearman", "tail_mean", "head_mean"}
+    # The saved classifier is the trained one: it scores the test split exactly as the run did.
+    model, spec = load_classifier(saved)
+    assert spec.class_counts == results["class_counts"] and spec.logit_scale == 1.0 and len(spec.class_names) == 10
+    test = load("digits-bg-lt", split="test", seed=0)
+    accuracy = example.per_class_accuracy(model, test, torch.device("cpu"), 10)
+    assert accuracy.tolist() == pytest.approx(results["test_per_class_accuracy"])
+
+
+def test_save_classifier_needs_a_safetensors_name():
+    with pytest.raises(SystemExit):
+        load_example().parse_args(["--save-classifier", "model.pt"])
 
 
 def test_git_loads_a_generator_and_switches_on_with_resampling(tmp_path, monkeypatch):

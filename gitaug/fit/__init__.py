@@ -11,6 +11,7 @@ The package, top to bottom: :mod:`~gitaug.fit.config` (the settings),
 ``state_dict``), :mod:`~gitaug.fit.objective` (one step's computation and
 every loss term), :mod:`~gitaug.fit.trainer` (the loop),
 :mod:`~gitaug.fit.run_folder` (what a run writes, checkpoints, signals),
+:mod:`~gitaug.fit.trackers` (TensorBoard, Weights & Biases, MLflow),
 :mod:`~gitaug.fit.export` (the exported generator) and
 :mod:`~gitaug.fit.cli` (the command line).
 

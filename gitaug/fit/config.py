@@ -37,6 +37,8 @@ SAMPLING_MODES = ("auto", "balanced", "instance")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 #: gitaug-fit's warp modes: "auto" (test the data for its geometric nuisance) or a generator warp.
 WARP_MODES = ("auto", *WARPS)
+#: Experiment trackers besides TensorBoard (gitaug.fit.trackers), each through its official client.
+TRACKERS = ("wandb", "mlflow")
 
 #: Fields that may change when a run is resumed: how long it runs, where it
 #: runs and what it writes -- not what it learns from or how it learns.
@@ -54,6 +56,9 @@ RESUMABLE_FIELDS = frozenset(
         "log_every",
         "grid_variants",
         "tensorboard",
+        "tracker",
+        "tracker_project",
+        "tracker_run_name",
         "push_to_hub",
         "progress",
         "report",
@@ -165,7 +170,16 @@ class FitConfig:
     sample_every: int = _setting(500, "running", "write a sample grid every this many iterations (0: only at the end)")
     log_every: int = _setting(10, "running", "append averaged losses to log.jsonl every this many iterations")
     grid_variants: int = _setting(8, "running", "generated variants per row of a sample grid")
-    tensorboard: bool = _setting(False, "running", "also write TensorBoard scalars (needs tensorboard)")
+    tensorboard: bool = _setting(False, "running", "also write TensorBoard scalars, the sample grids and the final "
+                                 "report to <out>/tensorboard (needs tensorboard)")
+    tracker: str | None = _setting(None, "running", "also log the same to an experiment tracker: wandb (Weights & "
+                                   "Biases) or mlflow, through its own client, which must be installed (pip install "
+                                   "wandb / mlflow) and configured as usual", choices=TRACKERS)
+    tracker_project: str | None = _setting(None, "running", "the W&B project or MLflow experiment (default: the "
+                                           "library's own, e.g. from WANDB_PROJECT or MLFLOW_EXPERIMENT_NAME)",
+                                           metavar="NAME")
+    tracker_run_name: str | None = _setting(None, "running", "the tracker's name for this run (default: the run "
+                                            "folder's name)", metavar="NAME")
     push_to_hub: str | None = _setting(None, "running", "upload the exported generator to this Hugging Face Hub repo",
                                        metavar="REPO")
     progress: bool = _setting(True, "running", "show a progress bar (--no-progress hides it)")
@@ -322,7 +336,7 @@ def _problems(config: FitConfig) -> list[str]:
             f"dataset={config.dataset!r}, data={config.data!r}: give exactly one of dataset (a built-in name) "
             "and data (a folder or .npz path)"
         )
-    for name in ("dataset", "data", "out", "push_to_hub"):
+    for name in ("dataset", "data", "out", "push_to_hub", "tracker_project", "tracker_run_name"):
         value = getattr(config, name)
         if value is not None and (not isinstance(value, (str, os.PathLike)) or not os.fspath(value)):
             bad(name, "must be a non-empty string or None")
@@ -339,6 +353,11 @@ def _problems(config: FitConfig) -> list[str]:
     for name in ("resume", "overwrite", "tensorboard", "progress", "report"):
         if not isinstance(getattr(config, name), bool):
             bad(name, "must be true or false")
+    if config.tracker is not None and config.tracker not in TRACKERS:
+        bad("tracker", f"must be one of {TRACKERS} or None")
+    for name in ("tracker_project", "tracker_run_name"):
+        if getattr(config, name) is not None and config.tracker is None:
+            bad(name, "needs a tracker (tracker='wandb' or 'mlflow')")
     if config.resume is True and config.overwrite is True:
         problems.append("resume=True, overwrite=True: choose one of resume and overwrite")
     if config.preset not in PRESETS:

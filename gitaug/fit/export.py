@@ -16,6 +16,7 @@ from .nuisance_probe import NuisanceProbe, describe_nuisance, learned_nuisance
 from .objective import LossTerms
 from .run_folder import RunFolder
 from .state import FitState
+from .trackers import Trackers
 
 __all__ = ["export_generator", "training_metadata", "check_push_target"]
 
@@ -32,10 +33,12 @@ def export_generator(
     amp_dtype: torch.dtype | None,
     processes: int,
     probe: NuisanceProbe | None = None,
+    tracker: Trackers | None = None,
 ) -> Path:
     """Write ``run.generator_dir`` (config, weights, model card, samples) and push it if asked; returns it.
 
-    ``probe`` is the nuisance test the warp ranges came from (``None`` when they were given or resumed).
+    ``probe`` is the nuisance test the warp ranges came from (``None`` when they were given or resumed);
+    ``tracker`` gets the final grid and the generator report.
     """
     rows, row_labels = dataset_rows(data, max_rows=10, seed=config.seed)
     grid = save_sample_grid(run.sample_path(state.step), state.generator, data.images[rows],
@@ -46,8 +49,10 @@ def export_generator(
     logger.info("learned nuisance: %s", describe_nuisance(metadata["nuisance"]))
     if config.report:
         metadata["report"] = _report(state, data, config.seed)
-    if config.tensorboard:
-        _to_tensorboard(run, state.step, grid, metadata.get("report"))
+    if tracker is not None:
+        tracker.log_image("samples", grid, state.step)
+        if "report" in metadata:
+            tracker.log_summary("report", metadata["report"], state.step)
     save_generator(state.generator, run.generator_dir, metadata=metadata, samples_image=grid)
     logger.info("exported the generator to %s (%.0f s of training)", run.generator_dir, state.seconds)
     if config.push_to_hub:
@@ -91,26 +96,6 @@ def _report(state: FitState, data: ImageDataset, seed: int) -> dict[str, Any]:
         state.generator.train(was_training)
     (logger.warning if report.warnings else logger.info)("generator report:\n%s", report)
     return report.to_dict()
-
-
-def log_grid(writer: Any, path: Path, step: int) -> None:
-    """Show a written sample grid in TensorBoard."""
-    from torchvision.io import read_image
-
-    writer.add_image("samples", read_image(str(path)), step)
-
-
-def _to_tensorboard(run: RunFolder, step: int, grid: Path, report: dict[str, Any] | None) -> None:
-    writer = run.tensorboard(step)
-    try:
-        log_grid(writer, grid, step)
-        if report is not None:
-            for name, value in report.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    writer.add_scalar(f"report/{name}", value, step)
-            writer.add_text("report/verdict", str(report.get("verdict", "")), step)
-    finally:
-        writer.close()
 
 
 def data_name(config: FitConfig) -> str:

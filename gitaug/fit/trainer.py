@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import os
@@ -32,12 +31,13 @@ from torch import nn
 from ..datasets import ImageDataset
 from .config import RESUMABLE_FIELDS, FitConfig
 from .data import read_training_data, to_model_range
-from .export import check_push_target, export_generator, log_grid
+from .export import check_push_target, export_generator
 from .grid import dataset_rows, save_sample_grid
 from .nuisance_probe import run_probe, warp_ranges
 from .objective import GeneratorPass, LossTerms, LossWeights, discriminator_loss, generator_losses
 from .run_folder import RunFolder, StopRequests, progress_bar
 from .state import FitState
+from .trackers import Trackers, check_trackers, open_trackers
 
 __all__ = ["fit", "FitInterrupted", "NonFiniteLossError"]
 
@@ -121,8 +121,7 @@ def fit(config: FitConfig) -> Path:
     """
     if not isinstance(config, FitConfig):
         raise TypeError(f"config must be a FitConfig, got {type(config).__name__}")
-    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ImportError("tensorboard=True (--tensorboard) needs the tensorboard package: pip install 'gitaug[tensorboard]'")
+    check_trackers(config)  # a missing tensorboard, wandb or mlflow fails before anything is read or written
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if config.batch_size % world_size:
         raise ValueError(
@@ -175,19 +174,31 @@ def fit(config: FitConfig) -> Path:
         if where.is_main:
             run.write_config(config.to_dict())
             _log_start(config, data, sampling, state, where)
-        _loop(config, data, run, state, where)
-        exported = run.generator_dir
-        if where.is_main:
-            exported = export_generator(config, data, sampling, run, state, where.device, where.amp_dtype, world_size,
-                                        probe)
-        where.barrier()
+        # TensorBoard, W&B, MLflow: one run each, open from the first step through the export's report.
+        tracker = open_trackers(config, run, state.step) if where.is_main else Trackers()
+        status = "failed"
+        try:
+            _loop(config, data, run, state, where, tracker)
+            exported = run.generator_dir
+            if where.is_main:
+                exported = export_generator(config, data, sampling, run, state, where.device, where.amp_dtype,
+                                            world_size, probe, tracker)
+            where.barrier()
+            status = "finished"
+        except (FitInterrupted, KeyboardInterrupt):
+            status = "killed"
+            raise
+        finally:
+            tracker.close(status)
         return exported
     finally:
         if started_here:
             dist.destroy_process_group()
 
 
-def _loop(config: FitConfig, data: ImageDataset, run: RunFolder, state: FitState, where: _Placement) -> None:
+def _loop(
+    config: FitConfig, data: ImageDataset, run: RunFolder, state: FitState, where: _Placement, tracker: Trackers
+) -> None:
     """The training iterations from ``state.step`` to ``config.steps``, with logs, grids and checkpoints."""
     generator, discriminator = state.generator, state.discriminator
     generator_pass: nn.Module = GeneratorPass(generator)
@@ -200,7 +211,6 @@ def _loop(config: FitConfig, data: ImageDataset, run: RunFolder, state: FitState
                           config.weight_diversity, config.weight_warp_diversity, config.diversity_cap)
     images = data.images.to(where.device)
     rows, row_labels = dataset_rows(data, max_rows=10, seed=config.seed)
-    writer = run.tensorboard(state.step) if where.is_main and config.tensorboard else None
     progress = progress_bar(config.steps, state.step, enabled=where.is_main and config.progress,
                             log_instead=where.is_main and not config.progress)
     autocast = torch.autocast(where.device.type, dtype=where.amp_dtype, enabled=where.amp_dtype is not None)
@@ -208,7 +218,7 @@ def _loop(config: FitConfig, data: ImageDataset, run: RunFolder, state: FitState
     style_dim, started, seconds_before = generator.config.style_dim, time.perf_counter(), state.seconds
     generator.train()
     discriminator.train()
-    with StopRequests() as stop, progress, _closing(writer):
+    with StopRequests() as stop, progress:
         while state.step < config.steps:
             state.step += 1
             indices = state.stream.next_batch()
@@ -242,12 +252,11 @@ def _loop(config: FitConfig, data: ImageDataset, run: RunFolder, state: FitState
             progress.update(1)
             state.seconds = seconds_before + time.perf_counter() - started
             if where.is_main and (state.step % config.log_every == 0 or state.step == config.steps):
-                _log(run, state, writer, progress)
+                _log(run, state, tracker, progress)
             if where.is_main and config.sample_every and state.step % config.sample_every == 0 and state.step < config.steps:
                 grid = save_sample_grid(run.sample_path(state.step), generator, data.images[rows],
                                         variants=config.grid_variants, seed=config.seed, row_labels=row_labels)
-                if writer is not None:
-                    log_grid(writer, grid, state.step)
+                tracker.log_image("samples", grid, state.step)
             checkpoint_due = config.checkpoint_every and state.step % config.checkpoint_every == 0
             if checkpoint_due or state.step == config.steps or stop_signal:
                 _check_parameters_finite(state, run)
@@ -285,7 +294,7 @@ def _reduce_across_processes(
     return dict(zip(LossTerms.log_names(), report.tolist())), int(stop_report.item())
 
 
-def _log(run: RunFolder, state: FitState, writer: Any, progress: Any) -> None:
+def _log(run: RunFolder, state: FitState, tracker: Trackers, progress: Any) -> None:
     record = {
         "step": state.step,
         **state.meter.flush(),
@@ -295,10 +304,7 @@ def _log(run: RunFolder, state: FitState, writer: Any, progress: Any) -> None:
     progress.set_postfix(image=f"{record['loss_image']:.3f}", adv=f"{record['loss_adv']:.3f}",
                          disc=f"{record['loss_disc']:.3f}", img_s=f"{record['images_per_second']:.0f}")
     run.append_log(record)
-    if writer is not None:
-        for name, value in record.items():
-            if name != "step":
-                writer.add_scalar(name, value, state.step)
+    tracker.log_scalars({name: value for name, value in record.items() if name != "step"}, state.step)
 
 
 def _check_parameters_finite(state: FitState, run: RunFolder) -> None:
@@ -309,20 +315,6 @@ def _check_parameters_finite(state: FitState, run: RunFolder) -> None:
                     f"parameter {type(module).__name__}.{name} became non-finite at step {state.step}; stopping "
                     f"without checkpointing this state. {run.last_checkpoint_note()}"
                 )
-
-
-class _closing:
-    """Closes a TensorBoard writer (or nothing) on the way out."""
-
-    def __init__(self, writer: Any) -> None:
-        self.writer = writer
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 def _same_on_every_process(ranges: dict[str, Any], device: torch.device) -> dict[str, Any]:
