@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import Dataset, TensorDataset, get_worker_info
 
-from .augment import GITAugment
+from .augment import GITAugment, _caller_stacklevel
 from .bank import TailBank
 from .sampler import ClassThresholdSampler
 
@@ -321,7 +321,7 @@ class GITDataset(Dataset):
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            warnings.warn(message, RuntimeWarning, stacklevel=_caller_stacklevel())
 
     # ------------------------------------------------------------------ items
 
@@ -390,6 +390,8 @@ class GITDataset(Dataset):
         out, replaced = self._git(tensor, label, index, generator)
         if mode is None:
             return out
+        if replaced is None:  # a live draw: replaced unless it came back equal
+            replaced = not torch.equal(out, tensor)
         if not replaced:
             return image  # not selected: the very same object, untouched
         from torchvision.transforms.v2 import functional as TF
@@ -398,12 +400,14 @@ class GITDataset(Dataset):
         result = TF.to_pil_image(out)
         return result.convert(mode) if mode != wanted else result
 
-    def _git(self, image: torch.Tensor, label: int, index: int, generator: torch.Generator | None) -> tuple[torch.Tensor, bool]:
-        """GIT on one ``(C, H, W)`` image: the output and whether it was replaced."""
+    def _git(
+        self, image: torch.Tensor, label: int, index: int, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, bool | None]:
+        """GIT on one ``(C, H, W)`` image: the output and whether it was replaced (``None``: not known, live)."""
         aug = self.aug
         if not (self.uses_bank and aug.enabled):
             out, _ = aug(image, label, generator=generator)
-            return out, not torch.equal(out, image)
+            return out, None
         # The live path's checks and selection, in the same order: the same generator selects the same items.
         aug._check_images(image)
         batch = image.unsqueeze(0)

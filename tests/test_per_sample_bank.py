@@ -232,3 +232,36 @@ def test_a_label_out_of_the_samplers_range_is_named_when_the_bank_is_drawn():
     dataset = GITDataset([(torch.rand(1, 16, 16), 0), (torch.rand(1, 16, 16), 7)], make_aug())
     with pytest.raises(ValueError, match=r"dataset\[1\] has label 7, out of range for 3 classes"):
         dataset.build_bank()
+
+
+class WithTargets(Dataset):
+    """uint8 images with a ``targets`` attribute (as torchvision's datasets have) that is wrong about one item."""
+
+    def __init__(self) -> None:
+        rng = torch.Generator().manual_seed(3)
+        self.images = torch.randint(0, 256, (20, 1, 16, 16), generator=rng, dtype=torch.uint8)
+        self.labels = [0] * 12 + [1] * 8
+        self.targets = list(self.labels)
+        self.targets[19] = 0  # the attribute calls the last tail item a head item
+        self.reads: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        self.reads.append(index)
+        return self.images[index], self.labels[index]
+
+
+def test_targets_attribute_limits_the_reads_and_an_item_it_misses_is_drawn_live():
+    base = WithTargets()
+    dataset = GITDataset(base, make_aug(p=1.0), seed=0)
+    dataset.build_bank()
+    assert sorted(base.reads) == list(range(12, 19))  # the tail items the attribute names, nothing else
+    assert dataset.bank_nbytes == 7 * 8 * 16 * 16  # uint8: one byte a value
+    assert dataset.bank_versions(12).dtype == torch.uint8
+    for index in range(12, 19):
+        assert any(torch.equal(dataset[index][0], v) for v in dataset.bank_versions(index))
+    with pytest.warns(RuntimeWarning, match=r"dataset\[19\] \(label 1\) is selected for GIT but has no bank draw"):
+        image, label = dataset[19]
+    assert label == 1 and image.dtype == torch.uint8 and not torch.equal(image, base.images[19])  # drawn live
