@@ -219,10 +219,11 @@ class GITDataset(Dataset):
         return 0 if self._bank is None else self._bank.nbytes
 
     def bank_versions(self, index: int) -> torch.Tensor:
-        """The bank's ``V`` draws of item ``index``, ``(V, C, H, W)``, in the format the item's image is served from.
+        """The bank's ``V`` draws of item ``index``, ``(V, C, H, W)``, as the bank stores them.
 
-        (uint8 for PIL images.) Draws the bank if needed; raises if the item
-        is not in it (its class is never selected) or the wrapper draws live.
+        That is the dataset's own tensor format, or uint8 in the generator's
+        mode for PIL images. Draws the bank if needed; raises if the item is
+        not in it (its class is never selected) or the wrapper draws live.
         """
         if not self.uses_bank:
             raise ValueError(f"this GITDataset draws live (draws={self.draws!r}, sampler={self.aug.sampler!r}): it has no bank")
@@ -233,7 +234,7 @@ class GITDataset(Dataset):
         return self._bank.bank[row].clone()
 
     def build_bank(self) -> None:
-        """Draw the bank for the current epoch in this process (a no-op with live draws).
+        """Draw (or re-draw) the bank for the current epoch in this process (a no-op with live draws).
 
         Call it (or :meth:`set_epoch`) before iterating a DataLoader with
         workers, so the bank is drawn once, here, and not in every worker.
