@@ -11,7 +11,9 @@ Methods (``--method``):
 * ``drs``     deferred re-sampling: instance sampling, then class-balanced
               sampling from ``--drs-epoch`` on (with a learning-rate step);
 * ``git``     ``drs`` + GIT: tail-class samples re-drawn by the generator
-              (``--generator``) once re-sampling starts;
+              (``--generator``) once re-sampling starts; served from a bank
+              of ``--bank-draws`` (8) draws per tail image made when GIT
+              starts, or drawn live for every sample with ``--live-draws``;
 * ``oracle``  ``drs`` + a fresh draw of the *true* nuisance, on the base digit,
               for the same samples GIT would replace (an upper reference;
               only for the built-in sets).
@@ -58,6 +60,7 @@ from torch.utils.data import DataLoader
 
 from gitaug import ClassThresholdSampler, GITAugment
 from gitaug import datasets as gdata
+from gitaug.bank import TailBank
 from gitaug.evaluation.invariance import ekld, summarize_ekld
 from gitaug.longtail.classifiers import ScaledLogits, SmallResNet, save_classifier
 from gitaug.longtail.resampling import DeferredResampler
@@ -82,8 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     method.add_argument("--draw", choices=("decode", "residual"), default="decode",
                         help="GIT's draws: the generator's picture (decode), or the input plus the change the generator "
                              "makes (residual: GITAugment(residual=True))")
-    method.add_argument("--bank-draws", type=int, default=0, metavar="V",
-                        help="serve GIT from a gitaug.bank.TailBank of V draws per tail image (0: live draws)")
+    method.add_argument("--bank-draws", type=int, default=8, metavar="V",
+                        help="GIT serves each replaced sample from a gitaug.bank.TailBank of V draws per tail "
+                        "image, drawn when GIT starts (default: 8; 0: live draws)")
+    method.add_argument("--live-draws", action="store_true",
+                        help="run the generator on every replaced sample instead of serving bank draws")
     method.add_argument("--resampling", choices=("auto", "none", "deferred"), default="auto",
                         help="auto: instance sampling for erm, deferred re-sampling otherwise; "
                         "none suits losses that re-weight instead (LDAM+DRW, Bal-BCE)")
@@ -117,6 +123,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--method oracle needs a built-in dataset: the true nuisance of CIFAR is unknown")
     if args.head == "auto":
         args.head = "cosine" if args.loss == "ldam" else "linear"
+    if args.bank_draws < 0:
+        parser.error(f"--bank-draws must be a positive number of draws, or 0 for live draws, got {args.bank_draws}")
+    if args.live_draws:
+        args.bank_draws = 0
     if args.drs_epoch is None:
         args.drs_epoch = (2 * args.epochs) // 3
     if args.save_classifier is not None and args.save_classifier.suffix != ".safetensors":
@@ -240,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
     in_channels = train.images.shape[1]
     resampling = args.method != "erm" if args.resampling == "auto" else args.resampling == "deferred"
     sampler = DeferredResampler(train.targets, start_epoch=args.drs_epoch if resampling else args.epochs + 1, seed=args.seed)
-    # Items come with their index, which the oracle needs to find each sample's base digit.
+    # Items come with their index: the GIT bank serves each sample's own draws, the oracle finds its base digit.
     loader = DataLoader(WithIndex(train), batch_size=args.batch_size, sampler=sampler, drop_last=len(train) > args.batch_size)
 
     # GIT (or the oracle): replaces tail-class samples, switched on when re-sampling starts
@@ -248,9 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
     selection = ClassThresholdSampler(counts, threshold=args.threshold, p=args.p, rule=args.rule)
     if args.method == "git":
         augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device, residual=args.draw == "residual")
-        if args.bank_draws:  # V precomputed draws per tail image, drawn when GIT starts
-            from gitaug.bank import TailBank
-
+        if args.bank_draws:  # V precomputed draws per tail image, drawn on the bank's first call (when GIT starts)
             augment = TailBank(augment, train.float_images(), train.targets, draws=args.bank_draws, enabled=False)
     elif args.method == "oracle":
         plain_train = gdata.load(gdata.plain_version(args.dataset), split="train", seed=args.seed)
@@ -291,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
         model.train()
         total_loss, batches = 0.0, 0
         for images, labels, indices in loader:
-            if isinstance(augment, OracleAugment) or args.bank_draws:
+            if isinstance(augment, (OracleAugment, TailBank)):  # these need each sample's dataset index
                 images, labels = augment(images, labels, indices, generator=rng)
             elif augment is not None:
                 images, labels = augment(images, labels, generator=rng)
@@ -321,6 +329,11 @@ def main(argv: list[str] | None = None) -> dict:
         "test_per_class_accuracy": test_acc.tolist(),
         "train_seconds": train_seconds,
     }
+    if args.method == "git":
+        # Which GIT draws the classifier saw: a bank of V per tail image, or a generator pass per sample.
+        results["git_draws"] = "bank" if args.bank_draws else "live"
+        results["bank_draws"] = args.bank_draws or None
+        results["bank_megabytes"] = augment.nbytes / 1e6 if args.bank_draws else None
     if args.cifar is not None and num_classes == 100:
         # Mistake severity on CIFAR-100's superclass tree (what HAFrame is meant to lower).
         from gitaug.longtail.hierarchy import average_hierarchical_distance_topk, average_mistake_severity, cifar100_distance_matrix

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gitaug import GITAugment, MUNITConfig, MUNITGenerator
+from gitaug.bank import TailBank
 
 pytest.importorskip("sklearn")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_longtail.py"
@@ -49,24 +50,42 @@ def test_save_classifier_needs_a_safetensors_name():
         load_example().parse_args(["--save-classifier", "model.pt"])
 
 
-def test_git_loads_a_generator_and_switches_on_with_resampling(tmp_path, monkeypatch):
+@pytest.mark.parametrize("draws", ["bank", "live"])
+def test_git_loads_a_generator_and_switches_on_with_resampling(tmp_path, monkeypatch, draws):
     torch.manual_seed(0)
     generator = MUNITGenerator(MUNITConfig(in_channels=1, image_size=28, dim=4, mlp_dim=8, n_res=1))
     GITAugment(generator).save_pretrained(tmp_path / "gen")
     example = load_example()
-    calls = []
-    original = GITAugment.forward
+    calls, generated = [], []
+    # The default serves GIT from a TailBank of 8 draws per tail image; --live-draws calls GITAugment per batch.
+    patched = TailBank if draws == "bank" else GITAugment
+    original, original_generate = patched.__call__, GITAugment._generate
 
-    def recording_forward(self, images, labels=None, **kwargs):
+    def recording_call(self, images, labels=None, *args, **kwargs):
         calls.append(self.enabled)
-        return original(self, images, labels, **kwargs)
+        return original(self, images, labels, *args, **kwargs)
 
-    monkeypatch.setattr(GITAugment, "forward", recording_forward)
+    def recording_generate(self, selected, *args, **kwargs):
+        generated.append(selected.shape[0])
+        return original_generate(self, selected, *args, **kwargs)
+
+    monkeypatch.setattr(patched, "__call__", recording_call)
+    monkeypatch.setattr(GITAugment, "_generate", recording_generate)
+    flags = ["--live-draws"] if draws == "live" else []
     results = example.main(["--dataset", "digits-dil-lt", "--method", "git", "--generator", str(tmp_path / "gen"),
-                            "--threshold", "100", "--loss", "ldam", *QUICK])
+                            "--threshold", "100", "--loss", "ldam", *flags, *QUICK])
     # Off in epoch 0 (instance sampling), on from --drs-epoch 1 (delayed GIT).
     assert calls and not calls[0] and calls[-1]
     assert results["method"] == "git" and 0 <= results["test_balanced_accuracy"] <= 1
+    assert results["git_draws"] == draws
+    tail_images = sum(n for n in results["class_counts"] if n < 100)
+    if draws == "bank":
+        assert results["bank_draws"] == 8 and results["bank_megabytes"] == tail_images * 8 * 28 * 28 * 4 / 1e6
+        # The generator ran only to draw the bank: 8 versions of every tail image, once.
+        assert sum(generated) == 8 * tail_images
+    else:
+        assert results["bank_draws"] is None and results["bank_megabytes"] is None
+        assert len(generated) > 1  # a generator pass in every batch with a selected sample
 
 
 def test_git_needs_a_generator():

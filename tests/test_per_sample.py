@@ -63,23 +63,28 @@ def check_head_kept_tail_redrawn(base: IdenticalTail, images: torch.Tensor, labe
 
 
 # spawn starts fresh interpreters that import torch: about half a minute on 2 cores.
+@pytest.mark.parametrize("draws", ["live", 8])
 @pytest.mark.parametrize("context", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
-def test_workers_keep_head_and_redraw_about_p_of_tail(context):
+def test_workers_keep_head_and_redraw_about_p_of_tail(context, draws):
     if context not in multiprocessing.get_all_start_methods():
         pytest.skip(f"{context} is not available here")
     torch.manual_seed(0)
     base = IdenticalTail()
-    dataset = GITDataset(base, make_aug(p=0.5))
+    dataset = GITDataset(base, make_aug(p=0.5), draws=draws)
+    dataset.build_bank()  # the bank (draws=8) is drawn here, once, before the workers start
     images, labels = collect(dataset, num_workers=2, context=context)
     changed = check_head_kept_tail_redrawn(base, images, labels, p=0.5)
 
     # Batches alternate between the two workers (8 items each). Had both workers the same random
-    # stream, worker 1's batches would repeat worker 0's draws exactly (the tail inputs are identical).
+    # stream, worker 1's batches would repeat worker 0's selection (and, drawing live, its images:
+    # the tail inputs are identical).
     tail_images = images[labels == TAIL]
+    tail_changed = changed.view(-1, 8)
     tail_start = int((labels == HEAD).sum())  # 40: a multiple of 8, so tail batches stay aligned
     assert tail_start % 16 == 8  # the first tail batch is worker 1's, the next one worker 0's
     pairs = [(tail_images[i : i + 8], tail_images[i + 8 : i + 16]) for i in range(0, len(tail_images) - 8, 16)]
     assert not all(torch.equal(a, b) for a, b in pairs)
+    assert not all(torch.equal(tail_changed[i], tail_changed[i + 1]) for i in range(0, len(tail_changed) - 1, 2))
     assert 0 < changed.sum() < changed.numel()
 
 
