@@ -97,6 +97,10 @@ def parse_args() -> argparse.Namespace:
                              "paper: the paper's objective")
     parser.add_argument("--fit-extra", default="", metavar="FLAGS", help="more gitaug-fit flags for every dataset")
     parser.add_argument("--select", action="store_true", help="choose K, p and the rule on validation (3 runs per dataset)")
+    parser.add_argument("--skip", nargs="+", default=[], choices=("erm",),
+                        help="methods not to train (their rows show the seeds that exist; ERM does not depend on the generator)")
+    parser.add_argument("--diagnostic-seeds", nargs="+", type=int, default=None,
+                        help="seeds whose generators get the diagnostic (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="parallel jobs, one thread each")
     parser.add_argument("--work", type=Path, default=None,
                         help="generators, logs, per-run JSON (default: benchmarks/_work_fmnist, with _<variant> "
@@ -266,7 +270,7 @@ def diagnostics(args: argparse.Namespace) -> dict:
     result = {}
     for dataset in args.datasets:
         entries = []
-        for seed in args.seeds:
+        for seed in args.seeds if args.diagnostic_seeds is None else [s for s in args.seeds if s in args.diagnostic_seeds]:
             fitted = fit_job(args, dataset, seed)[2].exists()
             stored = (args.work / "diagnostics" / f"{dataset}-seed{seed}.json").exists()
             if stored or (fitted and not args.partial):
@@ -484,7 +488,8 @@ def main() -> None:
             setting = selection[dataset]["chosen"]
             jobs += [(shared.train_job(args, dataset, seed, m, shared.chosen_setting(selection, dataset, m), m), fits[dataset][2])
                      for m in shared.GIT_DRAWS]
-            jobs += [(train_job(args, dataset, seed, m, setting), None) for m in METHODS if m not in shared.GIT_DRAWS]
+            jobs += [(train_job(args, dataset, seed, m, setting), None) for m in METHODS
+                     if m not in shared.GIT_DRAWS and m not in args.skip]
             if position + 2 < len(args.datasets):
                 jobs.append((fits[args.datasets[position + 2]], None))
         ran += run_ordered(jobs, args.workers)
@@ -494,7 +499,7 @@ def main() -> None:
     summary = summarize(args, selection)
     summary["complete"] = all(
         method in summary["table"][d] and len(summary["table"][d][method]["seeds"]) == len(args.seeds)
-        for d in args.datasets for method in METHODS
+        for d in args.datasets for method in METHODS if method not in args.skip
     )
     summary["gap_to_oracle"] = {d: {m: gap_to_oracle(summary["table"][d], m) for m in shared.GIT_DRAWS} for d in args.datasets}
     summary["diagnostics"] = diagnostics(args)
