@@ -20,6 +20,7 @@ and the ``plain_sets`` section of ``benchmarks/RESULTS.md``.
 
     python benchmarks/plain_sets.py                       # the full run (2 sets x 2 seeds)
     python benchmarks/plain_sets.py --datasets digits-lt --seeds 0 --smoke   # a smoke run
+    python benchmarks/plain_sets.py --probe-only          # only the fit's nuisance test (a minute per set and seed)
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--smoke", action="store_true", help="2 classifier epochs and 20 generator steps (a plumbing check)")
+    parser.add_argument("--probe-only", action="store_true",
+                        help="run only the default fit's nuisance test (gitaug.fit.nuisance_probe.run_probe) and report its ranges")
     parser.add_argument("--workers", type=int, default=2, help="parallel jobs, one thread each")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work_plain", help="generators, logs, per-run JSON")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
@@ -71,11 +74,50 @@ def run(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def probe_only(args: argparse.Namespace, command: str) -> None:
+    """The nuisance test a default fit runs first, on each set and seed: the geometric ranges the generator would draw."""
+    from gitaug.fit import FitConfig
+    from gitaug.fit.data import read_training_data
+    from gitaug.fit.nuisance_probe import run_probe, warp_ranges
+
+    torch.set_num_threads(1)
+    ranges = {}
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            config = FitConfig(dataset=dataset, seed=seed)
+            data = read_training_data(dataset=dataset, seed=seed)
+            probe = run_probe(config, data)
+            ranges[f"{dataset}-seed{seed}"] = {"probe": probe.ranges, "generator": warp_ranges(config, probe)}
+            print(f"{dataset}, seed {seed}: {probe.summary()}", flush=True)
+    out = args.results / "plain_sets_probe.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"command": command, "ranges": ranges}, indent=2, default=float))
+    os.replace(tmp, out)
+    lines = [
+        "## What the default fit's nuisance test finds on sets without an added nuisance",
+        "",
+        f"Produced by `{command}`: the test `gitaug-fit` runs before it builds the generator "
+        "(`gitaug.fit.nuisance_probe`), on the training split of each seed. Ranges the generator would draw from "
+        "(a uniform turn of +-180 degrees is the rotated sets' truth):",
+        "",
+        "| set, seed | rotation (deg) | scale | shift (% of the side) |",
+        "|---|---|---|---|",
+    ]
+    for name, entry in ranges.items():
+        g = entry["generator"]
+        lines.append(f"| {name} | +-{g['warp_rotation']:.1f} | x{1 / g['warp_scale']:.2f}..x{g['warp_scale']:.2f} | +-{100 * g['warp_shift']:.1f} |")
+    update_section(args.report, "plain_sets_probe", "\n".join(lines))
+    print(f"wrote {shared.shown(out)} and {shared.shown(args.report)}")
+
+
 def main() -> None:
     args = parse_args()
     command = " ".join(["python benchmarks/plain_sets.py", *sys.argv[1:]])
     args.work.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
+    if args.probe_only:
+        probe_only(args, command)
+        return
 
     print(f"[1/3] fitting {len(args.datasets) * len(args.seeds)} generators with gitaug-fit's defaults", flush=True)
     shared.run_all([shared.fit_job(job_args(args, d), d, s) for d in args.datasets for s in args.seeds], args.workers)
