@@ -307,6 +307,11 @@ def learned(args: argparse.Namespace, dataset: str, seed: int) -> dict:
     }
 
 
+def grid_name(fit_flags: str, dataset: str) -> str:
+    """The file in docs/ holding a variant's seed-0 sample grid (the recipe grids kept their earlier names)."""
+    return f"samples-{dataset}.png" if fit_flags == "recipes" else f"samples-{fit_flags}-{dataset}.png"
+
+
 def describe_learned(entry: dict) -> str:
     """The warp ranges a default fit chose, in readable units."""
     n = entry["nuisance"]
@@ -395,13 +400,13 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
             f"![eKLD against class size, {dataset}](results/ekld_{dataset}{variant_suffix(args.fit_flags)}.png)",
             "",
         ]
-        grid = ROOT / "docs" / f"samples-{dataset}.png"
+        grid = ROOT / "docs" / grid_name(args.fit_flags, dataset)
         if grid.exists():  # the seed-0 generator's final sample grid, copied from its gitaug-fit folder
             lines += [
                 "The seed-0 generator's sample grid (one training digit per class, smallest class first, "
                 "then eight draws):",
                 "",
-                f"![gitaug-fit samples, {dataset}](../docs/samples-{dataset}.png)",
+                f"![gitaug-fit samples, {dataset}](../docs/{grid.name})",
                 "",
             ]
     bar = summary["bar"]
