@@ -57,6 +57,23 @@ FITS: dict[str, dict] = {
         "flags": ["--weight-diversity", "10", "--steps", "800"],
         "description": "stroke dilation (kernel 2-4) or erosion (kernel 1-2)",
     },
+    # Fashion-MNIST-LT: gitaug fit's defaults (no flag names the nuisance), 800 steps as in
+    # benchmarks/reproduce_fmnist.py, whose seed-0 fits these are.
+    "fmnist-rot-lt": {
+        "dataset": "fmnist-rot-lt",
+        "flags": ["--steps", "800"],
+        "description": "rotation uniform in [-180, 180] degrees, found by the default fit",
+    },
+    "fmnist-bg-lt": {
+        "dataset": "fmnist-bg-lt",
+        "flags": ["--steps", "800"],
+        "description": "background intensity, found by the default fit",
+    },
+    "fmnist-dil-lt": {
+        "dataset": "fmnist-dil-lt",
+        "flags": ["--steps", "800"],
+        "description": "stroke dilation or erosion, found by the default fit",
+    },
 }
 #: flags every fit gets: seed 0 (the dataset's class order and the run), the CPU, one thread.
 COMMON_FLAGS = ["--seed", "0", "--device", "cpu", "--threads", "1", "--no-progress"]
