@@ -292,12 +292,16 @@ def diagnostics(args: argparse.Namespace) -> dict:
     return result
 
 
+def trained_methods(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(m for m in METHODS if m not in args.skip)
+
+
 def cpu_seconds(args: argparse.Namespace) -> dict:
     """CPU time of this configuration's finished jobs, from their ``.cpu`` records (see ``run_job``)."""
     records, partial = {}, []
     for seed in args.seeds:
         for dataset in args.datasets:
-            names = [f"fit-{dataset}-seed{seed}"] + [f"{dataset}-seed{seed}-{m}" for m in METHODS]
+            names = [f"fit-{dataset}-seed{seed}"] + [f"{dataset}-seed{seed}-{m}" for m in trained_methods(args)]
             for name in names:
                 path = args.work / "logs" / f"{name}.cpu"
                 if not path.exists():
@@ -314,7 +318,8 @@ def cpu_seconds(args: argparse.Namespace) -> dict:
                     partial.append(name)
     total = sum(records.values())
     return {"jobs": records, "total": total, "finished_jobs": len(records), "extrapolated_from_last_stretch": partial,
-            "all_jobs": len(args.seeds) * len(args.datasets) * (1 + len(METHODS))}
+            "all_jobs": len(args.seeds) * len(args.datasets) * (1 + len(trained_methods(args))),
+            "fits": len(args.seeds) * len(args.datasets)}
 
 
 def name_fully_recorded(args: argparse.Namespace, name: str) -> bool:
@@ -367,7 +372,7 @@ def cpu_note(cpu: dict) -> str:
     if cpu["finished_jobs"] < cpu["all_jobs"]:
         per_job = {kind: [v for k, v in cpu["jobs"].items() if k.startswith("fit-") == (kind == "fit")] for kind in ("fit", "train")}
         if all(per_job.values()):
-            fits = cpu["all_jobs"] // (1 + len(METHODS))
+            fits = cpu["fits"]
             estimate = fits * float(np.mean(per_job["fit"])) + (cpu["all_jobs"] - fits) * float(np.mean(per_job["train"]))
             note += f"; at the same cost per job, all {cpu['all_jobs']} would take about {estimate / 120:.0f} min"
     return note + ")"
