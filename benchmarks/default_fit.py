@@ -124,7 +124,7 @@ def main() -> None:
     lines = [
         "## The default fit against the oracle, every set",
         "",
-        "Produced by `python benchmarks/default_fit.py` from the reproduction benchmarks' results (their sections above "
+        "Produced by `python benchmarks/default_fit.py` from the reproduction benchmarks' results (their sections in this file "
         "give the commands, seeds and full tables). Share of the oracle's gain over CE+DRS that CE+DRS+GIT reaches "
         "(means over the seeds GIT, CE+DRS and the oracle all finished; 100 % = as good as applying the true nuisance "
         "to the tail, 0 % = no gain, negative = harm). Class preservation: the share of generated draws on which a "
