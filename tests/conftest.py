@@ -1,4 +1,11 @@
+from pathlib import Path
+
+import numpy as np
 import pytest
+
+from gitaug import GITAugment
+
+from helpers import tiny_generator
 
 
 def pytest_addoption(parser):
@@ -12,3 +19,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture
+def generator_folder(tmp_path) -> Path:
+    """A saved tiny generator whose metadata names three classes (30, 8 and 2 training images)."""
+    folder = tmp_path / "gen"
+    aug = GITAugment(tiny_generator())
+    aug.metadata = {"class_names": ["zero", "one", "two"], "class_counts": [30, 8, 2]}
+    aug.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def npz(tmp_path) -> Path:
+    """A labelled .npz of 21 random 16x16 gray images over those three classes."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "held_out.npz"
+    labels = np.array([0] * 12 + [1] * 6 + [2] * 3)
+    np.savez(path, images=rng.integers(0, 256, (len(labels), 16, 16), dtype=np.uint8), labels=labels)
+    return path

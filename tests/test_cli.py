@@ -9,14 +9,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
-from gitaug import GITAugment, __version__
+from gitaug import __version__
 from gitaug.cli import main
 
-from helpers import tiny_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,23 +24,6 @@ def gitaug(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gitaug.cli", *args], capture_output=True, text=True,
                           env=env, cwd=cwd or ROOT, timeout=300)
 
-
-@pytest.fixture
-def generator_folder(tmp_path) -> Path:
-    folder = tmp_path / "gen"
-    aug = GITAugment(tiny_generator())
-    aug.metadata = {"class_names": ["zero", "one", "two"], "class_counts": [30, 8, 2]}
-    aug.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture
-def npz(tmp_path) -> Path:
-    rng = np.random.default_rng(0)
-    path = tmp_path / "held_out.npz"
-    labels = np.array([0] * 12 + [1] * 6 + [2] * 3)
-    np.savez(path, images=rng.integers(0, 256, (len(labels), 16, 16), dtype=np.uint8), labels=labels)
-    return path
 
 
 def test_help_and_version_import_no_torch():

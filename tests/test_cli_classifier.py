@@ -15,27 +15,9 @@ from gitaug.evaluation.invariance import ekld, summarize_ekld
 from gitaug.longtail.classifiers import ClassifierSpec, ScaledLogits, SmallResNet, load_classifier, save_classifier
 from gitaug.longtail.heads import CosineHead, ETFHead, HAFrameHead
 
-from helpers import tiny_generator
 
 COUNTS = [30, 8, 2]  # the classifier's training counts: class 2 is the tail
 
-
-@pytest.fixture
-def generator_folder(tmp_path) -> Path:
-    folder = tmp_path / "gen"
-    aug = GITAugment(tiny_generator())
-    aug.metadata = {"class_names": ["zero", "one", "two"], "class_counts": [30, 8, 2]}
-    aug.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture
-def npz(tmp_path) -> Path:
-    rng = np.random.default_rng(0)
-    path = tmp_path / "held_out.npz"
-    labels = np.array([0] * 12 + [1] * 6 + [2] * 3)
-    np.savez(path, images=rng.integers(0, 256, (len(labels), 16, 16), dtype=np.uint8), labels=labels)
-    return path
 
 
 def small_resnet(in_channels: int = 1, num_classes: int = 3, seed: int = 0) -> SmallResNet:
