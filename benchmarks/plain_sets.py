@@ -132,14 +132,8 @@ def main() -> None:
     selection: dict = {}
     for dataset in args.datasets:
         for method in shared.GIT_DRAWS:
-            candidates = SETS[dataset]["candidates"]
-            scores = {shared.setting_tag(c): run(args.work / "runs" / f"{dataset}-seed{first}-{shared.select_tag(method, c)}.json")["val_balanced_accuracy"]
-                      for c in candidates}
-            choice = {"chosen": max(candidates, key=lambda c: scores[shared.setting_tag(c)]), "val_balanced_accuracy": scores}
-            if method == "git":
-                selection[dataset] = choice
-            else:
-                selection[dataset][method] = choice
+            scores, chosen = shared.validation_choice(args.work, dataset, first, method, SETS[dataset]["candidates"])
+            shared.record_choice(selection, dataset, method, {"chosen": chosen, "val_balanced_accuracy": scores})
 
     print("[3/3] training CE+DRS and CE+DRS+GIT", flush=True)
     shared.run_all(

@@ -208,6 +208,27 @@ def select_tag(method: str, setting: dict) -> str:
     return f"select-{setting_tag(setting)}" if method == "git" else f"select-{method}-{setting_tag(setting)}"
 
 
+def validation_choice(work: Path, dataset: str, seed: int, method: str, candidates) -> tuple[dict, dict | None]:
+    """One GIT draw's validation scores per candidate and the best candidate (``None`` while a run is missing)."""
+    scores = {}
+    for candidate in candidates:
+        path = work / "runs" / f"{dataset}-seed{seed}-{select_tag(method, candidate)}.json"
+        if path.exists():
+            scores[setting_tag(candidate)] = json.loads(path.read_text())["val_balanced_accuracy"]
+    if len(scores) < len(candidates):
+        return scores, None
+    return scores, max(candidates, key=lambda c: scores[setting_tag(c)])
+
+
+def record_choice(selection: dict, dataset: str, method: str, choice: dict) -> None:
+    """Store a GIT draw's choice where :func:`chosen_setting` reads it: the plain draw's at the top level."""
+    entry = selection.setdefault(dataset, {})
+    if method == "git":
+        entry.update(choice)
+    else:
+        entry[method] = choice
+
+
 def chosen_setting(selection: dict, dataset: str, method: str) -> dict:
     """The setting a method trains with: its own validation choice for a GIT draw, the plain draw's otherwise."""
     return selection[dataset].get(method, selection[dataset])["chosen"]
@@ -545,15 +566,8 @@ def main() -> None:
     selection = {}
     for dataset in args.datasets:
         for method in GIT_DRAWS:
-            scores = {}
-            for candidate in CANDIDATES:
-                run = json.loads((args.work / "runs" / f"{dataset}-seed{select_seed}-{select_tag(method, candidate)}.json").read_text())
-                scores[setting_tag(candidate)] = run["val_balanced_accuracy"]
-            chosen = max(CANDIDATES, key=lambda c: scores[setting_tag(c)])
-            if method == "git":
-                selection[dataset] = {"val_balanced_accuracy": scores, "chosen": chosen}
-            else:
-                selection[dataset][method] = {"val_balanced_accuracy": scores, "chosen": chosen}
+            scores, chosen = validation_choice(args.work, dataset, select_seed, method, CANDIDATES)
+            record_choice(selection, dataset, method, {"val_balanced_accuracy": scores, "chosen": chosen})
             print(f"  {dataset}, {METHOD_NAMES[method]}: {setting_tag(chosen)} (val {scores[setting_tag(chosen)]:.3f})", flush=True)
 
     print("[3/4] training ERM, CE+DRS, CE+DRS+GIT and the oracle", flush=True)

@@ -199,8 +199,8 @@ def digits_choice(args: argparse.Namespace, dataset: str, method: str = "git") -
     path = args.results / f"reproduce_digits{shared.variant_suffix(args.fit_flags)}.json"
     digits_name = dataset.replace("fmnist", "digits")
     if path.exists():
-        selected = json.loads(path.read_text())["selection"].get(digits_name, {})
-        chosen = selected.get(method, selected).get("chosen") if method != "git" else selected.get("chosen")
+        selection = json.loads(path.read_text())["selection"]
+        chosen = shared.chosen_setting(selection, digits_name, method) if digits_name in selection else None
         if chosen is not None:
             scaled = {**chosen, "threshold": None if chosen["threshold"] is None else 4 * chosen["threshold"]}
             return {"chosen": scaled, "how": f"the digits benchmark's validation choice for {digits_name} ({args.fit_flags} fit), K scaled x4"}
@@ -221,20 +221,12 @@ def choose_settings(args: argparse.Namespace) -> tuple[dict, int]:
     selection = {}
     for dataset in args.datasets:
         for method in shared.GIT_DRAWS:
-            scores = {}
-            for candidate in CANDIDATES:
-                path = args.work / "runs" / f"{dataset}-seed{seed}-{shared.select_tag(method, candidate)}.json"
-                if path.exists():
-                    scores[shared.setting_tag(candidate)] = json.loads(path.read_text())["val_balanced_accuracy"]
-            if len(scores) < len(CANDIDATES):
+            scores, chosen = shared.validation_choice(args.work, dataset, seed, method, CANDIDATES)
+            if chosen is None:
                 choice = {"chosen": DEFAULT_SETTINGS[dataset], "how": "selection unfinished: default"}
             else:
-                chosen = max(CANDIDATES, key=lambda c: scores[shared.setting_tag(c)])
                 choice = {"chosen": chosen, "how": f"validation, seed {seed}", "val_balanced_accuracy": scores}
-            if method == "git":
-                selection[dataset] = choice
-            else:
-                selection[dataset][method] = choice
+            shared.record_choice(selection, dataset, method, choice)
     return selection, ran
 
 
