@@ -11,7 +11,7 @@ import torch
 
 from gitaug import GITAugment, MUNITConfig, MUNITGenerator
 from gitaug.fit import FitConfig, fit
-from gitaug.fit.nuisance_probe import FAMILY_MAX, affine_matrix, apply_affine, probe_nuisance
+from gitaug.fit.nuisance_probe import DETECTION_THRESHOLD, FAMILY_MAX, _range_from_power, affine_matrix, apply_affine, probe_nuisance
 from gitaug.generator import RangeWarp
 
 from helpers import tiny_config
@@ -88,6 +88,37 @@ def test_the_test_finds_a_wide_rotation_range_on_turned_glyphs_and_a_narrow_one_
     # untested families get no range
     assert turned.ranges["shift"] == 0.0 and turned.ranges["log_scale"] == 0.0
     assert len(turned.power["rotation"]) == 8 and all(0 <= p <= 1 for p in upright.power["rotation"])
+
+
+def _pending_turned_square_pictures():
+    # Turning a square picture clips its corners; the clipped outline lines up with the frame again
+    # only at multiples of 90 degrees, which a detector looking at the corners sees at 45 degrees
+    # although the content's orientation is uniform. The test looks inside the inscribed disc only.
+    g = torch.Generator().manual_seed(1)
+    n = 600
+    pictures = torch.rand(n, 1, 1, 1, generator=g).expand(n, 1, SIDE, SIDE).clone() * 0.6 + 0.4  # frame-filling gray
+    pictures[:, :, 4:12, 6:9] = 0.0  # a bar, so that turns are visible
+    pictures[:, :, 4:6, 6:12] = 0.0
+    angle = (torch.rand(n, generator=g) * 2 - 1) * math.pi
+    turned = apply_affine(pictures, affine_matrix(angle, torch.zeros(n), torch.zeros(n, 2)))
+    corners = torch.ones(1, 1, SIDE, SIDE)
+    inside = apply_affine(corners.expand(n, 1, SIDE, SIDE), affine_matrix(angle, torch.zeros(n), torch.zeros(n, 2)))
+    turned = turned * (inside > 0.5)  # the corners of the frame come out black, as a rotation with zero fill makes them
+    probe = probe_nuisance(turned * 2 - 1, steps=150, families=("rotation",), seed=0)
+    assert math.degrees(probe.ranges["rotation"]) > 150, probe.power
+    upright = probe_nuisance(pictures * 2 - 1, steps=150, families=("rotation",), seed=0)
+    assert math.degrees(upright.ranges["rotation"]) < 30, upright.power
+
+
+def test_a_range_ends_where_the_detection_power_first_reaches_the_threshold():
+    m = [1.0, 2.0, 3.0, 4.0]
+    assert DETECTION_THRESHOLD == 0.2
+    assert _range_from_power(m, [0.0, 0.1, 0.3, 0.9], 5.0) == pytest.approx(2.5)
+    # a power already above the threshold at the first magnitude: interpolated from (0, 0)
+    assert _range_from_power(m, [0.8, 1.0, 1.0, 1.0], 5.0) == pytest.approx(0.25)
+    # a power that never reaches it: the whole tested range; a later dip does not extend a range
+    assert _range_from_power(m, [0.05, 0.1, 0.0, 0.19], 5.0) == 5.0
+    assert _range_from_power(m, [0.0, 0.4, 0.0, 0.0], 5.0) == pytest.approx(1.5)
 
 
 def test_the_test_checks_its_arguments():

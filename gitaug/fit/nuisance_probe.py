@@ -7,20 +7,30 @@ measures exactly that for three families -- rotation, scaling and
 translation. For each family a small network is trained to detect whether a
 real image was transformed by a random member of the family (magnitudes up to
 the family's largest), then its detection power is read off on held-out
-images, magnitude by magnitude. The learned range of a family is the stretch
-of magnitudes the detector cannot see:
+images, magnitude by magnitude. The learned range of a family is the
+largest magnitude the detector cannot see: where its power,
+``power(m) = max(0, 2 AUC(m) - 1)``, first reaches :data:`DETECTION_THRESHOLD`
+(linearly interpolated between the measured magnitudes, from power 0 at
+magnitude 0; the family's largest magnitude when it never does). Upright
+digits give a rotation range of a few degrees (a 15 degree turn is already
+visible); digits turned uniformly at random give the full 180 degrees.
 
-    range = integral over m in [0, max] of (1 - power(m)), power(m) = max(0, 2 AUC(m) - 1),
-
-where ``power`` is kept non-increasing in undetectability (once a magnitude
-is detected, larger ones count as detected too). Upright digits give a
-rotation range of a few degrees (a 15 degree turn is already visible); digits
-turned uniformly at random give nearly the full 180 degrees.
+A threshold rather than an average of the undetectability: a detector
+trained for a few hundred steps rarely reaches full power even on a
+transform the data plainly does not contain (measured on Fashion-MNIST: a
+x1.46 zoom detected with power 0.75), and averaging ``1 - power`` credited
+such half-seen magnitudes with half a range (x1.2 zooms, 9 % shifts drawn on
+centred clothing).
 
 Both the untouched and the transformed images go through two resamplings
 (an intermediate random transform of the family, then its inverse or the
 tested transform composed with its inverse), so interpolation blur cannot
-give the transform away.
+give the transform away. For rotation the detector sees only the disc
+inscribed in the image: a data set made by turning square images carries the
+square's clipped corners, which line up with the frame again only at
+multiples of 90 degrees; outside the disc a detector tells 45 degree turns of
+such data apart (power 0.45 on Fashion-MNIST-LT with rotation, against 0.07
+inside it) although the content's orientation is uniform.
 
 The generator then draws its warp uniformly within the ranges
 (:class:`gitaug.generator.RangeWarp`).
@@ -45,11 +55,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FAMILY_MAX", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance"]
+__all__ = ["DETECTION_THRESHOLD", "FAMILY_MAX", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance"]
 
 #: The largest magnitude tested per family: rotation in radians (a full turn either way),
 #: log-scale (x1.5 either way) and shift as a fraction of the image side (a quarter either way).
 FAMILY_MAX: dict[str, float] = {"rotation": math.pi, "log_scale": math.log(1.5), "shift": 0.25}
+
+#: Detection power at which a magnitude counts as seen: the detector ranks a transformed image
+#: above an untouched one 60 % of the time. Power measured on 256 held-out images of a transform
+#: the data does contain stays below 0.08 (rotation on turned digits and clothing); 0.2 keeps
+#: clear of that noise while a plainly visible transform (power 0.6-1.0) is never counted.
+DETECTION_THRESHOLD = 0.2
 
 
 @dataclass
@@ -122,7 +138,10 @@ def _family_matrix(family: str, magnitude: torch.Tensor, generator: torch.Genera
 
 
 def _pair(images: torch.Tensor, family: str, magnitude: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(untouched, transformed) versions of ``images``, each resampled twice through a random intermediate transform."""
+    """(untouched, transformed) versions of ``images``, each resampled twice through a random intermediate transform.
+
+    For rotation both are cut to the inscribed disc (see the module's docstring).
+    """
     n = images.shape[0]
     first = _family_matrix(family, torch.rand(n, generator=generator) * FAMILY_MAX[family], generator)
     tested = _family_matrix(family, magnitude, generator)
@@ -130,7 +149,17 @@ def _pair(images: torch.Tensor, family: str, magnitude: torch.Tensor, generator:
     middle = apply_affine(images, first)
     untouched = apply_affine(middle, inverse)
     transformed = apply_affine(middle, tested @ inverse)
+    if family == "rotation":
+        disc = _inscribed_disc(images.shape[-2], images.shape[-1])
+        untouched, transformed = untouched * disc, transformed * disc
     return untouched, transformed
+
+
+def _inscribed_disc(height: int, width: int) -> torch.Tensor:
+    """1 on the pixels whose centres lie in the ellipse inscribed in the image, 0 outside."""
+    y = (torch.arange(height) + 0.5) / height * 2 - 1
+    x = (torch.arange(width) + 0.5) / width * 2 - 1
+    return ((y[:, None] ** 2 + x[None, :] ** 2) <= 1).float()
 
 
 class _Detector(nn.Module):
@@ -157,14 +186,14 @@ def _auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
     return float((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean())
 
 
-def _range_from_power(magnitudes: list[float], power: list[float], largest: float) -> float:
-    # Undetectability 1 - power, made non-increasing with magnitude, integrated over [0, largest]
-    # with each measured magnitude standing for an equal share of it.
-    undetected, running = [], 1.0
-    for p in power:
-        running = min(running, 1.0 - p)
-        undetected.append(running)
-    return largest * sum(undetected) / len(undetected)
+def _range_from_power(magnitudes: list[float], power: list[float], largest: float, threshold: float = DETECTION_THRESHOLD) -> float:
+    """The magnitude at which ``power`` first reaches ``threshold``: linear between measurements, from (0, 0)."""
+    previous_m, previous_p = 0.0, 0.0
+    for m, p in zip(magnitudes, power):
+        if p >= threshold:
+            return previous_m + (m - previous_m) * (threshold - previous_p) / (p - previous_p)
+        previous_m, previous_p = m, p
+    return largest
 
 
 @torch.no_grad()
