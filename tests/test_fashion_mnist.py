@@ -7,6 +7,7 @@ wherever :func:`find_fashion_mnist` finds them and skip, saying how to get them,
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 from pathlib import Path
 
@@ -332,3 +333,16 @@ def test_real_lt_counts_match_the_readme():
     assert test.class_counts.tolist() == [1000] * 10
     assert not set(train.base_indices.tolist()) & set(val.base_indices.tolist())
     assert len(set(train.base_indices.tolist())) == len(train)  # 5,900 per class: no image is reused
+
+
+def test_real_turned_clothing_gets_the_full_rotation_range_and_upright_clothing_almost_none():
+    # Turned clothing fills the frame, so the square's clipped corners would give 45 degree turns
+    # away (power 0.45 when the detector saw them); the test judges rotation inside the disc.
+    from gitaug.fit.data import to_model_range
+    from gitaug.fit.nuisance_probe import probe_nuisance
+
+    real_folder()
+    turned = probe_nuisance(to_model_range(load("fmnist-rot-lt", split="train", seed=0).images), families=("rotation",), seed=0)
+    upright = probe_nuisance(to_model_range(load("fmnist-lt", split="train", seed=0).images), families=("rotation",), seed=0)
+    assert math.degrees(turned.ranges["rotation"]) > 150, turned.power
+    assert math.degrees(upright.ranges["rotation"]) < 10, upright.power
