@@ -37,9 +37,10 @@ from _report import update_section
 ROOT = shared.ROOT
 VARIANTS = ("paper", "recipes", "default")
 #: Table rows: (fit variant, GIT method of its benchmark run).
-ROWS = (("paper", "git"), ("recipes", "git"), ("default", "git"), ("default", "git-residual"))
+ROWS = (("paper", "git"), ("recipes", "git"), ("default", "git"), ("default", "git-residual"), ("default", "git-data"))
 ROW_LABELS = {("paper", "git"): "paper objective", ("recipes", "git"): "per-nuisance recipe", ("default", "git"): "default fit",
-              ("default", "git-residual"): "default fit, residual draws"}
+              ("default", "git-residual"): "default fit, residual draws",
+              ("default", "git-data"): "default fit, residual draws, data styles"}
 SOURCES = {"digits": "reproduce_digits", "fmnist": "reproduce_fmnist"}
 BAR = 0.8  # the share of the oracle's gain the default fit is meant to reach on every set
 
@@ -86,7 +87,8 @@ def compare(summary: dict, dataset: str, git_method: str = "git") -> dict | None
     }
     diag = summary.get("diagnostics", {}).get(dataset)
     if diag:
-        generated = diag.get("generator_keep_residual") if git_method == "git-residual" else diag["generator_keep"]
+        generated = {"git-residual": diag.get("generator_keep_residual"), "git-data": diag.get("generator_keep_data")}.get(
+            git_method, diag["generator_keep"])
         keep = dict(zip(diag.get("seeds") or seeds_of(summary, rows[git_method]), zip(generated or [], diag["true_keep"])))
         kept = [keep[s] for s in common if s in keep]
         if kept:
@@ -150,7 +152,7 @@ def main() -> None:
                 f"{', '.join(f'{d * 100:+.1f}' for d in result['accuracy_git_minus_drs_per_seed'])} | "
                 f"{'' if preservation is None else f'{preservation * 100:.0f} %'} | {'; '.join(result.get('learned', []))} |"
             )
-    for method in ("git", "git-residual"):
+    for method in ("git", "git-residual", "git-data"):
         defaults = {d: c[f"default/{method}"] for d, c in comparison.items() if f"default/{method}" in c}
         if defaults:
             reached = [d for d, r in defaults.items() if all(s is not None and s >= BAR for s in (r["accuracy_share"], r["ekld_share"]))]

@@ -64,12 +64,15 @@ FIT_FLAGS = {
     "digits-bg-lt": ("--weight-diversity", "10"),
     "digits-dil-lt": ("--weight-diversity", "10"),
 }
-METHODS = ("erm", "drs", "git", "git-residual", "oracle")
-#: GIT with the generator's own picture (the paper's draw) and with residual draws (``GITAugment(residual=True)``):
-#: each gets its own choice of K, p and rule on validation; the oracle uses the plain draw's.
-GIT_DRAWS = {"git": "decode", "git-residual": "residual"}
+METHODS = ("erm", "drs", "git", "git-residual", "git-data", "oracle")
+#: GIT with the generator's own picture (the paper's draw), with residual draws (``GITAugment(residual=True)``),
+#: and with residual draws whose style codes come from the training images' style distribution
+#: (``styles="data"``); each gets its own choice of K, p and rule on validation; the oracle uses the plain draw's.
+GIT_DRAWS = {"git": "decode", "git-residual": "residual", "git-data": "residual, data styles"}
+GIT_FLAGS = {"git": ("--draw", "decode"), "git-residual": ("--draw", "residual"),
+             "git-data": ("--draw", "residual", "--styles", "data")}
 METHOD_NAMES = {"erm": "ERM", "drs": "CE+DRS", "git": "CE+DRS+GIT", "git-residual": "CE+DRS+GIT, residual draws",
-                "oracle": "CE+DRS+oracle"}
+                "git-data": "CE+DRS+GIT, residual draws, data styles", "oracle": "CE+DRS+oracle"}
 # Candidate GIT settings, chosen between on the validation split.
 CANDIDATES = (
     {"threshold": None, "p": 0.5, "rule": "hard"},
@@ -195,7 +198,7 @@ def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, se
             command += ["--threshold", str(setting["threshold"])]
         command += ["--p", str(setting["p"]), "--rule", setting["rule"]]
     if method in GIT_DRAWS:
-        command += ["--generator", str(generator_dir(args.work, dataset, seed)), "--draw", GIT_DRAWS[method]]
+        command += ["--generator", str(generator_dir(args.work, dataset, seed)), *GIT_FLAGS[method]]
     return command, args.work / "logs" / f"{dataset}-seed{seed}-{tag}.log", out
 
 
@@ -288,11 +291,17 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
     residual = GITAugment.from_pretrained(generator_dir(args.work, dataset, seed), residual=True)
     generated_residual = class_preservation(residual, reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
     true = class_preservation(nuisance_of(dataset), reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
+    data_styles = None
+    if "styles" in residual.metadata:  # generators fitted before style statistics were stored have none
+        data_styles = GITAugment.from_pretrained(generator_dir(args.work, dataset, seed), residual=True, styles="data")
+        generated_data = class_preservation(data_styles, reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
     # How much the draws vary: the generator on its own training inputs, the true nuisance on the same
     # base digits without a nuisance (a generator that ignores its style code scores 0).
     plain = load(plain_version(dataset), split="train", seed=seed)
     generated_spread = variant_spread(aug, train.images, train.targets, train.num_classes, seed=seed)
     residual_spread = variant_spread(residual, train.images, train.targets, train.num_classes, seed=seed)
+    if data_styles is not None:
+        data_spread = variant_spread(data_styles, train.images, train.targets, train.num_classes, seed=seed)
     true_spread = variant_spread(nuisance_of(dataset), plain.images, plain.targets, plain.num_classes, seed=seed)
     val_images = val.images.float() / 255
     val_accuracy = (reference(val_images).argmax(1) == val.targets).float().mean().item()
@@ -304,6 +313,8 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
         "generator_spread": generated_spread.tolist(),
         "generator_keep_rate_residual": generated_residual.per_class.tolist(),
         "generator_spread_residual": residual_spread.tolist(),
+        **({"generator_keep_rate_data": generated_data.per_class.tolist(), "generator_spread_data": data_spread.tolist()}
+           if data_styles is not None else {}),
         "true_nuisance_spread": true_spread.tolist(),
         "seconds": time.time() - started,
     }
@@ -500,6 +511,9 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
             **({"generator_keep_residual": [float(np.nanmean(r["generator_keep_rate_residual"])) for r in results],
                 "generator_spread_residual": [float(np.nanmean(r["generator_spread_residual"])) for r in results]}
                if all("generator_keep_rate_residual" in r for r in results) else {}),
+            **({"generator_keep_data": [float(np.nanmean(r["generator_keep_rate_data"])) for r in results],
+                "generator_spread_data": [float(np.nanmean(r["generator_spread_data"])) for r in results]}
+               if all("generator_keep_rate_data" in r for r in results) else {}),
             "learned": [learned(args, dataset, seed) for seed in args.seeds],
             "true_spread": [float(np.nanmean(r["true_nuisance_spread"])) for r in results],
             "per_seed": results,

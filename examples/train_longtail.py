@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     method.add_argument("--draw", choices=("decode", "residual"), default="decode",
                         help="GIT's draws: the generator's picture (decode), or the input plus the change the generator "
                              "makes (residual: GITAugment(residual=True))")
+    method.add_argument("--styles", choices=("prior", "data"), default="prior",
+                        help="GIT's style codes: the N(0, I) prior (the paper's) or the training images' own style "
+                             "distribution (GITAugment(styles='data'))")
     method.add_argument("--bank-draws", type=int, default=8, metavar="V",
                         help="GIT serves each replaced sample from a gitaug.bank.TailBank of V draws per tail "
                         "image, drawn when GIT starts (default: 8; 0: live draws)")
@@ -257,7 +260,8 @@ def main(argv: list[str] | None = None) -> dict:
     augment = None
     selection = ClassThresholdSampler(counts, threshold=args.threshold, p=args.p, rule=args.rule)
     if args.method == "git":
-        augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device, residual=args.draw == "residual")
+        augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device, residual=args.draw == "residual",
+                                           styles=args.styles)
         if args.bank_draws:  # V precomputed draws per tail image, drawn on the bank's first call (when GIT starts)
             augment = TailBank(augment, train.float_images(), train.targets, draws=args.bank_draws, enabled=False)
     elif args.method == "oracle":

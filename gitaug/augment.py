@@ -22,6 +22,9 @@ from .sampler import ClassThresholdSampler, SelectionRule, class_indices
 __all__ = ["GITAugment", "default_inference_dtype"]
 
 _INFERENCE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+#: Where the decoder's style code comes from: the N(0, I) prior, or the training images' own style distribution.
+STYLE_SOURCES = ("prior", "data")
 _SMALLEST_BUCKET = 8
 
 
@@ -165,6 +168,13 @@ class GITAugment(nn.Module):
             generator's whole picture. What the generator cannot reproduce
             (fine texture, sharp edges) is kept; only what its style controls
             changes. Costs the style encoder and a second decoder pass.
+        styles: where the style code the decoder sees comes from.
+            ``"prior"`` (the GIT paper's): N(0, I). ``"data"``: a normal fitted
+            to the style codes of the generator's training images
+            (:meth:`MUNITGenerator.data_style`), so the draws' appearance stays
+            within what the data shows; the warp, if any, keeps its own N(0, I)
+            code. Needs a generator exported by ``gitaug fit`` with style
+            statistics.
 
     On CUDA the transform does not wait on the GPU when the labels are on the
     CPU, as a ``DataLoader`` yields them: the selection is drawn there and only
@@ -198,6 +208,7 @@ class GITAugment(nn.Module):
         dtype: torch.dtype | None = None,
         compile: bool = False,
         residual: bool = False,
+        styles: str = "prior",
     ) -> None:
         super().__init__()
         if not isinstance(generator, MUNITGenerator):
@@ -226,7 +237,12 @@ class GITAugment(nn.Module):
             raise TypeError(f"compile must be True or False, got {compile!r}")
         if not isinstance(residual, bool):
             raise TypeError(f"residual must be True or False, got {residual!r}")
+        if styles not in STYLE_SOURCES:
+            raise ValueError(f"styles must be one of {STYLE_SOURCES}, got {styles!r}")
+        if styles == "data":
+            generator.data_style(1, device="cpu")  # fails now, naming the fix, if the folder stores no statistics
         self.residual = residual
+        self.styles = styles
         self.dtype = dtype
         self.compile = compile
         # name -> weight in the inference dtype, and the key of the fp32 weights it was made from.
@@ -595,8 +611,13 @@ class GITAugment(nn.Module):
 
         drawn = x.shape[0] if drawn is None else drawn
         style = self.generator.random_style(drawn, generator=generator, device=x.device, dtype=dtype)
+        appearance = None
+        if self.styles == "data":
+            appearance = self.generator.data_style(drawn, generator=generator, device=x.device, dtype=dtype)
         if drawn < x.shape[0]:
             style = torch.cat([style, style[:1].expand(x.shape[0] - drawn, -1)])
+            if appearance is not None:
+                appearance = torch.cat([appearance, appearance[:1].expand(x.shape[0] - drawn, -1)])
         if dtype == param.dtype:
             weights = None  # the model's own weights: no copy, no functional call
         else:
@@ -606,7 +627,7 @@ class GITAugment(nn.Module):
             if self._compiled is None:
                 self._compiled = torch.compile(_decode_with, dynamic=False)
             run = self._compiled
-        y = run(self.generator, weights, x.to(dtype), style, self.residual).float()
+        y = run(self.generator, weights, x.to(dtype), style, self.residual, appearance).float()
 
         if (height, width) != (size, size):
             y = F.interpolate(y, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
@@ -624,26 +645,31 @@ class GITAugment(nn.Module):
         return (
             f"image_size={c.image_size}, in_channels={c.in_channels}, sampler={self.sampler!r}, "
             f"normalized={self.normalized}, enabled={self.enabled}, dtype={self.dtype}, compile={self.compile}, "
-            f"residual={self.residual}"
+            f"residual={self.residual}, styles={self.styles!r}"
         )
 
 
 class _SamplePass(nn.Module):
-    """``generator.redraw(x, style, residual=...)`` as a module's forward, so ``functional_call`` can swap its weights."""
+    """``generator.redraw(x, style, residual=..., appearance=...)`` as a module's forward, so ``functional_call`` can swap its weights."""
 
     def __init__(self, generator: MUNITGenerator, residual: bool) -> None:
         super().__init__()
         self.generator = generator
         self.residual = residual
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return self.generator.redraw(x, style, residual=self.residual)
+    def forward(self, x: torch.Tensor, style: torch.Tensor, appearance: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator.redraw(x, style, residual=self.residual, appearance=appearance)
 
 
 def _decode_with(
-    generator: MUNITGenerator, weights: dict[str, torch.Tensor] | None, x: torch.Tensor, style: torch.Tensor, residual: bool = False
+    generator: MUNITGenerator,
+    weights: dict[str, torch.Tensor] | None,
+    x: torch.Tensor,
+    style: torch.Tensor,
+    residual: bool = False,
+    appearance: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``generator.redraw(x, style, residual=residual)``, run with ``weights`` (keys ``generator.<name>``) if given."""
+    """``generator.redraw(x, style, residual=residual, appearance=appearance)``, run with ``weights`` (keys ``generator.<name>``) if given."""
     if weights is None:
-        return generator.redraw(x, style, residual=residual)
-    return torch.func.functional_call(_SamplePass(generator, residual), weights, (x, style), strict=True)
+        return generator.redraw(x, style, residual=residual, appearance=appearance)
+    return torch.func.functional_call(_SamplePass(generator, residual), weights, (x, style, appearance), strict=True)

@@ -594,18 +594,25 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         self._check_images(x)
         return self.style_encoder(x)
 
-    def decode(self, content: torch.Tensor, style: torch.Tensor, *, warp: bool = True) -> torch.Tensor:
+    def decode(
+        self, content: torch.Tensor, style: torch.Tensor, *, warp: bool = True, appearance: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Image in [-1, 1] from a content map and a style vector.
 
         ``warp=False`` skips the style-driven geometric transform (a generator
         built with ``warp="none"`` has none): fitting reconstructs a real
         image that way, since its content map already holds its geometry.
+        ``appearance``, when given, is the style code the decoder's AdaIN
+        layers see (e.g. one from :meth:`data_style`); ``style`` then drives
+        the warp alone.
         """
         if style.dim() != 2 or style.shape[1] != self.config.style_dim:
             raise ValueError(f"style must have shape (N, {self.config.style_dim}), got {tuple(style.shape)}")
         if style.shape[0] != content.shape[0]:
             raise ValueError(f"content and style batch sizes differ: {content.shape[0]} vs {style.shape[0]}")
-        image = self.decoder(content, self.mlp(style))
+        if appearance is not None and appearance.shape != style.shape:
+            raise ValueError(f"appearance must have the style's shape {tuple(style.shape)}, got {tuple(appearance.shape)}")
+        image = self.decoder(content, self.mlp(style if appearance is None else appearance))
         if warp and self.warp is not None:
             image = self.warp(image, style)
         return image
@@ -631,12 +638,66 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         style = torch.randn(batch_size, self.config.style_dim, generator=generator, device=draw_device)
         return style.to(device=device, dtype=dtype)
 
+    @torch.no_grad()
+    def style_statistics(self, x: torch.Tensor, *, batch_size: int = 256) -> dict[str, Any]:
+        """Mean and standard deviation, per component, of the style codes of images ``x`` (in [-1, 1]).
+
+        ``gitaug fit`` stores them for its training images under the
+        ``"styles"`` key of the export's training metadata, where
+        :meth:`data_style` reads them.
+        """
+        if x.dim() != 4 or x.shape[0] < 2:
+            raise ValueError(f"x must be (N, C, H, W) images with N >= 2, got shape {tuple(x.shape)}")
+        param = next(self.parameters())
+        codes = torch.cat([self.encode_style(x[i : i + batch_size].to(param)).float() for i in range(0, x.shape[0], batch_size)])
+        return {"mean": codes.mean(0).tolist(), "std": codes.std(0).tolist(), "images": int(x.shape[0])}
+
+    def data_style(
+        self,
+        batch_size: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Style codes drawn from the training images' own style distribution (a normal fitted per component).
+
+        The style encoder maps real images to codes far narrower than the
+        N(0, I) prior of :meth:`random_style` (standard deviation 0.2-0.35 per
+        component on the built-in sets); decoding prior codes asks for
+        appearances the data never showed. These codes stay within what the
+        data holds. Needs the ``"styles"`` statistics a ``gitaug fit`` export
+        stores (:meth:`style_statistics`).
+        """
+        stats = self.training_metadata.get("styles")
+        if not isinstance(stats, Mapping) or "mean" not in stats or "std" not in stats:
+            raise ValueError(
+                "this generator stores no style statistics (generators fitted before style statistics were stored lack them): use "
+                "styles='prior', or set generator.training_metadata['styles'] = generator.style_statistics(images) "
+                "with its training images in [-1, 1]"
+            )
+        dim = self.config.style_dim
+        try:
+            mean = torch.tensor(stats["mean"], dtype=torch.float32)
+            std = torch.tensor(stats["std"], dtype=torch.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"the stored style statistics are not lists of numbers: {err}") from None
+        if mean.shape != (dim,) or std.shape != (dim,) or not torch.isfinite(mean).all() or not torch.isfinite(std).all() or (std < 0).any():
+            raise ValueError(
+                f"the stored style statistics must be {dim} finite means and {dim} finite, non-negative standard "
+                f"deviations, got mean={stats['mean']!r}, std={stats['std']!r}"
+            )
+        z = self.random_style(batch_size, generator=generator, device=device, dtype=torch.float32)
+        return (mean.to(z.device) + std.to(z.device) * z).to(dtype or next(self.parameters()).dtype)
+
     def sample(self, x: torch.Tensor, *, generator: torch.Generator | None = None, residual: bool = False) -> torch.Tensor:
         """Re-draw ``x`` under a random nuisance: :meth:`redraw` with a style from N(0, I)."""
         style = self.random_style(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
         return self.redraw(x, style, residual=residual)
 
-    def redraw(self, x: torch.Tensor, style: torch.Tensor, *, residual: bool = False) -> torch.Tensor:
+    def redraw(
+        self, x: torch.Tensor, style: torch.Tensor, *, residual: bool = False, appearance: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``x`` (images in [-1, 1]) re-drawn with ``style``.
 
         ``residual=False`` (the GIT paper's draw) decodes ``x``'s content code
@@ -651,14 +712,21 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         cancels in the difference, so ``x``'s detail is kept and only what the
         style controls changes. It costs the style encoder and a second decoder
         pass (both run as one batch).
+
+        ``appearance`` (same shape as ``style``), when given, is what the
+        decoder's AdaIN layers see instead of ``style``; ``style`` still
+        drives the warp (see :meth:`data_style`).
         """
         content = self.encode_content(x)
         if not residual:
-            return self.decode(content, style)
+            return self.decode(content, style, appearance=appearance)
         if style.dim() != 2 or style.shape != (x.shape[0], self.config.style_dim):
             raise ValueError(f"style must have shape ({x.shape[0]}, {self.config.style_dim}), got {tuple(style.shape)}")
+        if appearance is not None and appearance.shape != style.shape:
+            raise ValueError(f"appearance must have the style's shape {tuple(style.shape)}, got {tuple(appearance.shape)}")
         own = self.style_encoder(x).to(style.dtype)
-        both = self.decoder(torch.cat([content, content]), self.mlp(torch.cat([style, own])))
+        drawn_code = style if appearance is None else appearance.to(style.dtype)
+        both = self.decoder(torch.cat([content, content]), self.mlp(torch.cat([drawn_code, own])))
         drawn, rebuilt = both.chunk(2)
         image = (x + drawn - rebuilt).clamp(-1, 1)
         if self.warp is not None:

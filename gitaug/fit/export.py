@@ -11,6 +11,7 @@ import torch
 from ..datasets import ImageDataset
 from ..hub import push_folder_to_hub, save_generator
 from .config import FitConfig
+from .data import to_model_range
 from .grid import dataset_rows, save_sample_grid
 from .nuisance_probe import NuisanceProbe, describe_nuisance, learned_nuisance
 from .objective import LossTerms
@@ -46,6 +47,10 @@ def export_generator(
     metadata = training_metadata(config, data, sampling, state, run.last_log_record(), device, amp_dtype, processes)
     # What the generator learned: its warp ranges, how far its draws differ, and the test behind the ranges.
     metadata["nuisance"] = learned_nuisance(state.generator, data, probe, seed=config.seed)
+    # The training images' own style distribution, for GITAugment(styles="data").
+    was_training = state.generator.training
+    metadata["styles"] = state.generator.eval().style_statistics(to_model_range(data.images))
+    state.generator.train(was_training)
     logger.info("learned nuisance: %s", describe_nuisance(metadata["nuisance"]))
     if config.report:
         metadata["report"] = _report(state, data, config.seed)
