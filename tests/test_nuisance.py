@@ -167,6 +167,11 @@ def test_default_fit_stores_and_reports_what_it_learned(tmp_path):
     assert nuisance["rotation_degrees"] == config.warp_rotation and nuisance["scale"] == config.warp_scale
     assert nuisance["spread"] > 0
     assert set(nuisance["test"]) == {"rotation", "log_scale", "shift"}
+    # the training images' style statistics travel with the export, so styles="data" works on it
+    styles = aug.metadata["styles"]
+    assert styles["images"] == 64 and len(styles["mean"]) == len(styles["std"]) == config.style_dim
+    assert all(s > 0 for s in styles["std"])
+    assert GITAugment.from_pretrained(out, styles="data").styles == "data"
     stored = json.loads((out / "config.json").read_text())["generator"]
     assert stored["warp_rotation"] == config.warp_rotation
     # a fixed range is taken as given and not tested
