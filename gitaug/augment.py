@@ -240,7 +240,7 @@ class GITAugment(nn.Module):
         if styles not in STYLE_SOURCES:
             raise ValueError(f"styles must be one of {STYLE_SOURCES}, got {styles!r}")
         if styles == "data":
-            generator.data_style(1, device="cpu")  # fails now, naming the fix, if the folder stores no statistics
+            generator.stored_style_statistics()  # fails now, naming the fix, if the folder stores none
         self.residual = residual
         self.styles = styles
         self.dtype = dtype

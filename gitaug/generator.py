@@ -652,23 +652,8 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         codes = torch.cat([self.encode_style(x[i : i + batch_size].to(param)).float() for i in range(0, x.shape[0], batch_size)])
         return {"mean": codes.mean(0).tolist(), "std": codes.std(0).tolist(), "images": int(x.shape[0])}
 
-    def data_style(
-        self,
-        batch_size: int,
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> torch.Tensor:
-        """Style codes drawn from the training images' own style distribution (a normal fitted per component).
-
-        The style encoder maps real images to codes far narrower than the
-        N(0, I) prior of :meth:`random_style` (standard deviation 0.2-0.35 per
-        component on the built-in sets); decoding prior codes asks for
-        appearances the data never showed. These codes stay within what the
-        data holds. Needs the ``"styles"`` statistics a ``gitaug fit`` export
-        stores (:meth:`style_statistics`).
-        """
+    def stored_style_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The checked ``(mean, std)`` of the training images' style codes that a ``gitaug fit`` export stores."""
         stats = self.training_metadata.get("styles")
         if not isinstance(stats, Mapping) or "mean" not in stats or "std" not in stats:
             raise ValueError(
@@ -687,6 +672,26 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
                 f"the stored style statistics must be {dim} finite means and {dim} finite, non-negative standard "
                 f"deviations, got mean={stats['mean']!r}, std={stats['std']!r}"
             )
+        return mean, std
+
+    def data_style(
+        self,
+        batch_size: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Style codes drawn from the training images' own style distribution (a normal fitted per component).
+
+        The style encoder maps real images to codes far narrower than the
+        N(0, I) prior of :meth:`random_style` (standard deviation 0.2-0.35 per
+        component on the built-in sets); decoding prior codes asks for
+        appearances the data never showed. These codes stay within what the
+        data holds. Needs the ``"styles"`` statistics a ``gitaug fit`` export
+        stores (:meth:`style_statistics`).
+        """
+        mean, std = self.stored_style_statistics()
         z = self.random_style(batch_size, generator=generator, device=device, dtype=torch.float32)
         return (mean.to(z.device) + std.to(z.device) * z).to(dtype or next(self.parameters()).dtype)
 
