@@ -239,8 +239,10 @@ class GITAugment(nn.Module):
             raise TypeError(f"residual must be True or False, got {residual!r}")
         if styles not in STYLE_SOURCES:
             raise ValueError(f"styles must be one of {STYLE_SOURCES}, got {styles!r}")
-        if styles == "data":
-            generator.stored_style_statistics()  # fails now, naming the fix, if the folder stores none
+        if styles == "data":  # read and checked once, here: fails now, naming the fix, if the folder stores none
+            style_mean, style_std = generator.stored_style_statistics()
+            self.register_buffer("style_mean", style_mean, persistent=False)
+            self.register_buffer("style_std", style_std, persistent=False)
         self.residual = residual
         self.styles = styles
         self.dtype = dtype
@@ -613,7 +615,8 @@ class GITAugment(nn.Module):
         style = self.generator.random_style(drawn, generator=generator, device=x.device, dtype=dtype)
         appearance = None
         if self.styles == "data":
-            appearance = self.generator.data_style(drawn, generator=generator, device=x.device, dtype=dtype)
+            appearance = self.generator.data_style(drawn, generator=generator, device=x.device, dtype=dtype,
+                                                   statistics=(self.style_mean, self.style_std))
         if drawn < x.shape[0]:
             style = torch.cat([style, style[:1].expand(x.shape[0] - drawn, -1)])
             if appearance is not None:

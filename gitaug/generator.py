@@ -540,6 +540,11 @@ def _similarity_resample(image: torch.Tensor, p: dict[str, torch.Tensor]) -> tor
 # --------------------------------------------------------------------------- the generator
 
 
+def _check_appearance(style: torch.Tensor, appearance: torch.Tensor | None) -> None:
+    if appearance is not None and appearance.shape != style.shape:
+        raise ValueError(f"appearance must have the style's shape {tuple(style.shape)}, got {tuple(appearance.shape)}")
+
+
 class MUNITGenerator(nn.Module, GeneratorHubMixin):
     """Single-domain MUNIT generator: content encoder, style encoder, style MLP, AdaIN decoder.
 
@@ -610,8 +615,7 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
             raise ValueError(f"style must have shape (N, {self.config.style_dim}), got {tuple(style.shape)}")
         if style.shape[0] != content.shape[0]:
             raise ValueError(f"content and style batch sizes differ: {content.shape[0]} vs {style.shape[0]}")
-        if appearance is not None and appearance.shape != style.shape:
-            raise ValueError(f"appearance must have the style's shape {tuple(style.shape)}, got {tuple(appearance.shape)}")
+        _check_appearance(style, appearance)
         image = self.decoder(content, self.mlp(style if appearance is None else appearance))
         if warp and self.warp is not None:
             image = self.warp(image, style)
@@ -681,6 +685,7 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        statistics: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Style codes drawn from the training images' own style distribution (a normal fitted per component).
 
@@ -689,9 +694,10 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         component on the built-in sets); decoding prior codes asks for
         appearances the data never showed. These codes stay within what the
         data holds. Needs the ``"styles"`` statistics a ``gitaug fit`` export
-        stores (:meth:`style_statistics`).
+        stores (:meth:`style_statistics`); a caller that draws often passes
+        them once read, as ``statistics=self.stored_style_statistics()``.
         """
-        mean, std = self.stored_style_statistics()
+        mean, std = self.stored_style_statistics() if statistics is None else statistics
         z = self.random_style(batch_size, generator=generator, device=device, dtype=torch.float32)
         return (mean.to(z.device) + std.to(z.device) * z).to(dtype or next(self.parameters()).dtype)
 
@@ -727,8 +733,7 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
             return self.decode(content, style, appearance=appearance)
         if style.dim() != 2 or style.shape != (x.shape[0], self.config.style_dim):
             raise ValueError(f"style must have shape ({x.shape[0]}, {self.config.style_dim}), got {tuple(style.shape)}")
-        if appearance is not None and appearance.shape != style.shape:
-            raise ValueError(f"appearance must have the style's shape {tuple(style.shape)}, got {tuple(appearance.shape)}")
+        _check_appearance(style, appearance)
         own = self.style_encoder(x).to(style.dtype)
         drawn_code = style if appearance is None else appearance.to(style.dtype)
         both = self.decoder(torch.cat([content, content]), self.mlp(torch.cat([drawn_code, own])))

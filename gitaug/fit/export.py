@@ -48,9 +48,7 @@ def export_generator(
     # What the generator learned: its warp ranges, how far its draws differ, and the test behind the ranges.
     metadata["nuisance"] = learned_nuisance(state.generator, data, probe, seed=config.seed)
     # The training images' own style distribution, for GITAugment(styles="data").
-    was_training = state.generator.training
-    metadata["styles"] = state.generator.eval().style_statistics(to_model_range(data.images))
-    state.generator.train(was_training)
+    metadata["styles"] = state.generator.style_statistics(to_model_range(data.images))
     logger.info("learned nuisance: %s", describe_nuisance(metadata["nuisance"]))
     if config.report:
         metadata["report"] = _report(state, data, config.seed)
