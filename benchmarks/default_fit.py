@@ -167,7 +167,7 @@ def main() -> None:
         lines += ["", "Sets with no added nuisance (`benchmarks/plain_sets.py`, seeds "
                   f"{plain['seeds']}): GIT with the default fit minus CE+DRS, balanced accuracy per seed: " + "; ".join(
                       f"{d} " + ", ".join(
-                          f"{shared.GIT_DRAWS[m]} draws {' '.join(f'{(g - r) * 100:+.1f}' for g, r in zip(t[m], t['drs']))}"
+                          f"{shared.GIT_DRAWS[m].label} draws {' '.join(f'{(g - r) * 100:+.1f}' for g, r in zip(t[m], t['drs']))}"
                           for m in shared.GIT_DRAWS if m in t)
                       + f" points (learned: {'; '.join(shared.describe_learned(e) for e in t['learned'])})"
                       for d, t in plain["table"].items()) + "."]

@@ -41,12 +41,12 @@ VARIANTS = ("decode", "residual", "residual_data", "decode_data", "warp_only", "
 
 
 def measure(generator_dir: Path, dataset: str, seed: int, images: int = 600) -> dict:
-    from gitaug import GITAugment
+    from gitaug import MUNITGenerator
     from gitaug.datasets import load
     from gitaug.fit.data import to_model_range
 
     reference = shared.reference_classifier(dataset, seed)
-    g = GITAugment.from_pretrained(generator_dir).generator.eval()
+    g = MUNITGenerator.from_pretrained(generator_dir).eval()
     train = load(dataset, "train", seed=seed)
     if "styles" not in g.training_metadata:
         g.training_metadata["styles"] = g.style_statistics(to_model_range(train.images))
@@ -57,20 +57,19 @@ def measure(generator_dir: Path, dataset: str, seed: int, images: int = 600) -> 
     draws: dict[str, list[torch.Tensor]] = {name: [] for name in VARIANTS}
     with torch.no_grad():
         before = reference(x01).argmax(1)
-        content, own = g.encode_content(x), g.style_encoder(x)
-        rebuilt = g.decoder(content, g.mlp(own))
+        rebuilt = g(x)  # the reconstruction, own style, no warp
         for _ in range(2):
             style = g.random_style(x.shape[0], generator=rng)
             data = g.data_style(x.shape[0], generator=rng)
-            picture, picture_data = g.decoder(content, g.mlp(style)), g.decoder(content, g.mlp(data))
             warp = (lambda im: g.warp(im, style)) if g.warp is not None else (lambda im: im)  # noqa: B023
             made = {
-                "decode": picture, "residual": (x + picture - rebuilt).clamp(-1, 1),
-                "residual_data": (x + picture_data - rebuilt).clamp(-1, 1), "decode_data": picture_data,
-                "warp_only": x, "reconstruction_warp": rebuilt,
+                "decode": g.redraw(x, style), "residual": g.redraw(x, style, residual=True),
+                "residual_data": g.redraw(x, style, residual=True, appearance=data),
+                "decode_data": g.redraw(x, style, appearance=data),
+                "warp_only": warp(x), "reconstruction_warp": warp(rebuilt),
             }
             for name in VARIANTS:
-                draws[name].append((warp(made[name]) + 1) / 2)
+                draws[name].append((made[name] + 1) / 2)
         result = {}
         for name, (first, second) in draws.items():
             keep = torch.cat([reference(d.clamp(0, 1)).argmax(1) == before for d in (first, second)]).float().mean()

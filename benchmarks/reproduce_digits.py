@@ -43,6 +43,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -68,9 +69,16 @@ METHODS = ("erm", "drs", "git", "git-residual", "git-data", "oracle")
 #: GIT with the generator's own picture (the paper's draw), with residual draws (``GITAugment(residual=True)``),
 #: and with residual draws whose style codes come from the training images' style distribution
 #: (``styles="data"``); each gets its own choice of K, p and rule on validation; the oracle uses the plain draw's.
-GIT_DRAWS = {"git": "decode", "git-residual": "residual", "git-data": "residual, data styles"}
-GIT_FLAGS = {"git": ("--draw", "decode"), "git-residual": ("--draw", "residual"),
-             "git-data": ("--draw", "residual", "--styles", "data")}
+class GitDraw(NamedTuple):
+    label: str  # how reports name the draw ("<label> draws")
+    flags: tuple[str, ...]  # what examples/train_longtail.py is given for it
+
+
+GIT_DRAWS = {
+    "git": GitDraw("decode", ("--draw", "decode")),
+    "git-residual": GitDraw("residual", ("--draw", "residual")),
+    "git-data": GitDraw("residual, data styles", ("--draw", "residual", "--styles", "data")),
+}
 METHOD_NAMES = {"erm": "ERM", "drs": "CE+DRS", "git": "CE+DRS+GIT", "git-residual": "CE+DRS+GIT, residual draws",
                 "git-data": "CE+DRS+GIT, residual draws, data styles", "oracle": "CE+DRS+oracle"}
 # Candidate GIT settings, chosen between on the validation split.
@@ -198,7 +206,7 @@ def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, se
             command += ["--threshold", str(setting["threshold"])]
         command += ["--p", str(setting["p"]), "--rule", setting["rule"]]
     if method in GIT_DRAWS:
-        command += ["--generator", str(generator_dir(args.work, dataset, seed)), *GIT_FLAGS[method]]
+        command += ["--generator", str(generator_dir(args.work, dataset, seed)), *GIT_DRAWS[method].flags]
     return command, args.work / "logs" / f"{dataset}-seed{seed}-{tag}.log", out
 
 
@@ -288,12 +296,12 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
     val = load(dataset, split="val", seed=seed)
     aug = GITAugment.from_pretrained(generator_dir(args.work, dataset, seed))
     generated = class_preservation(aug, reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
-    residual = GITAugment.from_pretrained(generator_dir(args.work, dataset, seed), residual=True)
+    residual = GITAugment(aug.generator, residual=True)
     generated_residual = class_preservation(residual, reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
     true = class_preservation(nuisance_of(dataset), reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
     data_styles = None
-    if "styles" in residual.metadata:  # generators fitted before style statistics were stored have none
-        data_styles = GITAugment.from_pretrained(generator_dir(args.work, dataset, seed), residual=True, styles="data")
+    if "styles" in aug.metadata:  # generators fitted before style statistics were stored have none
+        data_styles = GITAugment(aug.generator, residual=True, styles="data")
         generated_data = class_preservation(data_styles, reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
     # How much the draws vary: the generator on its own training inputs, the true nuisance on the same
     # base digits without a nuisance (a generator that ignores its style code scores 0).

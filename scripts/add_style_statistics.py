@@ -3,8 +3,7 @@
 ``gitaug fit`` stores them at export (the mean and standard deviation of the
 style codes of its training images, ``MUNITGenerator.style_statistics``);
 generators exported before that have none. This computes them the same way
-from the same images and rewrites the folder's ``config.json`` (written to a
-temporary file first, then moved into place).
+from the same images and rewrites the folder's ``config.json`` atomically.
 
     python scripts/add_style_statistics.py runs/mine/generator --dataset fmnist-rot-lt --seed 0
     python scripts/add_style_statistics.py runs/mine/generator --data my_images/
@@ -14,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from gitaug import MUNITGenerator
+from gitaug._files import write_json
 from gitaug.fit.data import read_training_data, to_model_range
 
 
@@ -41,10 +39,7 @@ def main() -> None:
     stats = generator.style_statistics(to_model_range(images))
     config = json.loads(config_path.read_text())
     config.setdefault("training", {})["styles"] = stats
-    with tempfile.NamedTemporaryFile("w", dir=args.folder, suffix=".tmp", delete=False) as handle:
-        json.dump(config, handle, indent=2)
-        handle.write("\n")
-    os.replace(handle.name, config_path)
+    write_json(config_path, config)
     print(f"stored the style statistics of {stats['images']} images in {config_path}: "
           f"std per component {min(stats['std']):.3f}-{max(stats['std']):.3f}")
 
