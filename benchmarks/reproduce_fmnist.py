@@ -97,8 +97,9 @@ def parse_args() -> argparse.Namespace:
                              "paper: the paper's objective")
     parser.add_argument("--fit-extra", default="", metavar="FLAGS", help="more gitaug-fit flags for every dataset")
     parser.add_argument("--select", action="store_true", help="choose K, p and the rule on validation (3 runs per dataset)")
-    parser.add_argument("--skip", nargs="+", default=[], choices=("erm",),
-                        help="methods not to train (their rows show the seeds that exist; ERM does not depend on the generator)")
+    parser.add_argument("--skip", nargs="+", default=[], choices=("erm", *(m for m in shared.GIT_DRAWS if m != "git")),
+                        help="methods not to train (their rows show the seeds that exist; ERM does not depend on the "
+                             "generator; skipping GIT draws other than the paper's saves their runs)")
     parser.add_argument("--diagnostic-seeds", nargs="+", type=int, default=None,
                         help="seeds whose generators get the diagnostic (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="parallel jobs, one thread each")
@@ -216,11 +217,11 @@ def choose_settings(args: argparse.Namespace) -> tuple[dict, int]:
             selection[dataset].update({m: digits_choice(args, dataset, m) for m in shared.GIT_DRAWS if m != "git"})
         return selection, 0
     seed = args.seeds[0]
-    jobs = [shared.train_job(args, d, seed, m, c, shared.select_tag(m, c)) for d in args.datasets for m in shared.GIT_DRAWS for c in CANDIDATES]
+    jobs = [shared.train_job(args, d, seed, m, c, shared.select_tag(m, c)) for d in args.datasets for m in git_draws(args) for c in CANDIDATES]
     ran = 0 if args.partial else shared.run_all(jobs, args.workers)
     selection = {}
     for dataset in args.datasets:
-        for method in shared.GIT_DRAWS:
+        for method in git_draws(args):
             scores, chosen = shared.validation_choice(args.work, dataset, seed, method, CANDIDATES)
             if chosen is None:
                 choice = {"chosen": DEFAULT_SETTINGS[dataset], "how": "selection unfinished: default"}
@@ -289,6 +290,11 @@ def diagnostics(args: argparse.Namespace) -> dict:
 
 def trained_methods(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(m for m in METHODS if m not in args.skip)
+
+
+def git_draws(args: argparse.Namespace) -> tuple[str, ...]:
+    """The GIT draws this run trains (``shared.GIT_DRAWS`` less ``--skip``)."""
+    return tuple(m for m in shared.GIT_DRAWS if m not in args.skip)
 
 
 def cpu_seconds(args: argparse.Namespace) -> dict:
@@ -487,7 +493,7 @@ def main() -> None:
         for position, dataset in enumerate(args.datasets):
             setting = selection[dataset]["chosen"]
             jobs += [(shared.train_job(args, dataset, seed, m, shared.chosen_setting(selection, dataset, m), m), fits[dataset][2])
-                     for m in shared.GIT_DRAWS]
+                     for m in git_draws(args)]
             jobs += [(train_job(args, dataset, seed, m, setting), None) for m in METHODS
                      if m not in shared.GIT_DRAWS and m not in args.skip]
             if position + 2 < len(args.datasets):
