@@ -65,10 +65,11 @@ FIT_FLAGS = {
     "digits-bg-lt": ("--weight-diversity", "10"),
     "digits-dil-lt": ("--weight-diversity", "10"),
 }
-METHODS = ("erm", "drs", "git", "git-residual", "git-data", "oracle")
+METHODS = ("erm", "drs", "git", "git-residual", "git-data", "git-warp", "oracle")
 #: GIT with the generator's own picture (the paper's draw), with residual draws (``GITAugment(residual=True)``),
-#: and with residual draws whose style codes come from the training images' style distribution
-#: (``styles="data"``); each gets its own choice of K, p and rule on validation; the oracle uses the plain draw's.
+#: with residual draws whose style codes come from the training images' style distribution
+#: (``styles="data"``), and with the generator's warp alone (``appearance_scale=0``: the input's appearance
+#: kept); each gets its own choice of K, p and rule on validation; the oracle uses the plain draw's.
 class GitDraw(NamedTuple):
     label: str  # how reports name the draw ("<label> draws")
     flags: tuple[str, ...]  # what examples/train_longtail.py is given for it
@@ -78,9 +79,11 @@ GIT_DRAWS = {
     "git": GitDraw("decode", ("--draw", "decode")),
     "git-residual": GitDraw("residual", ("--draw", "residual")),
     "git-data": GitDraw("residual, data styles", ("--draw", "residual", "--styles", "data")),
+    "git-warp": GitDraw("warp only", ("--draw", "residual", "--appearance-scale", "0")),
 }
 METHOD_NAMES = {"erm": "ERM", "drs": "CE+DRS", "git": "CE+DRS+GIT", "git-residual": "CE+DRS+GIT, residual draws",
-                "git-data": "CE+DRS+GIT, residual draws, data styles", "oracle": "CE+DRS+oracle"}
+                "git-data": "CE+DRS+GIT, residual draws, data styles", "git-warp": "CE+DRS+GIT, the warp alone",
+                "oracle": "CE+DRS+oracle"}
 # Candidate GIT settings, chosen between on the validation split.
 CANDIDATES = (
     {"threshold": None, "p": 0.5, "rule": "hard"},

@@ -88,6 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     method.add_argument("--styles", choices=("prior", "data"), default="prior",
                         help="GIT's style codes: the N(0, I) prior (the paper's) or the training images' own style "
                              "distribution (GITAugment(styles='data'))")
+    method.add_argument("--appearance-scale", type=float, default=1.0, metavar="S",
+                        help="with --draw residual, how much of the decoder's appearance change a draw applies "
+                             "(GITAugment(appearance_scale=S); 0: the generator's warp alone)")
     method.add_argument("--bank-draws", type=int, default=8, metavar="V",
                         help="GIT serves each replaced sample from a gitaug.bank.TailBank of V draws per tail "
                         "image, drawn when GIT starts (default: 8; 0: live draws)")
@@ -261,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
     selection = ClassThresholdSampler(counts, threshold=args.threshold, p=args.p, rule=args.rule)
     if args.method == "git":
         augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device, residual=args.draw == "residual",
-                                           styles=args.styles)
+                                           styles=args.styles, appearance_scale=args.appearance_scale)
         if args.bank_draws:  # V precomputed draws per tail image, drawn on the bank's first call (when GIT starts)
             augment = TailBank(augment, train.float_images(), train.targets, draws=args.bank_draws, enabled=False)
     elif args.method == "oracle":

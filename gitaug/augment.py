@@ -16,7 +16,7 @@ from torch import nn
 from torchvision import tv_tensors
 
 from ._threads import warn_if_cpu_oversubscribed
-from .generator import MUNITGenerator
+from .generator import MUNITGenerator, _check_appearance_scale
 from .sampler import ClassThresholdSampler, SelectionRule, class_indices
 
 __all__ = ["GITAugment", "default_inference_dtype"]
@@ -175,6 +175,11 @@ class GITAugment(nn.Module):
             within what the data shows; the warp, if any, keeps its own N(0, I)
             code. Needs a generator exported by ``gitaug fit`` with style
             statistics.
+        appearance_scale: with ``residual=True``, how much of the decoder's
+            appearance change a draw applies: ``x + appearance_scale *
+            (decode(c, drawn) - decode(c, own))``, then the warp. 1 (the
+            default) is the whole change; 0 keeps the input's appearance and
+            draws only the generator's warp, without running the decoder.
 
     On CUDA the transform does not wait on the GPU when the labels are on the
     CPU, as a ``DataLoader`` yields them: the selection is drawn there and only
@@ -209,6 +214,7 @@ class GITAugment(nn.Module):
         compile: bool = False,
         residual: bool = False,
         styles: str = "prior",
+        appearance_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if not isinstance(generator, MUNITGenerator):
@@ -237,6 +243,7 @@ class GITAugment(nn.Module):
             raise TypeError(f"compile must be True or False, got {compile!r}")
         if not isinstance(residual, bool):
             raise TypeError(f"residual must be True or False, got {residual!r}")
+        appearance_scale = _check_appearance_scale(appearance_scale, residual)
         if styles not in STYLE_SOURCES:
             raise ValueError(f"styles must be one of {STYLE_SOURCES}, got {styles!r}")
         if styles == "data":  # read and checked once, here: fails now, naming the fix, if the folder stores none
@@ -245,6 +252,7 @@ class GITAugment(nn.Module):
             self.register_buffer("style_std", style_std, persistent=False)
         self.residual = residual
         self.styles = styles
+        self.appearance_scale = appearance_scale
         self.dtype = dtype
         self.compile = compile
         # name -> weight in the inference dtype, and the key of the fp32 weights it was made from.
@@ -630,7 +638,7 @@ class GITAugment(nn.Module):
             if self._compiled is None:
                 self._compiled = torch.compile(_decode_with, dynamic=False)
             run = self._compiled
-        y = run(self.generator, weights, x.to(dtype), style, self.residual, appearance).float()
+        y = run(self.generator, weights, x.to(dtype), style, self.residual, appearance, self.appearance_scale).float()
 
         if (height, width) != (size, size):
             y = F.interpolate(y, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
@@ -648,20 +656,21 @@ class GITAugment(nn.Module):
         return (
             f"image_size={c.image_size}, in_channels={c.in_channels}, sampler={self.sampler!r}, "
             f"normalized={self.normalized}, enabled={self.enabled}, dtype={self.dtype}, compile={self.compile}, "
-            f"residual={self.residual}, styles={self.styles!r}"
+            f"residual={self.residual}, styles={self.styles!r}, appearance_scale={self.appearance_scale}"
         )
 
 
 class _SamplePass(nn.Module):
-    """``generator.redraw(x, style, residual=..., appearance=...)`` as a module's forward, so ``functional_call`` can swap its weights."""
+    """``generator.redraw(x, style, ...)`` as a module's forward, so ``functional_call`` can swap its weights."""
 
-    def __init__(self, generator: MUNITGenerator, residual: bool) -> None:
+    def __init__(self, generator: MUNITGenerator, residual: bool, appearance_scale: float) -> None:
         super().__init__()
         self.generator = generator
         self.residual = residual
+        self.appearance_scale = appearance_scale
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, appearance: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generator.redraw(x, style, residual=self.residual, appearance=appearance)
+        return self.generator.redraw(x, style, residual=self.residual, appearance=appearance, appearance_scale=self.appearance_scale)
 
 
 def _decode_with(
@@ -671,8 +680,11 @@ def _decode_with(
     style: torch.Tensor,
     residual: bool = False,
     appearance: torch.Tensor | None = None,
+    appearance_scale: float = 1.0,
 ) -> torch.Tensor:
-    """``generator.redraw(x, style, residual=residual, appearance=appearance)``, run with ``weights`` (keys ``generator.<name>``) if given."""
+    """``generator.redraw(x, style, residual=..., appearance=..., appearance_scale=...)``, run with ``weights`` (keys ``generator.<name>``) if given."""
     if weights is None:
-        return generator.redraw(x, style, residual=residual, appearance=appearance)
-    return torch.func.functional_call(_SamplePass(generator, residual), weights, (x, style, appearance), strict=True)
+        return generator.redraw(x, style, residual=residual, appearance=appearance, appearance_scale=appearance_scale)
+    return torch.func.functional_call(
+        _SamplePass(generator, residual, appearance_scale), weights, (x, style, appearance), strict=True
+    )

@@ -540,6 +540,18 @@ def _similarity_resample(image: torch.Tensor, p: dict[str, torch.Tensor]) -> tor
 # --------------------------------------------------------------------------- the generator
 
 
+def _check_appearance_scale(scale: float, residual: bool) -> float:
+    """``scale`` as a float, checked: finite, non-negative, and other than 1 only for residual draws."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"appearance_scale must be a finite number >= 0, got {scale!r}")
+    if scale != 1 and not residual:
+        raise ValueError(
+            f"appearance_scale={scale!r} needs residual draws (residual=True): a decoded draw is wholly the "
+            "generator's picture, with no input appearance to scale the change from"
+        )
+    return float(scale)
+
+
 def _check_appearance(style: torch.Tensor, appearance: torch.Tensor | None) -> None:
     if appearance is not None and appearance.shape != style.shape:
         raise ValueError(f"appearance must have the style's shape {tuple(style.shape)}, got {tuple(appearance.shape)}")
@@ -707,7 +719,13 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         return self.redraw(x, style, residual=residual)
 
     def redraw(
-        self, x: torch.Tensor, style: torch.Tensor, *, residual: bool = False, appearance: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        style: torch.Tensor,
+        *,
+        residual: bool = False,
+        appearance: torch.Tensor | None = None,
+        appearance_scale: float = 1.0,
     ) -> torch.Tensor:
         """``x`` (images in [-1, 1]) re-drawn with ``style``.
 
@@ -727,18 +745,27 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         ``appearance`` (same shape as ``style``), when given, is what the
         decoder's AdaIN layers see instead of ``style``; ``style`` still
         drives the warp (see :meth:`data_style`).
+
+        ``appearance_scale`` (residual draws only) multiplies the decoder's
+        change: ``x + appearance_scale * (decode(c, style) - decode(c, own
+        style))``. 1 is the whole change, 0 keeps ``x``'s appearance and
+        draws only the warp (the decoder is then not run at all).
         """
-        content = self.encode_content(x)
+        scale = _check_appearance_scale(appearance_scale, residual)
         if not residual:
-            return self.decode(content, style, appearance=appearance)
+            return self.decode(self.encode_content(x), style, appearance=appearance)
         if style.dim() != 2 or style.shape != (x.shape[0], self.config.style_dim):
             raise ValueError(f"style must have shape ({x.shape[0]}, {self.config.style_dim}), got {tuple(style.shape)}")
         _check_appearance(style, appearance)
-        own = self.style_encoder(x).to(style.dtype)
-        drawn_code = style if appearance is None else appearance.to(style.dtype)
-        both = self.decoder(torch.cat([content, content]), self.mlp(torch.cat([drawn_code, own])))
-        drawn, rebuilt = both.chunk(2)
-        image = (x + drawn - rebuilt).clamp(-1, 1)
+        if scale == 0:
+            image = x
+        else:
+            content = self.encode_content(x)
+            own = self.style_encoder(x).to(style.dtype)
+            drawn_code = style if appearance is None else appearance.to(style.dtype)
+            both = self.decoder(torch.cat([content, content]), self.mlp(torch.cat([drawn_code, own])))
+            drawn, rebuilt = both.chunk(2)
+            image = (x + (drawn - rebuilt) if scale == 1 else x + scale * (drawn - rebuilt)).clamp(-1, 1)
         if self.warp is not None:
             image = self.warp(image, style)
         return image
