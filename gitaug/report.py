@@ -22,6 +22,12 @@
   its prediction for the original. Its held-out accuracy on the originals is
   reported beside it (how far to trust it). Pass ``reference=`` to use your
   own classifier instead (it then sees every class).
+* **warp-only class preservation**, when labels are given and the generator
+  has a warp: the same measure for the inputs moved by the generator's warp
+  alone, their appearance kept (``GITAugment(residual=True,
+  appearance_scale=0)``). The warp's ranges come from a test of what the
+  data does not notice; draws that lose the class far more often than the
+  warp alone does lose it to the decoder's appearance change.
 
 Thresholds (ratios to the data spread, calibrated on the built-in digits sets,
 whose generators fitted with the paper's objective alone gave GIT almost
@@ -37,7 +43,10 @@ that helped it have 0.7-0.94 and the true nuisances 0.48-1.0):
   classifier's same-class agreement: how often it gives two real held-out
   images of one class the same prediction (a classifier that already wavers
   between real images of a class, under the data's own nuisance, wavers on
-  draws too), judged only when its held-out accuracy is at least 0.7.
+  draws too), judged only when its held-out accuracy is at least 0.7;
+  and below ``CLASS_CHANGE`` times the warp-only class preservation, judged
+  whatever that accuracy (both figures come from the same classifier on the
+  same inputs).
 
 Example::
 
@@ -102,6 +111,9 @@ class GeneratorReport:
             images of one class the same prediction: its own stability under
             the data's real variation, the nuisance included. Class
             preservation is judged against it.
+        warp_class_preservation: class preservation of the generator's warp
+            alone (inputs moved, appearance kept); ``None`` without labels,
+            without a warp, or when the measured draws are the warp alone.
         head_classes: the classes the reference was trained and measured on.
         num_images: images the report used.
     """
@@ -121,6 +133,7 @@ class GeneratorReport:
     reference_agreement: float | None = None
     class_preservation_per_class: list[float | None] | None = None
     reference_accuracy: float | None = None
+    warp_class_preservation: float | None = None
     head_classes: list[int] | None = None
     num_images: int = 0
     thresholds: dict[str, float] = field(
@@ -162,6 +175,8 @@ class GeneratorReport:
                    if self.reference_agreement is not None else "")
                 + ")"
             )
+        if self.warp_class_preservation is not None:
+            lines.append(f"  with the warp alone   {self.warp_class_preservation:.1%}  (inputs moved by the warp, appearance kept)")
         lines += ["", self.verdict]
         return "\n".join(lines)
 
@@ -249,7 +264,9 @@ def generator_report(
 
     Args:
         aug_or_generator: a :class:`~gitaug.GITAugment` (its sampler is
-            ignored: every input is re-drawn) or a :class:`~gitaug.MUNITGenerator`.
+            ignored: every input is re-drawn; its draw settings ``residual``,
+            ``styles`` and ``appearance_scale`` are the ones measured) or a
+            :class:`~gitaug.MUNITGenerator` (its default draws).
         images: images of the data the generator is for (training or
             held-out), ``(N, C, H, W)``, float in [0, 1] or uint8; other sizes
             are resized to the generator's.
@@ -271,7 +288,9 @@ def generator_report(
     if isinstance(aug_or_generator, MUNITGenerator):
         aug = GITAugment(aug_or_generator)
     elif isinstance(aug_or_generator, GITAugment):
-        aug = GITAugment(aug_or_generator.generator)  # every input re-drawn, in [0, 1]
+        # every input re-drawn, in [0, 1], the way the given transform draws
+        aug = GITAugment(aug_or_generator.generator, residual=aug_or_generator.residual,
+                         styles=aug_or_generator.styles, appearance_scale=aug_or_generator.appearance_scale)
     else:
         raise TypeError(f"aug_or_generator must be a GITAugment or a MUNITGenerator, got {type(aug_or_generator).__name__}")
     for name, value in (("head_min_count", head_min_count), ("n_per_class", n_per_class),
@@ -337,17 +356,26 @@ def generator_report(
         num_images=len(images),
     )
 
-    # -- class preservation
+    # -- class preservation, of the draws and of the warp alone
     if labels is not None:
-        _measure_class_preservation(report, transform, images, labels, reference, head_min_count,
-                                    n_per_class, reference_steps, seed, rng)
+        measured = _measure_class_preservation(report, transform, images, labels, reference, head_min_count,
+                                               n_per_class, reference_steps, seed, rng)
+        warp_alone = aug.residual and aug.appearance_scale == 0
+        if measured is not None and generator.warp is not None and not getattr(generator.warp, "is_identity", False) and not warp_alone:
+            warp_aug = GITAugment(generator, residual=True, appearance_scale=0)
+            reference_model, measured_images, measured_labels = measured
+            result = class_preservation(lambda batch, generator=None: warp_aug(batch, generator=generator),
+                                        reference_model, measured_images, measured_labels, int(labels.max()) + 1,
+                                        n_per_class=n_per_class, m_per_input=4, seed=seed)
+            report.warp_class_preservation = result.mean
     _judge(report)
     return report
 
 
 def _measure_class_preservation(
     report: GeneratorReport, transform, images, labels, reference, head_min_count, n_per_class, reference_steps, seed, rng
-) -> None:
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor] | None:
+    """Fill in the class-preservation fields; returns the reference and the images and labels it was measured on."""
     num_classes = int(labels.max()) + 1
     counts = torch.bincount(labels, minlength=num_classes)
     if reference is not None:
@@ -357,7 +385,7 @@ def _measure_class_preservation(
     else:
         classes = [c for c in range(num_classes) if counts[c] >= head_min_count]
         if len(classes) < 2:
-            return  # one class: nothing to tell apart
+            return None  # one class: nothing to tell apart
         # A quarter of each head class is held out: the reference is judged on images it never saw.
         train_index, test_index = [], []
         for c in classes:
@@ -381,6 +409,7 @@ def _measure_class_preservation(
     report.reference_accuracy = float((accuracy[valid] * weights[valid]).sum() / weights[valid].sum())
     report.reference_agreement = _agreement(reference, measured_images, measured, classes)
     report.head_classes = classes
+    return reference, measured_images, measured
 
 
 @torch.no_grad()
@@ -439,6 +468,15 @@ def _judge(report: GeneratorReport) -> None:
             f"originals and gives two real images of one class the same prediction {baseline:.0%} of the time, "
             f"so {CLASS_CHANGE * baseline:.0%} would pass); GIT would train on wrong labels. Lower the diversity "
             "weight or drop --warp.",
+        ))
+    elif report.warp_class_preservation is not None and report.class_preservation < CLASS_CHANGE * report.warp_class_preservation:
+        problems.append((
+            "changes-classes",
+            f"Its appearance changes alter what the images show: a classifier keeps its prediction on "
+            f"{report.class_preservation:.0%} of the draws but on {report.warp_class_preservation:.0%} of the inputs "
+            f"moved by the generator's warp alone (below {CLASS_CHANGE:.0%} of it); GIT would train on wrong labels. "
+            "Keep the input's detail and scale the appearance change down: GITAugment(..., residual=True, "
+            "appearance_scale=S) with S below 1 (0 draws the warp alone).",
         ))
     report.warnings = [text for _, text in problems]
     report.problems = [code for code, _ in problems]

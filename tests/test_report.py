@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -11,7 +12,7 @@ from gitaug import GITAugment, MUNITConfig, MUNITGenerator, generator_report
 from gitaug.datasets import load
 from gitaug.report import NEAR_IDENTITY
 
-from helpers import tiny_generator
+from helpers import tiny_config, tiny_generator
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,28 @@ def test_class_preservation_catches_a_generator_that_changes_classes():
     assert report.class_preservation < 0.5
     assert "changes-classes" in report.problems
     assert len(report.class_preservation_per_class) == 10
+
+
+def test_draws_that_lose_the_class_far_more_than_the_warp_alone_are_flagged_even_by_a_weak_reference():
+    plain = load("digits-lt", split="train", seed=0)
+    reference = NearestMean(plain.images, plain.targets)
+    # Labels partly shuffled: the reference is right on too few of them (< 70 %) for the absolute rule.
+    labels = plain.targets.clone()
+    shuffled = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[: len(labels) * 2 // 5]
+    labels[shuffled] = labels[shuffled[torch.randperm(len(shuffled), generator=torch.Generator().manual_seed(1))]]
+    torch.manual_seed(0)  # an untrained decoder (its draws are noise) behind a small, class-keeping warp
+    generator = MUNITGenerator(dataclasses.replace(tiny_config(image_size=28), warp="affine", warp_rotation=5.0)).eval()
+    report = generator_report(generator, plain.images, labels, reference=reference, seed=0)
+    assert report.reference_accuracy < 0.7
+    assert report.warp_class_preservation > 0.9 and report.class_preservation < 0.5
+    assert "changes-classes" in report.problems
+    assert any("warp alone" in w and "appearance_scale" in w for w in report.warnings)
+    assert "with the warp alone" in str(report)
+    # Measured as the warp alone, the same generator keeps its classes and has no warp-only baseline.
+    alone = generator_report(GITAugment(generator, residual=True, appearance_scale=0), plain.images, labels,
+                             reference=reference, seed=0)
+    assert alone.warp_class_preservation is None and alone.class_preservation > 0.9
+    assert "changes-classes" not in alone.problems
 
 
 def test_report_round_trips_to_json_and_prints(digits):
