@@ -519,8 +519,20 @@ class RangeWarp(nn.Module):
         return f"rotation={self.rotation:g}, scale={self.scale:g}, shift={self.shift:g}"
 
 
+def _background(image: torch.Tensor) -> torch.Tensor:
+    """Each image's background value per channel, ``(N, C, 1, 1)``: the median of its outermost ring of pixels."""
+    ring = torch.cat([image[..., 0, :], image[..., -1, :], image[..., 1:-1, 0], image[..., 1:-1, -1]], dim=-1)
+    return ring.median(dim=-1).values[..., None, None]
+
+
 def _similarity_resample(image: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Turn by ``angle``, scale by ``scale``, then shift by ``shift`` (bilinear, border pixels extended)."""
+    """Turn by ``angle``, scale by ``scale``, then shift by ``shift`` (bilinear).
+
+    What comes in from outside the frame is the image's background value
+    (:func:`_background`), so a uniform background stays uniform and content
+    that touches the frame is not smeared into the corners, as extending the
+    border pixels would.
+    """
     cos, sin = torch.cos(p["angle"]), torch.sin(p["angle"])
     # affine_grid maps output coordinates to input coordinates, so this is the inverse map:
     # rotation by -angle, scaling by 1/scale, after removing the shift.
@@ -533,7 +545,9 @@ def _similarity_resample(image: torch.Tensor, p: dict[str, torch.Tensor]) -> tor
         1,
     )
     grid = F.affine_grid(theta, list(image.shape), align_corners=False)
-    warped = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = image.float()
+    background = _background(x)
+    warped = F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + background
     return warped.to(image.dtype)
 
 

@@ -210,6 +210,27 @@ def test_warp_angle_rotates_the_image_and_round_trips_through_json():
     assert again.warp == "similarity"
 
 
+def test_warp_fills_from_outside_the_frame_with_the_background_and_does_not_smear_the_content():
+    from gitaug.generator import RangeWarp
+
+    warp = RangeWarp(rotation=180.0)
+    # A style whose first component maps to u = erf(s / sqrt 2) = 0.25: a 45-degree turn.
+    style = torch.zeros(2, 8)
+    style[:, 0] = math.sqrt(2) * torch.erfinv(torch.tensor(0.25))
+    gray = torch.full((1, 1, 16, 16), 0.3)
+    bar = torch.full((1, 1, 16, 16), -1.0)
+    bar[0, 0, :, 7:9] = 1.0  # a vertical bar from the top edge to the bottom edge, on black
+    turned = warp(torch.cat([gray, bar]), style)
+    assert torch.allclose(turned[0], gray[0], atol=1e-5)  # a uniform background stays uniform
+    corners = torch.zeros(16, 16, dtype=torch.bool)
+    for r in range(16):
+        for c in range(16):
+            corners[r, c] = min(r, 15 - r) + min(c, 15 - c) < 3
+    # The corners come from outside the frame: black, the bar's ends not extended into them.
+    assert float(turned[1, 0][corners].max()) < -0.99
+    assert float(turned[1, 0].max()) > 0.9  # the bar itself is still there, turned
+
+
 def test_warp_scale_and_shift_stay_within_their_bounds():
     generator = _warp_generator()
     with torch.no_grad():
