@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["git_draws"] = "bank" if args.bank_draws else "live"
         results["bank_draws"] = args.bank_draws or None
         results["bank_megabytes"] = augment.nbytes / 1e6 if args.bank_draws else None
+        results["appearance_scale"] = args.appearance_scale
     if args.cifar is not None and num_classes == 100:
         # Mistake severity on CIFAR-100's superclass tree (what HAFrame is meant to lower).
         from gitaug.longtail.hierarchy import average_hierarchical_distance_topk, average_mistake_severity, cifar100_distance_matrix

@@ -709,20 +709,6 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
             )
         return mean, std
 
-    def stored_appearance_scale(self) -> float:
-        """The appearance scale a ``gitaug fit`` export learned: how much of the decoder's appearance change its
-        training images do not notice (``training.appearance.scale``; :func:`gitaug.fit.nuisance_probe.probe_appearance`)."""
-        stored = self.training_metadata.get("appearance")
-        scale = stored.get("scale") if isinstance(stored, Mapping) else None
-        if scale is None:
-            raise ValueError(
-                "this generator stores no learned appearance scale (generators fitted before the appearance test "
-                "lack it): pass a number as appearance_scale, or store one with scripts/add_style_statistics.py"
-            )
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
-            raise ValueError(f"the stored appearance scale must be a finite number >= 0, got {scale!r}")
-        return float(scale)
-
     def data_style(
         self,
         batch_size: int,
