@@ -7,6 +7,7 @@ import numbers
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,7 +26,26 @@ _INFERENCE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 #: Where the decoder's style code comes from: the N(0, I) prior, or the training images' own style distribution.
 STYLE_SOURCES = ("prior", "data")
+#: The constructor arguments a generator folder may recommend (``training.draw`` in its config).
+DRAW_SETTINGS = ("residual", "styles", "appearance_scale")
 _SMALLEST_BUCKET = 8
+
+
+def recommended_draw(metadata: Any) -> dict[str, Any]:
+    """The draw settings a generator's training metadata recommends (``"draw"``), checked: ``{}`` if none.
+
+    Only the keys of :data:`DRAW_SETTINGS` may appear (plus a free-text ``"chosen"``
+    saying how they were chosen); their values are checked by the constructor.
+    """
+    draw = metadata.get("draw") if isinstance(metadata, Mapping) else None
+    if draw is None:
+        return {}
+    if not isinstance(draw, Mapping):
+        raise ValueError(f"the generator's recommended draw (training.draw) must be a mapping, got {draw!r}")
+    unknown = sorted(set(draw) - set(DRAW_SETTINGS) - {"chosen"})
+    if unknown:
+        raise ValueError(f"the generator's recommended draw (training.draw) has unknown keys {unknown}; allowed: {list(DRAW_SETTINGS)}")
+    return {key: draw[key] for key in DRAW_SETTINGS if key in draw}
 
 
 def _cpu_has_native_bf16() -> bool:
@@ -293,7 +313,12 @@ class GITAugment(nn.Module):
             force_download: download again even if the Hub cache has the files.
             device: where to put the generator (default CPU).
             **kwargs: ``sampler``, ``mean``, ``std``, ``enabled``, ``dtype``,
-                ``compile``, as in the constructor.
+                ``compile``, ``residual``, ``styles``, ``appearance_scale``, as
+                in the constructor. A generator whose config stores a
+                recommended draw (``training.draw``: some of ``residual``,
+                ``styles`` and ``appearance_scale``, as the pretrained
+                Fashion-MNIST generators do) gets those settings for the ones
+                not passed here.
 
         Example::
 
@@ -312,7 +337,7 @@ class GITAugment(nn.Module):
             token=token,
             map_location=device if device is not None else "cpu",
         )
-        aug = cls(generator, **kwargs)
+        aug = cls(generator, **{**recommended_draw(generator.training_metadata), **kwargs})
         aug.metadata = dict(generator.training_metadata)
         return aug
 

@@ -76,3 +76,26 @@ def test_a_scale_other_than_one_needs_residual_draws():
     with pytest.raises(ValueError, match=r"appearance_scale=0 needs residual draws"):
         g.redraw(torch.zeros(1, 1, 16, 16), torch.zeros(1, g.config.style_dim), appearance_scale=0)
     GITAugment(g, appearance_scale=1.0)  # the whole change is every draw's default
+
+
+def test_a_folder_s_recommended_draw_is_used_unless_the_caller_passes_their_own(tmp_path):
+    g = tiny_generator()
+    g.save_pretrained(tmp_path / "g", metadata={"draw": {"residual": True, "appearance_scale": 0.0, "chosen": "validation"}})
+    aug = GITAugment.from_pretrained(tmp_path / "g")
+    assert aug.residual is True and aug.appearance_scale == 0.0
+    mine = GITAugment.from_pretrained(tmp_path / "g", residual=True, appearance_scale=0.5)
+    assert mine.appearance_scale == 0.5
+    plain = GITAugment.from_pretrained(tmp_path / "g", residual=False, appearance_scale=1.0)
+    assert plain.residual is False
+    tiny_generator().save_pretrained(tmp_path / "none")
+    assert GITAugment.from_pretrained(tmp_path / "none").residual is False  # nothing stored: the constructor's defaults
+
+
+def test_a_bad_recommended_draw_is_named():
+    from gitaug.augment import recommended_draw
+
+    with pytest.raises(ValueError, match=r"unknown keys \['dtype'\]"):
+        recommended_draw({"draw": {"residual": True, "dtype": "bf16"}})
+    with pytest.raises(ValueError, match="must be a mapping, got 'warp'"):
+        recommended_draw({"draw": "warp"})
+    assert recommended_draw({}) == {} and recommended_draw({"draw": {"styles": "data"}}) == {"styles": "data"}
