@@ -99,3 +99,27 @@ def test_a_bad_recommended_draw_is_named():
     with pytest.raises(ValueError, match="must be a mapping, got 'warp'"):
         recommended_draw({"draw": "warp"})
     assert recommended_draw({}) == {} and recommended_draw({"draw": {"styles": "data"}}) == {"styles": "data"}
+
+
+def test_sample_grids_draw_as_the_transform_does():
+    from gitaug.fit.grid import _PADDING, sample_grid
+
+    images = (torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    g = tiny_generator()  # no warp: with the appearance kept, every drawn cell is its row's input
+
+    def cells(grid: torch.Tensor, columns: int) -> torch.Tensor:
+        side = (grid.shape[-1] - _PADDING) // columns - _PADDING
+        return torch.stack([
+            torch.stack([grid[:, _PADDING + r * (side + _PADDING):][:, :side, _PADDING + c * (side + _PADDING):][:, :, :side]
+                         for c in range(columns)])
+            for r in range(len(images))
+        ])
+
+    kept = cells(sample_grid(g, images, variants=3, residual=True, appearance_scale=0), 4)
+    assert torch.allclose(kept[:, 1:], kept[:, :1].expand_as(kept[:, 1:]), atol=1e-6)
+    decoded = cells(sample_grid(g, images, variants=3), 4)
+    assert float((decoded[:, 1:] - decoded[:, :1]).abs().mean()) > 1e-2  # the generator's own picture
+    with pytest.raises(ValueError, match="needs residual draws"):
+        sample_grid(g, images, variants=2, appearance_scale=0.5)
+    with pytest.raises(ValueError, match="styles must be 'prior' or 'data'"):
+        sample_grid(g, images, variants=2, styles="mine")

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import make_grid, save_image
 
-from ..generator import MUNITGenerator
+from ..generator import MUNITGenerator, _check_appearance_scale
 from .._seeding import derive_seed
 from .data import to_model_range
 
@@ -125,12 +125,17 @@ def sample_grid(
     variants: int = 8,
     seed: int = 0,
     row_labels: list[str] | None = None,
+    residual: bool = False,
+    styles: str = "prior",
+    appearance_scale: float = 1.0,
 ) -> torch.Tensor:
     """A (3, H, W) float image in [0, 1]: each row a real uint8 input, then ``variants`` generated versions.
 
     With ``row_labels`` (one string per row, e.g. from :func:`class_row_labels`)
-    a margin on the left names each row. The generator is run in eval mode
-    and left in the mode it was in; no global random state is touched.
+    a margin on the left names each row. ``residual``, ``styles`` and
+    ``appearance_scale`` draw as :class:`~gitaug.GITAugment` does with them
+    (column ``k`` of every row shares one style code). The generator is run in
+    eval mode and left in the mode it was in; no global random state is touched.
     """
     if row_labels is not None and len(row_labels) != len(images):
         raise ValueError(f"row_labels must have one entry per row ({len(images)}), got {len(row_labels)}")
@@ -140,11 +145,20 @@ def sample_grid(
     try:
         real = to_model_range(images).to(param.device)
         rng = torch.Generator().manual_seed(derive_seed(seed, "grid-styles"))
-        styles = torch.randn(variants, generator.config.style_dim, generator=rng).to(param.device)
-        content = generator.encode_content(real)
+        codes = torch.randn(variants, generator.config.style_dim, generator=rng).to(param.device)
+        if styles not in ("prior", "data"):
+            raise ValueError(f"styles must be 'prior' or 'data', got {styles!r}")
+        _check_appearance_scale(appearance_scale, residual)
+        appearance = generator.data_style(variants, generator=rng).to(param.device) if styles == "data" else None
+        content = None if residual else generator.encode_content(real)
         columns = [real]
         for column in range(variants):
-            columns.append(generator.decode(content, styles[column].expand(len(real), -1)))
+            code = codes[column].expand(len(real), -1)
+            look = None if appearance is None else appearance[column].expand(len(real), -1)
+            if residual:
+                columns.append(generator.redraw(real, code, residual=True, appearance=look, appearance_scale=appearance_scale))
+            else:  # the generator's own picture: the content is encoded once for every column
+                columns.append(generator.decode(content, code, appearance=look))
     finally:
         generator.train(was_training)
     # (rows, columns, C, H, W) -> row-major list of cells
@@ -167,11 +181,12 @@ def save_sample_grid(
     variants: int = 8,
     seed: int = 0,
     row_labels: list[str] | None = None,
+    **draw: Any,
 ) -> Path:
     """Write :func:`sample_grid` to ``path`` as a PNG (atomically) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid = sample_grid(generator, images, variants=variants, seed=seed, row_labels=row_labels)
+    grid = sample_grid(generator, images, variants=variants, seed=seed, row_labels=row_labels, **draw)
     temporary = path.with_name(f".{path.name}.tmp.png")
     save_image(grid, temporary)
     os.replace(temporary, path)
