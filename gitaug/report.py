@@ -44,9 +44,12 @@ that helped it have 0.7-0.94 and the true nuisances 0.48-1.0):
   images of one class the same prediction (a classifier that already wavers
   between real images of a class, under the data's own nuisance, wavers on
   draws too), judged only when its held-out accuracy is at least 0.7;
-  and below ``CLASS_CHANGE`` times the warp-only class preservation, judged
-  whatever that accuracy (both figures come from the same classifier on the
-  same inputs).
+  and below ``WARP_CLASS_CHANGE`` (0.5) times the warp-only class
+  preservation, judged whatever that accuracy (both figures come from the same
+  classifier on the same inputs). Calibrated on the default fits: on the digits,
+  whose draws gave GIT 70 to 100 % of the oracle's accuracy gain, the ratio is
+  0.65 to 0.81; on rotated clothing, where the paper's draws cost GIT 6 points,
+  0.45.
 
 Example::
 
@@ -74,12 +77,15 @@ from .augment import GITAugment
 from .diagnostics import class_preservation, variant_spread
 from .generator import MUNITGenerator
 
-__all__ = ["GeneratorReport", "generator_report", "NEAR_IDENTITY", "NO_RECONSTRUCTION", "COLLAPSE", "CLASS_CHANGE"]
+__all__ = ["GeneratorReport", "generator_report", "NEAR_IDENTITY", "NO_RECONSTRUCTION", "COLLAPSE", "CLASS_CHANGE",
+           "WARP_CLASS_CHANGE"]
 
 NEAR_IDENTITY = 0.25
 NO_RECONSTRUCTION = 1.0
 COLLAPSE = 0.5
 CLASS_CHANGE = 0.7
+#: below this share of the warp-alone class preservation, the draws' appearance change loses classes.
+WARP_CLASS_CHANGE = 0.5
 #: below this held-out accuracy the reference classifier is too weak to judge class preservation.
 TRUSTED_REFERENCE = 0.7
 
@@ -142,6 +148,7 @@ class GeneratorReport:
             "no_reconstruction": NO_RECONSTRUCTION,
             "collapse": COLLAPSE,
             "class_change": CLASS_CHANGE,
+            "warp_class_change": WARP_CLASS_CHANGE,
         }
     )
 
@@ -469,12 +476,12 @@ def _judge(report: GeneratorReport) -> None:
             f"so {CLASS_CHANGE * baseline:.0%} would pass); GIT would train on wrong labels. Lower the diversity "
             "weight or drop --warp.",
         ))
-    elif report.warp_class_preservation is not None and report.class_preservation < CLASS_CHANGE * report.warp_class_preservation:
+    elif report.warp_class_preservation is not None and report.class_preservation < WARP_CLASS_CHANGE * report.warp_class_preservation:
         problems.append((
             "changes-classes",
             f"Its appearance changes alter what the images show: a classifier keeps its prediction on "
             f"{report.class_preservation:.0%} of the draws but on {report.warp_class_preservation:.0%} of the inputs "
-            f"moved by the generator's warp alone (below {CLASS_CHANGE:.0%} of it); GIT would train on wrong labels. "
+            f"moved by the generator's warp alone (below {WARP_CLASS_CHANGE:.0%} of it); GIT would train on wrong labels. "
             "Keep the input's detail and scale the appearance change down: GITAugment(..., residual=True, "
             "appearance_scale=S) with S below 1 (0 draws the warp alone).",
         ))
