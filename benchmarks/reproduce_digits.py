@@ -65,11 +65,12 @@ FIT_FLAGS = {
     "digits-bg-lt": ("--weight-diversity", "10"),
     "digits-dil-lt": ("--weight-diversity", "10"),
 }
-METHODS = ("erm", "drs", "git", "git-residual", "git-data", "git-warp", "oracle")
+METHODS = ("erm", "drs", "git", "git-residual", "git-data", "git-warp", "git-auto", "oracle")
 #: GIT with the generator's own picture (the paper's draw), with residual draws (``GITAugment(residual=True)``),
 #: with residual draws whose style codes come from the training images' style distribution
-#: (``styles="data"``), and with the generator's warp alone (``appearance_scale=0``: the input's appearance
-#: kept); each gets its own choice of K, p and rule on validation; the oracle uses the plain draw's.
+#: (``styles="data"``), with the generator's warp alone (``appearance_scale=0``: the input's appearance
+#: kept), and with the draw the fit recommends (``training.draw``: one of the last two, by class preservation);
+#: each gets its own choice of K, p and rule on validation; the oracle uses the plain draw's.
 class GitDraw(NamedTuple):
     label: str  # how reports name the draw ("<label> draws")
     flags: tuple[str, ...]  # what examples/train_longtail.py is given for it
@@ -80,9 +81,11 @@ GIT_DRAWS = {
     "git-residual": GitDraw("residual", ("--draw", "residual")),
     "git-data": GitDraw("residual, data styles", ("--draw", "residual", "--styles", "data")),
     "git-warp": GitDraw("warp only", ("--draw", "residual", "--appearance-scale", "0")),
+    "git-auto": GitDraw("recommended by the fit", ("--draw", "recommended")),
 }
 METHOD_NAMES = {"erm": "ERM", "drs": "CE+DRS", "git": "CE+DRS+GIT", "git-residual": "CE+DRS+GIT, residual draws",
                 "git-data": "CE+DRS+GIT, residual draws, data styles", "git-warp": "CE+DRS+GIT, the warp alone",
+                "git-auto": "CE+DRS+GIT, the fit's recommended draw",
                 "oracle": "CE+DRS+oracle"}
 # Candidate GIT settings, chosen between on the validation split.
 CANDIDATES = (

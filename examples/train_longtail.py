@@ -82,9 +82,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     method.add_argument("--threshold", type=float, default=None, help="class-size threshold K (default: no threshold)")
     method.add_argument("--p", type=float, default=0.5, help="proportion of eligible samples replaced")
     method.add_argument("--rule", choices=("hard", "linear"), default="hard")
-    method.add_argument("--draw", choices=("decode", "residual"), default="decode",
-                        help="GIT's draws: the generator's picture (decode), or the input plus the change the generator "
-                             "makes (residual: GITAugment(residual=True))")
+    method.add_argument("--draw", choices=("decode", "residual", "recommended"), default="decode",
+                        help="GIT's draws: the generator's picture (decode), the input plus the change the generator "
+                             "makes (residual: GITAugment(residual=True)), or what the generator's folder recommends "
+                             "(recommended: its training.draw, which gitaug fit stores; --styles and "
+                             "--appearance-scale are then ignored)")
     method.add_argument("--styles", choices=("prior", "data"), default="prior",
                         help="GIT's style codes: the N(0, I) prior (the paper's) or the training images' own style "
                              "distribution (GITAugment(styles='data'))")
@@ -263,8 +265,12 @@ def main(argv: list[str] | None = None) -> dict:
     augment = None
     selection = ClassThresholdSampler(counts, threshold=args.threshold, p=args.p, rule=args.rule)
     if args.method == "git":
-        augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device, residual=args.draw == "residual",
-                                           styles=args.styles, appearance_scale=args.appearance_scale)
+        draw = {} if args.draw == "recommended" else {
+            "residual": args.draw == "residual", "styles": args.styles, "appearance_scale": args.appearance_scale}
+        augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device, **draw)
+        if args.draw == "recommended" and "draw" not in augment.metadata:
+            raise SystemExit(f"--draw recommended: the generator {args.generator} stores no recommended draw")
+        drawn_with = {"residual": augment.residual, "styles": augment.styles, "appearance_scale": augment.appearance_scale}
         if args.bank_draws:  # V precomputed draws per tail image, drawn on the bank's first call (when GIT starts)
             augment = TailBank(augment, train.float_images(), train.targets, draws=args.bank_draws, enabled=False)
     elif args.method == "oracle":
@@ -341,7 +347,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["git_draws"] = "bank" if args.bank_draws else "live"
         results["bank_draws"] = args.bank_draws or None
         results["bank_megabytes"] = augment.nbytes / 1e6 if args.bank_draws else None
-        results["appearance_scale"] = args.appearance_scale
+        results["draw"] = drawn_with  # what GIT drew with ('recommended' resolved)
     if args.cifar is not None and num_classes == 100:
         # Mistake severity on CIFAR-100's superclass tree (what HAFrame is meant to lower).
         from gitaug.longtail.hierarchy import average_hierarchical_distance_topk, average_mistake_severity, cifar100_distance_matrix

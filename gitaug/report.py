@@ -77,8 +77,8 @@ from .augment import GITAugment
 from .diagnostics import class_preservation, variant_spread
 from .generator import MUNITGenerator
 
-__all__ = ["GeneratorReport", "generator_report", "NEAR_IDENTITY", "NO_RECONSTRUCTION", "COLLAPSE", "CLASS_CHANGE",
-           "WARP_CLASS_CHANGE"]
+__all__ = ["GeneratorReport", "generator_report", "recommend_draw", "NEAR_IDENTITY", "NO_RECONSTRUCTION", "COLLAPSE",
+           "CLASS_CHANGE", "WARP_CLASS_CHANGE", "RECOMMEND_APPEARANCE"]
 
 NEAR_IDENTITY = 0.25
 NO_RECONSTRUCTION = 1.0
@@ -503,3 +503,51 @@ def _judge(report: GeneratorReport) -> None:
             parts.append(f"; class preservation ({report.class_preservation:.0%}) was not judged: the reference "
                          f"classifier is only {report.reference_accuracy:.0%} accurate")
     report.verdict = "".join(parts) + ". Look at a sample grid (gitaug preview) before training on it."
+
+
+#: Residual draws with data styles are recommended while they keep the class at least this share as
+#: often as the generator's warp alone does; below it, the warp alone is.
+RECOMMEND_APPEARANCE = 0.9
+
+
+def recommend_draw(
+    generator: MUNITGenerator,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    seed: int = 0,
+    **report_kwargs: Any,
+) -> dict[str, Any] | None:
+    """The draw to use a fitted generator with, judged by class preservation; ``None`` when it cannot be judged.
+
+    Residual draws with the data's own styles (``residual=True, styles="data"``)
+    keep each input's detail and keep the appearance within what the data
+    shows; the generator's warp alone (``appearance_scale=0``) keeps the
+    appearance entirely. A reference classifier (:func:`generator_report`'s)
+    measures how often each keeps its prediction: the residual draws are
+    recommended while they keep it at least ``RECOMMEND_APPEARANCE`` (0.9) as
+    often as the warp alone, else the warp alone. On rotated clothing (where
+    the decoder loses the garment) the ratio was 0.75 and the warp alone gave
+    GIT 63.6 % against 58.2 % for the residual draws; on the digits with a
+    background or stroke-width nuisance, 0.97 and 1.01.
+
+    Needs labels, style statistics on the generator (``gitaug fit`` stores
+    them) and a warp that is not the identity; otherwise ``None`` (the
+    transform's own defaults apply). The result is what ``training.draw``
+    stores (:func:`gitaug.augment.recommended_draw`), with the figures behind it.
+    """
+    warp = generator.warp
+    if labels is None or warp is None or getattr(warp, "is_identity", False):
+        return None
+    if "styles" not in generator.training_metadata:
+        return None
+    report = generator_report(GITAugment(generator, residual=True, styles="data"), images, labels, seed=seed, **report_kwargs)
+    if report.class_preservation is None or not report.warp_class_preservation:
+        return None
+    ratio = report.class_preservation / report.warp_class_preservation
+    figures = (f"residual draws with data styles keep the reference's prediction on {report.class_preservation:.0%} "
+               f"of draws, the warp alone on {report.warp_class_preservation:.0%} (ratio {ratio:.2f}, "
+               f"threshold {RECOMMEND_APPEARANCE})")
+    if ratio >= RECOMMEND_APPEARANCE:
+        return {"residual": True, "styles": "data", "chosen": f"class preservation: {figures}"}
+    return {"residual": True, "appearance_scale": 0.0, "chosen": f"class preservation: {figures}; the warp alone"}

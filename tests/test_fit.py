@@ -102,6 +102,19 @@ def checkpoint_state(out: Path) -> dict:
 # --------------------------------------------------------------------------- an end-to-end run
 
 
+def test_a_fit_on_labelled_images_stores_the_draw_that_from_pretrained_uses(tmp_path):
+    images, labels = digits_16(counts=[40, 30, 25, 5])  # three classes of 20 or more: the report's reference can judge
+    np.savez(tmp_path / "digits.npz", images=images, labels=labels)
+    out = fit_run(tiny(tmp_path / "digits.npz", tmp_path / "run", steps=2, checkpoint_every=0, report=True))
+    aug = GITAugment.from_pretrained(out)
+    draw = aug.metadata["draw"]  # the default fit warps and the images have labels: a draw is recommended
+    assert draw["residual"] is True and "class preservation" in draw["chosen"]
+    assert draw.get("styles") == "data" or draw.get("appearance_scale") == 0.0
+    assert aug.residual is True and aug.appearance_scale == draw.get("appearance_scale", 1.0)
+    assert aug.styles == draw.get("styles", "prior")
+    assert GITAugment.from_pretrained(out, residual=False, appearance_scale=1.0).residual is False  # the caller decides
+
+
 def test_tiny_run_exports_a_folder_that_gitaugment_loads(digits_npz, tmp_path):
     out = fit_run(tiny(digits_npz, tmp_path / "run", steps=4, sample_every=2))
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gitaug import GITAugment, MUNITConfig, MUNITGenerator, generator_report
+from gitaug.report import recommend_draw
 from gitaug.datasets import load
 from gitaug.report import NEAR_IDENTITY
 
@@ -129,6 +130,46 @@ def test_draws_that_lose_the_class_far_more_than_the_warp_alone_are_flagged_even
                              reference=reference, seed=0)
     assert alone.warp_class_preservation is None and alone.class_preservation > 0.9
     assert "changes-classes" not in alone.problems
+
+
+class _UpsideDown(MUNITGenerator):
+    """A generator whose appearance change (any draw that runs the decoder) turns the image upside down."""
+
+    def redraw(self, x, style, *, residual=False, appearance=None, appearance_scale=1.0):
+        drawn = super().redraw(x, style, residual=residual, appearance=appearance, appearance_scale=appearance_scale)
+        return drawn if residual and appearance_scale == 0 else drawn.flip(-2)
+
+
+def _warped_tiny_generator(std: float, upside_down: bool = False) -> MUNITGenerator:
+    torch.manual_seed(0)
+    config = dataclasses.replace(tiny_config(image_size=28), warp="affine", warp_rotation=5.0)
+    generator = (_UpsideDown if upside_down else MUNITGenerator)(config).eval()
+    dim = generator.config.style_dim
+    generator.training_metadata["styles"] = {"mean": [0.0] * dim, "std": [std] * dim}
+    return generator
+
+
+def test_the_recommended_draw_is_the_residual_one_unless_it_loses_classes_the_warp_alone_keeps():
+    plain = load("digits-lt", split="train", seed=0)
+    reference = NearestMean(plain.images, plain.targets)
+    # A decoder that ignores the style: residual draws change nothing but the warp, so they are recommended.
+    still = _warped_tiny_generator(std=1.0)
+    with torch.no_grad():
+        next(m for m in still.mlp.modules() if isinstance(m, torch.nn.Linear)).weight.zero_()
+    kept = recommend_draw(still, plain.images, plain.targets, reference=reference, seed=0)
+    assert {k: v for k, v in kept.items() if k != "chosen"} == {"residual": True, "styles": "data"}
+    assert "ratio" in kept["chosen"]
+    # A decoder whose change turns every digit upside down: the warp alone it is.
+    wild = recommend_draw(_warped_tiny_generator(std=1.0, upside_down=True), plain.images, plain.targets,
+                          reference=reference, seed=0)
+    assert {k: v for k, v in wild.items() if k != "chosen"} == {"residual": True, "appearance_scale": 0.0}
+    assert wild["chosen"].endswith("the warp alone")
+    # Nothing to judge: no labels, no warp, no style statistics.
+    assert recommend_draw(still, plain.images, None) is None
+    assert recommend_draw(tiny_generator(image_size=28), plain.images, plain.targets) is None
+    bare = _warped_tiny_generator(std=1.0)
+    bare.training_metadata.clear()
+    assert recommend_draw(bare, plain.images, plain.targets) is None
 
 
 def test_report_round_trips_to_json_and_prints(digits):

@@ -52,6 +52,11 @@ def export_generator(
     logger.info("learned nuisance: %s", describe_nuisance(metadata["nuisance"]))
     if config.report:
         metadata["report"] = _report(state, data, config.seed)
+        # The draw from_pretrained will use: residual with data styles, or the warp alone when those lose classes.
+        draw = _recommend(state, data, metadata["styles"], config.seed)
+        if draw is not None:
+            metadata["draw"] = draw
+            logger.info("recommended draw: %s (%s)", {k: v for k, v in draw.items() if k != "chosen"}, draw["chosen"])
     if tracker is not None:
         tracker.log_image("samples", grid, state.step)
         if "report" in metadata:
@@ -99,6 +104,22 @@ def _report(state: FitState, data: ImageDataset, seed: int) -> dict[str, Any]:
         state.generator.train(was_training)
     (logger.warning if report.warnings else logger.info)("generator report:\n%s", report)
     return report.to_dict()
+
+
+def _recommend(state: FitState, data: ImageDataset, styles: dict[str, Any], seed: int) -> dict[str, Any] | None:
+    """:func:`gitaug.report.recommend_draw` on the training images (``None`` without labels)."""
+    from ..report import recommend_draw
+
+    if not data.labelled:
+        return None
+    generator = state.generator
+    was_training, stored = generator.training, dict(generator.training_metadata)
+    generator.training_metadata = {**stored, "styles": styles}
+    try:
+        return recommend_draw(generator, data.images, data.targets, seed=seed)
+    finally:
+        generator.training_metadata = stored
+        generator.train(was_training)
 
 
 def data_name(config: FitConfig) -> str:
