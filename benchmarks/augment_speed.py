@@ -387,8 +387,8 @@ def precision_check(path: str, dataset: str, n_per_class: int = 40, seed: int = 
     from gitaug.evaluation.diagnostics import variant_spread
 
     train = datasets.load(dataset, split="train", seed=seed)
-    fp32 = GITAugment.from_pretrained(path, dtype=torch.float32)
-    bf16 = GITAugment.from_pretrained(path, dtype=torch.bfloat16)
+    fp32 = GITAugment.from_pretrained(path, dtype=torch.float32, residual=False, styles="prior", appearance_scale=1.0)
+    bf16 = GITAugment.from_pretrained(path, dtype=torch.bfloat16, residual=False, styles="prior", appearance_scale=1.0)
     spread = variant_spread(fp32, train.images, train.targets, train.num_classes, n_per_class=n_per_class, seed=seed)
     pick = torch.Generator().manual_seed(seed)
     chosen = torch.cat([
