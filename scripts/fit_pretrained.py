@@ -35,9 +35,7 @@ from gitaug.hub import is_generator_folder
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = ROOT / "gitaug" / "pretrained"
 
-#: name -> the built-in dataset it is fitted on, the ``gitaug fit`` flags beyond the defaults and,
-#: optionally, the draw ``GITAugment.from_pretrained`` uses with it (``training.draw``: ``residual``,
-#: ``styles``, ``appearance_scale``, and ``chosen``, how it was chosen).
+#: name -> the built-in dataset it is fitted on and the ``gitaug fit`` flags beyond the defaults.
 #: Rotation is not an AdaIN statistic, so the rotation set gets the style-driven warp and the term
 #: that rewards its use; background and dilation get the mode-seeking term, without which the
 #: fitted style code is ignored (see README, "Fit a generator on your own images").
@@ -122,9 +120,8 @@ def package(name: str, work: Path) -> Path:
 
     source = work / name
     spec = FITS[name]
-    # The draw recommended for this generator (stored as training.draw, which from_pretrained applies).
-    draw = dict(spec.get("draw", {}))
-    aug = GITAugment.from_pretrained(source, **{key: value for key, value in draw.items() if key != "chosen"})
+    # With the draw the fit recommended (training.draw), when it stored one: the one users will get.
+    aug = GITAugment.from_pretrained(source)
     train = load(spec["dataset"], split="train", seed=0)
     # The report is measured on the training images: the data the generator is meant for.
     report = generator_report(aug, train.images, train.targets, seed=0)
@@ -144,8 +141,6 @@ def package(name: str, work: Path) -> Path:
     metadata["fit_command"] = " ".join(["gitaug fit --dataset", spec["dataset"], *COMMON_FLAGS, *spec["flags"]])
     metadata["weights_dtype"] = "float16"
     metadata["report"] = report.to_dict()
-    if draw:
-        metadata["draw"] = draw
     # The model card's usage line names the pretrained generator, not the staging folder.
     aug.generator.save_pretrained(staging, metadata=metadata, samples_image=grid, model_card_kwargs={"repo_id": name})
     # Half-precision storage halves the package; load_state_dict copies into the float32 parameters.
