@@ -34,3 +34,18 @@ def digits_bg_lt(**kwargs):
 def digits_dil_lt(**kwargs):
     """Stroke dilation and erosion of 28x28 gray digits (fitted on digits-dil-lt), as a ``GITAugment``."""
     return pretrained("digits-dil-lt", **kwargs)
+
+
+def fmnist_rot_lt(**kwargs):
+    """Rotation of 28x28 gray clothing (fitted on fmnist-rot-lt by the default fit), as a ``GITAugment``."""
+    return pretrained("fmnist-rot-lt", **kwargs)
+
+
+def fmnist_bg_lt(**kwargs):
+    """Background intensity of 28x28 gray clothing (fitted on fmnist-bg-lt by the default fit), as a ``GITAugment``."""
+    return pretrained("fmnist-bg-lt", **kwargs)
+
+
+def fmnist_dil_lt(**kwargs):
+    """Dilation and erosion of 28x28 gray clothing (fitted on fmnist-dil-lt by the default fit), as a ``GITAugment``."""
+    return pretrained("fmnist-dil-lt", **kwargs)
