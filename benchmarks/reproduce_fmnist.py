@@ -412,12 +412,15 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
             f"### {dataset}",
             "",
             f"GIT setting: K = {setting['threshold'] or 'none'}, p = {setting['p']}, rule {setting['rule']} ({chosen['how']})"
-            + "".join(f"; {METHOD_NAMES[m]}: {shared.setting_tag(chosen[m]['chosen'])}" for m in shared.GIT_DRAWS if m in chosen) + ".",
+            + "".join(f"; {METHOD_NAMES[m]}: {shared.setting_tag(chosen[m]['chosen'])}" for m in git_draws(args)
+                      if m in chosen and m in rows) + ".",
             "",
             "| method | seeds | balanced acc. (%) | tail acc. (%) | eKLD tail | eKLD head | Spearman(size, eKLD) |",
             "|---|---|---|---|---|---|---|",
         ]
         for method in METHODS:
+            if method not in rows and method in args.skip:
+                continue  # not asked for, and no run of it to show
             if method not in rows:
                 lines.append(f"| {METHOD_NAMES[method]} | none finished | | | | | |")
                 continue
