@@ -15,10 +15,10 @@ from gitaug import GITAugment, list_pretrained
 from gitaug.pretrained import pretrained_info, pretrained_path
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ["digits-bg-lt", "digits-dil-lt", "digits-rot-lt"]
+NAMES = ["digits-bg-lt", "digits-dil-lt", "digits-rot-lt", "fmnist-bg-lt", "fmnist-dil-lt", "fmnist-rot-lt"]
 
 
-def test_the_three_digits_generators_are_listed():
+def test_the_digits_and_fashion_mnist_generators_are_listed():
     assert list_pretrained() == NAMES
     for name in NAMES:
         info = pretrained_info(name)
@@ -43,6 +43,13 @@ def test_a_name_loads_the_packaged_folder_offline(name, monkeypatch, tmp_path):
     assert out.shape == images.shape and not torch.equal(out, images)
     card = (pretrained_path(name) / "README.md").read_text()
     assert f'from_pretrained("{name}"' in card
+    # The Fashion-MNIST generators carry the draw their fit recommended, and loading by name uses it.
+    draw = aug.metadata.get("draw")
+    if name.startswith("fmnist"):
+        assert draw is not None and aug.residual is True
+        assert aug.appearance_scale == draw.get("appearance_scale", 1.0) and aug.styles == draw.get("styles", "prior")
+    else:
+        assert draw is None and aug.residual is False  # fitted before draws were recommended: the paper's draw
 
 
 def test_a_local_folder_of_the_same_name_wins_with_a_warning(tmp_path, monkeypatch):

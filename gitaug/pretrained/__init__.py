@@ -18,7 +18,7 @@ Example::
 
     >>> from gitaug import GITAugment, list_pretrained
     >>> list_pretrained()
-    ['digits-bg-lt', 'digits-dil-lt', 'digits-rot-lt']
+    ['digits-bg-lt', 'digits-dil-lt', 'digits-rot-lt', 'fmnist-bg-lt', 'fmnist-dil-lt', 'fmnist-rot-lt']
     >>> aug = GITAugment.from_pretrained("digits-rot-lt")
     >>> aug.generator.config.image_size
     28
