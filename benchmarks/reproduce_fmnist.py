@@ -288,6 +288,30 @@ def diagnostics(args: argparse.Namespace) -> dict:
     return result
 
 
+def plot_figures(args: argparse.Namespace) -> dict[str, str]:
+    """Per dataset, eKLD against class size for every method with a finished run (seeds pooled); the PNG paths."""
+    from gitaug.evaluation.invariance import EKLDResult, plot_ekld
+
+    figures = {}
+    for dataset in args.datasets:
+        series = {}
+        for method in METHODS:
+            runs = [json.loads(p.read_text()) for seed in args.seeds
+                    if (p := args.work / "runs" / f"{dataset}-seed{seed}-{method}.json").exists()]
+            if runs:
+                series[METHOD_NAMES[method]] = EKLDResult(
+                    per_class=torch.tensor([v for r in runs for v in r["ekld_per_class"]]),
+                    class_sizes=torch.tensor([c for r in runs for c in r["class_counts"]]),
+                    inputs_per_class=torch.full((len(runs) * len(runs[0]["class_counts"]),), 40),
+                    draws_per_input=50,
+                )
+        if series:
+            path = args.results / f"ekld_{dataset}{shared.variant_suffix(args.fit_flags)}.png"
+            plot_ekld(series, path, title=f"{dataset}, true nuisance, seeds {' '.join(map(str, args.seeds))} pooled")
+            figures[dataset] = path
+    return figures
+
+
 def trained_methods(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(m for m in METHODS if m not in args.skip)
 
@@ -463,6 +487,9 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
             ranges = [shared.describe_learned(entry) for entry in diag["learned"] if entry["nuisance"]]
             if ranges:
                 lines += ["", "Learned by the fit: " + "; ".join(f"seed {s}: {r}" for s, r in zip(diag["seeds"], ranges)) + "."]
+        if dataset in summary.get("figures", {}):
+            figure = Path(summary["figures"][dataset]).name
+            lines += ["", f"![eKLD against class size, {dataset}](results/{figure})"]
         lines.append("")
     return "\n".join(lines)
 
@@ -512,6 +539,7 @@ def main() -> None:
     )
     summary["gap_to_oracle"] = {d: {m: gap_to_oracle(summary["table"][d], m) for m in shared.GIT_DRAWS} for d in args.datasets}
     summary["diagnostics"] = diagnostics(args)
+    summary["figures"] = {d: shared.shown(p) for d, p in plot_figures(args).items()}
     summary["environment"] = (f"{os.uname().machine}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                               f"{args.workers} single-thread workers")
     summary["seconds"] = time.time() - started if (ran and summary["complete"]) else None
