@@ -506,7 +506,7 @@ def main() -> None:
     print(f"Sized for under {IDLE_BUDGET_MINUTES} min on 2 idle CPU cores with the defaults "
           f"({len(args.datasets)} datasets x {len(args.seeds)} seeds); a shared machine takes longer. "
           "Interrupt any time: running it again resumes.", flush=True)
-    ran = 0
+    ran, planned = 0, 0
     selection, selected_runs = choose_settings(args) if not args.select else ({}, 0)
     for seed in [] if args.partial else args.seeds:
         # Seed by seed and dataset by dataset (two fits ahead), so that a run stopped midway has whole
@@ -529,6 +529,7 @@ def main() -> None:
             if position + 2 < len(args.datasets):
                 jobs.append((fits[args.datasets[position + 2]], None))
         ran += run_ordered(jobs, args.workers)
+        planned += len(jobs)
     if args.partial:
         selection, _ = choose_settings(args)
 
@@ -542,7 +543,8 @@ def main() -> None:
     summary["figures"] = {d: shared.shown(p) for d, p in plot_figures(args).items()}
     summary["environment"] = (f"{os.uname().machine}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                               f"{args.workers} single-thread workers")
-    summary["seconds"] = time.time() - started if (ran and summary["complete"]) else None
+    # A wall time only for a run that did every job itself: a resumed run's would mean nothing.
+    summary["seconds"] = time.time() - started if (ran and ran >= planned and summary["complete"]) else None
     summary["cpu_seconds"] = cpu_seconds(args)
     summary["command"] = command
     summary["args"] = {k: (as_given(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
