@@ -784,7 +784,7 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
             drawn_code = style if appearance is None else appearance.to(style.dtype)
             both = self.decoder(torch.cat([content, content]), self.mlp(torch.cat([drawn_code, own])))
             drawn, rebuilt = both.chunk(2)
-            image = (x + (drawn - rebuilt) if scale == 1 else x + scale * (drawn - rebuilt)).clamp(-1, 1)
+            image = (x + scale * (drawn - rebuilt)).clamp(-1, 1)
         if self.warp is not None:
             image = self.warp(image, style)
         return image

@@ -48,8 +48,8 @@ that helped it have 0.7-0.94 and the true nuisances 0.48-1.0):
   preservation, judged whatever that accuracy (both figures come from the same
   classifier on the same inputs). Calibrated on the default fits: on the digits,
   whose draws gave GIT 70 to 100 % of the oracle's accuracy gain, the ratio is
-  0.65 to 0.81; on rotated clothing, where the paper's draws cost GIT 6 points,
-  0.45.
+  0.65 to 0.81; on rotated clothing, where the paper's draws cost GIT 3 to 6
+  points, 0.32 to 0.45.
 
 Example::
 
