@@ -11,32 +11,17 @@ from the same images and rewrites the folder's ``config.json`` atomically.
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
-from gitaug import MUNITGenerator
+from _generator_folder import load, parse_args  # the scripts folder is on sys.path when a script runs
 from gitaug._files import write_json
-from gitaug.fit.data import read_training_data, to_model_range
+from gitaug.fit.data import to_model_range
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="the generator folder (with config.json and model.safetensors)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset", help="the built-in dataset it was fitted on (training split)")
-    source.add_argument("--data", help="the images it was fitted on (a folder or an .npz file, as gitaug fit reads them)")
-    parser.add_argument("--seed", type=int, default=0, help="the built-in dataset's seed (default 0)")
-    args = parser.parse_args()
-
-    config_path = args.folder / "config.json"
-    if not config_path.is_file():
-        raise SystemExit(f"error: no generator folder at {args.folder} (no config.json)")
-    generator = MUNITGenerator.from_pretrained(args.folder).eval()
-    c = generator.config
-    images = read_training_data(dataset=args.dataset, data=args.data, image_size=c.image_size, channels=c.in_channels,
-                                seed=args.seed).images
-    stats = generator.style_statistics(to_model_range(images))
+    args = parse_args(__doc__.split("\n\n")[0], "the images it was fitted on (a folder or an .npz file, as gitaug fit reads them)")
+    config_path, generator, data = load(args)
+    stats = generator.style_statistics(to_model_range(data.images))
     config = json.loads(config_path.read_text())
     config.setdefault("training", {})["styles"] = stats
     write_json(config_path, config)
