@@ -793,5 +793,10 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         """Reconstruction of ``x`` from its own content and style (without the warp)."""
         return self.decode(self.encode_content(x), self.encode_style(x), warp=False)
 
+    @property
+    def has_warp(self) -> bool:
+        """Whether draws are moved geometrically: a style-driven warp, or a range warp with some range above 0."""
+        return self.warp is not None and not getattr(self.warp, "is_identity", False)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -368,7 +368,7 @@ def generator_report(
         measured = _measure_class_preservation(report, transform, images, labels, reference, head_min_count,
                                                n_per_class, reference_steps, seed, rng)
         warp_alone = aug.residual and aug.appearance_scale == 0
-        if measured is not None and generator.warp is not None and not getattr(generator.warp, "is_identity", False) and not warp_alone:
+        if measured is not None and generator.has_warp and not warp_alone:
             warp_aug = GITAugment(generator, residual=True, appearance_scale=0)
             reference_model, measured_images, measured_labels = measured
             result = class_preservation(lambda batch, generator=None: warp_aug(batch, generator=generator),
@@ -538,8 +538,7 @@ def recommend_draw(
     transform's own defaults apply). The result is what ``training.draw``
     stores (:func:`gitaug.augment.recommended_draw`), with the figures behind it.
     """
-    warp = generator.warp
-    if labels is None or warp is None or getattr(warp, "is_identity", False):
+    if labels is None or not generator.has_warp:
         return None
     if "styles" not in generator.training_metadata:
         return None
