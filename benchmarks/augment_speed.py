@@ -20,8 +20,10 @@ ratios hold on a busy machine even where the absolute figures do not.
      since it takes minutes per shape on a CPU);
    * ``bank``: a :class:`gitaug.bank.TailBank` serving the 32 images.
 
-   Reported as used images/s, the ratio to ``reference``, and the share of
-   the bf16 convolution peak the generator's FLOPs reach.
+   Reported as used images/s, the ratio to ``reference``, the share of
+   the bf16 convolution peak the generator's FLOPs reach, and the share of
+   the rate its convolutions reach when each is timed alone in bf16
+   (:func:`conv_ceiling`): what limits a path below the peak.
 3. The classifier-step overhead: a ResNet-20 (three stages of three basic
    blocks, widths 16/32/64) SGD step on a batch of 128 1x28x28 images with
    class-balanced labels over CIFAR-10-LT's class sizes (imbalance 100),
@@ -69,6 +71,7 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import shlex  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -290,7 +293,45 @@ def generator_paths(
     }
     if compiled:
         result["compile_seconds"] = compile_seconds
+    with torch.no_grad():
+        ceiling = conv_ceiling(generator, lambda: bf16(selected), device, rounds)
+    result["conv_ceiling"] = {**ceiling, "used_images_per_second": used / ceiling["seconds"]}
     return result
+
+
+def conv_ceiling(generator: MUNITGenerator, run: Callable[[], object], device: torch.device, rounds: int) -> dict:
+    """The rate a path would reach if nothing but its convolutions took time, each at its own shape's speed.
+
+    Records every convolution ``run`` (a bf16 ``GITAugment`` call) executes --
+    its layer and input shape -- then times each alone in bf16 on a random
+    input of that shape (reflection padding done beforehand, so only the
+    convolution is timed), interleaved. Their summed medians bound the path from
+    below: the generator's small-channel, large-map layers run slower per FLOP
+    than the 256-channel convolution of the peak.
+    """
+    calls: list[tuple[nn.Conv2d, torch.Size]] = []
+    hooks = [m.register_forward_hook(lambda module, inputs, _: calls.append((module, inputs[0].shape)))
+             for m in generator.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    cases: dict[str, Callable[[], object]] = {}
+    flops = 0
+    for i, (conv, shape) in enumerate(calls):
+        x = torch.randn(shape, device=device, dtype=torch.bfloat16)
+        padding = conv.padding
+        if conv.padding_mode != "zeros":
+            x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
+            padding = 0
+        weight = conv.weight.detach().to(torch.bfloat16)
+        bias = None if conv.bias is None else conv.bias.detach().to(torch.bfloat16)
+        call = (lambda x=x, w=weight, b=bias, c=conv, pad=padding: F.conv2d(x, w, b, c.stride, pad, c.dilation, c.groups))
+        cases[f"conv{i}"] = call
+        flops += count_flops(call)
+    seconds = sum(interleaved(cases, rounds, device).values())
+    return {"convolutions": len(calls), "seconds": seconds, "flops": flops, "flops_per_second": flops / seconds}
 
 
 # --------------------------------------------------------------------------- classifier step
@@ -424,17 +465,30 @@ def tables(summary: dict) -> list[str]:
             f"**{device}** ({figures['name']}): matmul fp32 {p['matmul_fp32'] / 1e9:.1f} / bf16 {p['matmul_bf16'] / 1e9:.1f} "
             f"GFLOP/s; 3x3 conv (256 ch, 7x7, batch 64) fp32 {p['conv_fp32'] / 1e9:.1f} / bf16 {p['conv_bf16'] / 1e9:.1f} GFLOP/s.",
             "",
-            "| preset | images | path | used images/s | vs reference | share of bf16 conv peak |",
-            "|---|---|---|---|---|---|",
+            "| preset | images | path | used images/s | vs reference | share of bf16 conv peak | share of its convolutions' own rate |",
+            "|---|---|---|---|---|---|---|",
         ]
+        ceilings = []
         for g in figures["generator"]:
             rates = g["used_images_per_second"]
+            ceiling = g.get("conv_ceiling")
             for name, rate in rates.items():
                 flops = g["reference_flops_per_used_image" if name == "reference" else "generator_flops_per_image"]
                 share = "" if name == "bank" else f"{100 * rate * flops / p['conv_bf16']:.0f} %"
+                own = (f"{100 * rate / ceiling['used_images_per_second']:.0f} %"
+                       if ceiling and name in ("bf16", "compiled") else "")
                 lines.append(
-                    f"| {g['preset']} | {g['format']} | {name} | {rate:.1f} | {rate / rates['reference']:.2f}x | {share} |"
+                    f"| {g['preset']} | {g['format']} | {name} | {rate:.1f} | {rate / rates['reference']:.2f}x | {share} | {own} |"
                 )
+            if ceiling:
+                ceilings.append(f"{g['preset']} {g['format']} {100 * ceiling['flops_per_second'] / p['conv_bf16']:.0f} %")
+        if ceilings:
+            lines += [
+                "",
+                "Each bf16 path's convolutions timed alone, each at its own shape (reflection padding done beforehand), "
+                "reach this share of the bf16 conv peak: " + ", ".join(ceilings) + ". That is the most a path whose "
+                "only cost were its convolutions could reach; the last column is how close the path gets to it.",
+            ]
         c = figures.get("classifier")
         if c:
             lines += [
@@ -495,7 +549,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    command = " ".join(["python", "benchmarks/augment_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "benchmarks/augment_speed.py", *(sys.argv[1:] if argv is None else argv)])
     print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (PASSIVE unless set), {torch.get_num_threads()} thread(s)")
     summary: dict = {
         "benchmark": "augment_speed",

@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def mean_std(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    command = " ".join(["python", "benchmarks/bank_digits.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "benchmarks/bank_digits.py", *(sys.argv[1:] if argv is None else argv)])
     arms = {"live": 0, **{f"bank V={v}": v for v in args.draws}}
     table = {}
     for name, draws in arms.items():

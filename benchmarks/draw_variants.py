@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -87,7 +88,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=shared.ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    command = "python benchmarks/draw_variants.py " + " ".join(sys.argv[1:])
+    command = shlex.join(["python", "benchmarks/draw_variants.py", *sys.argv[1:]])
     table = {}
     for dataset in args.datasets:
         started = time.time()

@@ -48,6 +48,7 @@ import datetime
 import json
 import logging
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -85,6 +86,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=512, help="synthetic training images per configuration")
     parser.add_argument("--reference-steps", type=int, default=4,
                         help="reference trainer steps timed before and after each fit run (default: 4; 0 skips it)")
+    parser.add_argument("--no-flops", action="store_true", help="skip counting FLOPs per image (two short fits per preset)")
+    parser.add_argument("--flops-only", action="store_true",
+                        help="count FLOPs for the configurations already in --out and add them there and to the report, "
+                             "timing nothing (the counts do not depend on the machine's load)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fit_speed.json",
                         help="results file (default: benchmarks/results/fit_speed.json)")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md",
@@ -253,22 +258,78 @@ def reference_step_seconds(trainer: ReferenceTrainer, data: np.ndarray, batch_si
     return times
 
 
+# --------------------------------------------------------------------------- FLOPs per image
+
+
+def fit_flops_per_image(data: Path, workdir: Path, preset: str, device: str, batch_size: int) -> float:
+    """Convolution and matmul FLOPs (forward and backward) of one ``gitaug-fit`` step, per training image.
+
+    Counted with ``torch.utils.flop_counter`` around two whole ``fit`` runs of 2
+    and 4 steps: their difference is two steps, without the nuisance test, the
+    setup and the export every run does once.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    totals = []
+    for steps in (2, 4):
+        config = FitConfig(data=str(data), out=str(workdir / f"flops-{preset}-{steps}"), preset=preset, steps=steps,
+                           batch_size=batch_size, device=device, log_every=steps, checkpoint_every=0, sample_every=0,
+                           grid_variants=1, progress=False)
+        with FlopCounterMode(display=False) as counter:
+            fit(config)
+        totals.append(counter.get_total_flops())
+    return (totals[1] - totals[0]) / 2 / batch_size
+
+
+def reference_flops_per_image(preset: str, side: int, channels: int, device: str, batch_size: int) -> float:
+    """The same count for one reference step, per image of one domain (the unit of its images/s)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    trainer = ReferenceTrainer(preset, side, channels, torch.device(device))
+    x_a, x_b = (torch.rand(batch_size, channels, side, side, device=device) * 2 - 1 for _ in range(2))
+    with FlopCounterMode(display=False) as counter:
+        trainer.step(x_a, x_b)
+    return counter.get_total_flops() / batch_size
+
+
+def count_flops(results: list[dict], workdir: Path, images: int) -> None:
+    """Add each configuration's FLOPs per image and their ratio to its result rows (one count per preset and size)."""
+    counted: dict[tuple, dict] = {}
+    for result in results:
+        key = (result["preset"], result["image_size"], result["channels"], result["device"])
+        if key not in counted:
+            preset, side, channels, device = key
+            data = write_images(workdir, images, side, channels)
+            batch = min(r["batch_size"] for r in results if r["preset"] == preset)
+            fit_flops = fit_flops_per_image(data, workdir, preset, device, batch)
+            reference = reference_flops_per_image(preset, side, channels, device, batch)
+            counted[key] = {"fit_gflop_per_image": fit_flops / 1e9, "reference_gflop_per_domain_image": reference / 1e9,
+                            "flop_ratio": reference / fit_flops}
+            print(f"{device} {preset} {side}x{side}x{channels}: {fit_flops / 1e9:.3f} GFLOP per image per step, "
+                  f"reference {reference / 1e9:.3f} per domain image ({reference / fit_flops:.2f}x)", flush=True)
+        result.update(counted[key])
+
+
 def parameters(preset: str, side: int, channels: int) -> int:
     return MUNITGenerator(MUNITConfig.preset(preset, in_channels=channels, image_size=side)).num_parameters()
 
 
 def table(results: list[dict]) -> list[str]:
     lines = [
-        "| device | preset | images | generator params | batch | images/s | ms/step | amp | reference images/s per domain | vs reference |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| device | preset | images | generator params | batch | images/s | ms/step | amp | reference images/s per domain "
+        "| vs reference | FLOP ratio | speed per FLOP vs reference |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         reference = r.get("reference_images_per_second")
-        ref_cells = f"{reference:.1f} | {r['images_per_second'] / reference:.2f}x" if reference else "- | -"
+        speedup = r["images_per_second"] / reference if reference else None
+        ref_cells = f"{reference:.1f} | {speedup:.2f}x" if reference else "- | -"
+        flops = r.get("flop_ratio")
+        flop_cells = f"{flops:.2f}x | {speedup / flops:.2f}x" if flops and speedup else (f"{flops:.2f}x | -" if flops else "- | -")
         lines.append(
             f"| {r['device']} | {r['preset']} | {r['image_size']}x{r['image_size']}x{r['channels']} | "
             f"{r['generator_parameters'] / 1e6:.2f} M | {r['batch_size']} | {r['images_per_second']:.1f} | "
-            f"{r['milliseconds_per_step']:.1f} | {r['amp']} | {ref_cells} |"
+            f"{r['milliseconds_per_step']:.1f} | {r['amp']} | {ref_cells} | {flop_cells} |"
         )
     return lines
 
@@ -290,6 +351,15 @@ def report_section(summary: dict) -> str:
         "",
         *table(summary["results"]),
     ]
+    if any("flop_ratio" in r for r in summary["results"]):
+        lines += [
+            "",
+            "FLOP ratio: the reference step's convolution and matmul FLOPs (forward and backward) per image of one "
+            "domain over a `gitaug-fit` step's per image, counted with `torch.utils.flop_counter` (fit runs of 2 and 4 "
+            "steps, differenced). It is the speed-up fewer FLOPs alone give; the last column is the rest, how much "
+            "faster each FLOP runs"
+            + (f" (counted by `{summary['flops_command']}`)" if summary.get("flops_command") else "") + ".",
+        ]
     return "\n".join(lines)
 
 
@@ -298,7 +368,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # fit() logs each run at INFO
-    command = " ".join(["python", "benchmarks/fit_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "benchmarks/fit_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.flops_only:
+        summary = json.loads(args.out.read_text(encoding="utf-8"))
+        with tempfile.TemporaryDirectory(prefix="gitaug-fit-flops-") as tmp:
+            count_flops(summary["results"], Path(tmp), summary.get("images", args.images))
+        summary["flops_command"] = command
+        args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        update_section(args.report, "fit_speed", report_section(summary))
+        print("\n".join(table(summary["results"])))
+        print(f"\nadded FLOP counts to {args.out} and the fit-speed section of {args.report}")
+        return
     results = []
     with tempfile.TemporaryDirectory(prefix="gitaug-fit-speed-") as tmp:
         workdir = Path(tmp)
@@ -336,6 +416,9 @@ def main(argv: list[str] | None = None) -> None:
                         flush=True,
                     )
 
+    if not args.no_flops:
+        with tempfile.TemporaryDirectory(prefix="gitaug-fit-flops-") as tmp:
+            count_flops(results, Path(tmp), max(args.images, max(args.batch_sizes)))
     summary = {
         "benchmark": "fit_speed",
         "command": command,

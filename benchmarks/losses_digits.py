@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=repro.ROOT / "benchmarks" / "results")
     parser.add_argument("--report", type=Path, default=repro.ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
-    command = " ".join(["python benchmarks/losses_digits.py", *sys.argv[1:]])
+    command = shlex.join(["python", "benchmarks/losses_digits.py", *sys.argv[1:]])
     started = time.time()
 
     # GIT's setting: the one the reproduction chose on validation, if it ran; else a fixed default.

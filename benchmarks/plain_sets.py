@@ -6,9 +6,10 @@ nuisance should learn geometric ranges near zero there, and GIT with it should
 not lower balanced accuracy. For each set and seed this runs, as a user would:
 
 1. ``gitaug-fit --dataset NAME`` with no flag but the step count (the default fit);
-2. ``examples/train_longtail.py``: CE+DRS and CE+DRS+GIT (plain and residual
-   draws), each GIT draw's threshold, proportion and rule chosen on the
-   validation split of the first seed among the candidates of the nuisance
+2. ``examples/train_longtail.py``: CE+DRS and CE+DRS+GIT with each draw of
+   ``reproduce_digits.GIT_DRAWS`` (``--draws`` picks some; ``git-auto`` is the
+   draw the fit recommends), each GIT draw's threshold, proportion and rule
+   chosen on the validation split of the first seed among the candidates of the nuisance
    benchmarks (``reproduce_digits.CANDIDATES``, ``reproduce_fmnist.CANDIDATES``);
 3. the report lists the ranges each fit learned (from its generator's config)
    and the accuracies.
@@ -18,7 +19,8 @@ Classifier epochs and generator steps are those of the nuisance benchmarks
 steps). Jobs resume like theirs. Outputs: ``benchmarks/results/plain_sets.json``
 and the ``plain_sets`` section of ``benchmarks/RESULTS.md``.
 
-    python benchmarks/plain_sets.py                       # the full run (2 sets x 2 seeds)
+    python benchmarks/plain_sets.py                       # the full run (2 sets x 2 seeds, every draw)
+    python benchmarks/plain_sets.py --draws git-auto      # only the draw each fit recommends
     python benchmarks/plain_sets.py --datasets digits-lt --seeds 0 --smoke   # a smoke run
     python benchmarks/plain_sets.py --probe-only          # only the fit's nuisance test (a minute per set and seed)
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -44,13 +47,14 @@ SETS = {
     "digits-lt": {"epochs": 30, "fit_steps": None, "candidates": shared.CANDIDATES},
     "fmnist-lt": {"epochs": 12, "fit_steps": 800, "candidates": reproduce_fmnist.CANDIDATES},
 }
-METHODS = ("drs", *shared.GIT_DRAWS)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--draws", nargs="+", default=list(shared.GIT_DRAWS), choices=list(shared.GIT_DRAWS),
+                        help="GIT draws to train (default: all; git-auto is the draw each fit recommends)")
     parser.add_argument("--smoke", action="store_true", help="2 classifier epochs and 20 generator steps (a plumbing check)")
     parser.add_argument("--probe-only", action="store_true",
                         help="run only the default fit's nuisance test (gitaug.fit.nuisance_probe.run_probe) and report its ranges")
@@ -112,7 +116,7 @@ def probe_only(args: argparse.Namespace, command: str) -> None:
 
 def main() -> None:
     args = parse_args()
-    command = " ".join(["python benchmarks/plain_sets.py", *sys.argv[1:]])
+    command = shlex.join(["python", "benchmarks/plain_sets.py", *sys.argv[1:]])
     args.work.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
     if args.probe_only:
@@ -126,27 +130,28 @@ def main() -> None:
     first = args.seeds[0]
     shared.run_all(
         [shared.train_job(job_args(args, d), d, first, m, c, shared.select_tag(m, c))
-         for d in args.datasets for m in shared.GIT_DRAWS for c in SETS[d]["candidates"]],
+         for d in args.datasets for m in args.draws for c in SETS[d]["candidates"]],
         args.workers,
     )
     selection: dict = {}
     for dataset in args.datasets:
-        for method in shared.GIT_DRAWS:
+        for method in args.draws:
             scores, chosen = shared.validation_choice(args.work, dataset, first, method, SETS[dataset]["candidates"])
             shared.record_choice(selection, dataset, method, {"chosen": chosen, "val_balanced_accuracy": scores})
 
+    methods = ("drs", *args.draws)
     print("[3/3] training CE+DRS and CE+DRS+GIT", flush=True)
     shared.run_all(
         [shared.train_job(job_args(args, d), d, s, m, shared.chosen_setting(selection, d, m), m)
-         for d in args.datasets for s in args.seeds for m in METHODS],
+         for d in args.datasets for s in args.seeds for m in methods],
         args.workers,
     )
 
     table = {}
     for dataset in args.datasets:
-        runs = {m: [run(args.work / "runs" / f"{dataset}-seed{s}-{m}.json") for s in args.seeds] for m in METHODS}
+        runs = {m: [run(args.work / "runs" / f"{dataset}-seed{s}-{m}.json") for s in args.seeds] for m in methods}
         table[dataset] = {
-            **{m: [r["test_balanced_accuracy"] for r in runs[m]] for m in METHODS},
+            **{m: [r["test_balanced_accuracy"] for r in runs[m]] for m in methods},
             "learned": [shared.learned(job_args(args, dataset), dataset, s) for s in args.seeds],
         }
     summary = {"command": command, "seeds": args.seeds, "smoke": args.smoke, "selection": selection, "table": table,
@@ -170,14 +175,15 @@ def main() -> None:
     for dataset in args.datasets:
         row = table[dataset]
         learned = "; ".join(shared.describe_learned(e) for e in row["learned"])
-        for method, draw in shared.GIT_DRAWS.items():
+        for method in args.draws:
+            draw = shared.GIT_DRAWS[method].label
             diffs = ", ".join(f"{(g - d) * 100:+.1f}" for g, d in zip(row[method], row["drs"]))
             lines.append(
                 f"| {dataset} | {draw} | {shared.setting_tag(shared.chosen_setting(selection, dataset, method))} | "
                 f"{shared.fmt(row['drs'], 100, 1)} | {shared.fmt(row[method], 100, 1)} | {diffs} | {learned} |"
             )
     update_section(args.report, "plain_sets", "\n".join(lines))
-    print(json.dumps({d: {m: np.mean(table[d][m]) for m in METHODS} for d in args.datasets}, indent=2, default=float))
+    print(json.dumps({d: {m: np.mean(table[d][m]) for m in methods} for d in args.datasets}, indent=2, default=float))
     print(f"wrote {shared.shown(out)} and {shared.shown(args.report)}")
 
 

@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 import threading
 import time
@@ -373,6 +374,8 @@ def gap_to_oracle(rows: dict, git_method: str = "git") -> dict | None:
         "tail_ekld_share_of_oracle_reduction": (drs - git) / (drs - oracle) if drs != oracle else None,
         "accuracy_git_minus_drs": acc["git"] - acc["drs"],
         "accuracy_oracle_minus_git": acc["oracle"] - acc["git"],
+        "accuracy_share_of_oracle_gain": ((acc["git"] - acc["drs"]) / (acc["oracle"] - acc["drs"])
+                                          if acc["oracle"] > acc["drs"] else None),
     }
 
 
@@ -470,8 +473,13 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
                 "",
                 f"{METHOD_NAMES[method]} against the oracle (seeds {', '.join(map(str, gap['seeds']))}): {ekld_text}; balanced "
                 f"accuracy {gap['accuracy_git_minus_drs'] * 100:+.1f} points over CE+DRS, "
-                f"{gap['accuracy_oracle_minus_git'] * 100:.1f} points below the oracle.",
+                f"{gap['accuracy_oracle_minus_git'] * 100:.1f} points below the oracle"
+                + (f" ({gap['accuracy_share_of_oracle_gain'] * 100:.0f} % of the oracle's gain)."
+                   if gap["accuracy_share_of_oracle_gain"] is not None else "."),
             ]
+        recommended = shared.recommended_draws(args.work, dataset, args.seeds)
+        if recommended:
+            lines += ["", f"The draw each fit recommended (`training.draw`): {recommended}."]
         diag = summary["diagnostics"].get(dataset)
         if diag:
             lines += [
@@ -496,7 +504,7 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
 
 def main() -> None:
     args = parse_args()
-    command = " ".join(["python benchmarks/reproduce_fmnist.py", *sys.argv[1:]])
+    command = shlex.join(["python", "benchmarks/reproduce_fmnist.py", *sys.argv[1:]])
     from gitaug.datasets import find_fashion_mnist
 
     find_fashion_mnist()  # fails early, saying how to get the files
