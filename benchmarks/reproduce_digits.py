@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -474,9 +475,12 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
             "",
         ]
         grid = ROOT / "docs" / grid_name(args.fit_flags, dataset)
-        if grid.exists():  # the seed-0 generator's final sample grid, copied from its gitaug-fit folder
+        fitted_grid = generator_dir(args.work, dataset, args.seeds[0]) / "generator" / "samples.png"
+        if fitted_grid.exists():  # the first seed's final sample grid, from its exported generator
+            shutil.copyfile(fitted_grid, grid)
+        if grid.exists():
             lines += [
-                "The seed-0 generator's sample grid (one training digit per class, smallest class first, "
+                "The first seed's generator's sample grid (one training digit per class, smallest class first, "
                 "then eight draws):",
                 "",
                 f"![gitaug-fit samples, {dataset}](../docs/{grid.name})",
