@@ -142,8 +142,8 @@ def main() -> None:
     methods = ("drs", *args.draws)
     print("[3/3] training CE+DRS and CE+DRS+GIT", flush=True)
     shared.run_all(
-        [shared.train_job(job_args(args, d), d, s, m, shared.chosen_setting(selection, d, m), m)
-         for d in args.datasets for s in args.seeds for m in methods],
+        [shared.train_job(job_args(args, d), d, s, m, shared.chosen_setting(selection, d, m) if m in shared.GIT_DRAWS else {}, m)
+         for d in args.datasets for s in args.seeds for m in methods],  # CE+DRS takes no GIT setting
         args.workers,
     )
 
