@@ -13,7 +13,8 @@ Methods (``--method``):
 * ``git``     ``drs`` + GIT: tail-class samples re-drawn by the generator
               (``--generator``) once re-sampling starts; served from a bank
               of ``--bank-draws`` (8) draws per tail image made when GIT
-              starts, or drawn live for every sample with ``--live-draws``;
+              starts, or drawn live for every sample with ``--live-draws``
+              (the default when the draw is the generator's warp alone);
 * ``oracle``  ``drs`` + a fresh draw of the *true* nuisance, on the base digit,
               for the same samples GIT would replace (an upper reference;
               only for the built-in sets).
@@ -93,9 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     method.add_argument("--appearance-scale", type=float, default=1.0, metavar="S",
                         help="with --draw residual, how much of the decoder's appearance change a draw applies "
                              "(GITAugment(appearance_scale=S); 0: the generator's warp alone)")
-    method.add_argument("--bank-draws", type=int, default=8, metavar="V",
+    method.add_argument("--bank-draws", type=int, default=None, metavar="V",
                         help="GIT serves each replaced sample from a gitaug.bank.TailBank of V draws per tail "
-                        "image, drawn when GIT starts (default: 8; 0: live draws)")
+                        "image, drawn when GIT starts (default: 8, or live draws when the draw is the warp "
+                        "alone, as GITDataset does; 0: live draws)")
     method.add_argument("--live-draws", action="store_true",
                         help="run the generator on every replaced sample instead of serving bank draws")
     method.add_argument("--resampling", choices=("auto", "none", "deferred"), default="auto",
@@ -131,7 +133,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--method oracle needs a built-in dataset: the true nuisance of CIFAR is unknown")
     if args.head == "auto":
         args.head = "cosine" if args.loss == "ldam" else "linear"
-    if args.bank_draws < 0:
+    if args.bank_draws is not None and args.bank_draws < 0:
         parser.error(f"--bank-draws must be a positive number of draws, or 0 for live draws, got {args.bank_draws}")
     if args.live_draws:
         args.bank_draws = 0
@@ -271,6 +273,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.draw == "recommended" and "draw" not in augment.metadata:
             raise SystemExit(f"--draw recommended: the generator {args.generator} stores no recommended draw")
         drawn_with = {"residual": augment.residual, "styles": augment.styles, "appearance_scale": augment.appearance_scale}
+        if args.bank_draws is None:  # as GITDataset(draws="auto"): a warp is as cheap drawn live as copied from a bank
+            args.bank_draws = 0 if augment.warp_only else 8
         if args.bank_draws:  # V precomputed draws per tail image, drawn on the bank's first call (when GIT starts)
             augment = TailBank(augment, train.float_images(), train.targets, draws=args.bank_draws, enabled=False)
     elif args.method == "oracle":

@@ -283,6 +283,17 @@ class GITAugment(nn.Module):
         self.metadata: dict[str, Any] = {}
         self._warned_without_labels = False
 
+    @property
+    def warp_only(self) -> bool:
+        """Whether a draw is the generator's warp alone (``residual=True, appearance_scale=0``).
+
+        No network runs then: a draw is one resampling of the input, about as
+        cheap as copying a stored draw, so :class:`~gitaug.GITDataset` draws
+        it live rather than from a bank, whose few draws per image would
+        only limit its variety.
+        """
+        return self.residual and self.appearance_scale == 0
+
     # ------------------------------------------------------------------ Hub / files
 
     @classmethod

@@ -1,12 +1,14 @@
-"""Store the recommended draw (``training.draw``) in a generator folder exported without one.
+"""Store the recommended draw (``training.draw``) in a generator folder: one exported without it, or an older rule's.
 
 ``gitaug fit`` stores it at export when its data has labels
-(``gitaug.report.recommend_draw``: residual draws with the data's own styles,
-or the warp alone when those lose classes); ``GITAugment.from_pretrained``
-then draws that way unless told otherwise. Generators exported before that,
-or fitted with ``--no-report``, have none. This computes it the same way on
-the same labelled images (and the style statistics first, when the folder
-has none), then rewrites the folder's ``config.json`` atomically.
+(``gitaug.report.recommend_draw``: the most varied draw that keeps the class
+about as often as the generator's warp alone, down a ladder from the decoded
+draws to the warp alone); ``GITAugment.from_pretrained`` then draws that way
+unless told otherwise. Generators exported before that, or fitted with
+``--no-report``, have none, and ones exported before the ladder have an
+older rule's. This computes it the same way on the same labelled images (and
+the style statistics first, when the folder has none), then rewrites the
+folder's ``config.json`` atomically.
 
     python scripts/recommend_draw.py runs/mine/generator --dataset fmnist-rot-lt --seed 0
 """

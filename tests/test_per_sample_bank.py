@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import warnings
 
@@ -9,9 +10,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from gitaug import ClassThresholdSampler, GITAugment, GITDataset
+from gitaug import ClassThresholdSampler, GITAugment, GITDataset, MUNITGenerator
 
-from helpers import tiny_generator
+from helpers import tiny_config, tiny_generator
 
 N_HEAD, N_TAIL = 24, 16
 
@@ -216,7 +217,7 @@ def test_custom_rules_and_ragged_tails_draw_live():
 
 @pytest.mark.parametrize("draws", [0, -3, True, 2.5, "bank", None])
 def test_bad_draws_are_named(draws):
-    with pytest.raises(ValueError, match=rf"draws must be a positive int .* or 'live', got {draws!r}"):
+    with pytest.raises(ValueError, match=rf"draws must be a positive int .*, 'live' or 'auto', got {draws!r}"):
         GITDataset(make_data(), make_aug(), draws=draws)
 
 
@@ -265,3 +266,25 @@ def test_targets_attribute_limits_the_reads_and_an_item_it_misses_is_drawn_live(
     with pytest.warns(RuntimeWarning, match=r"dataset\[19\] \(label 1\) is selected for GIT but has no bank draw"):
         image, label = dataset[19]
     assert label == 1 and image.dtype == torch.uint8 and not torch.equal(image, base.images[19])  # drawn live
+
+
+def test_the_warp_alone_is_drawn_live_by_default_and_other_draws_from_a_bank():
+    torch.manual_seed(0)
+    config = dataclasses.replace(tiny_config(), warp="affine", warp_rotation=30.0)
+    generator = MUNITGenerator(config).eval()
+    sampler = ClassThresholdSampler([40, 3, 6], threshold=10, p=1.0)
+    base = make_data()
+    warp = GITAugment(generator, sampler, residual=True, appearance_scale=0.0)
+    assert warp.warp_only and not GITAugment(generator, sampler, residual=True).warp_only
+    live = GITDataset(base, warp, seed=0)
+    assert live.draws == "live" and not live.uses_bank
+    # Live warp draws are new for every epoch: no tail image comes back the same twice.
+    first, second = collect(live), (live.set_epoch(1), collect(live))[1]
+    assert torch.equal(first[:N_HEAD], base.tensors[0][:N_HEAD])
+    assert (first[N_HEAD:] != second[N_HEAD:]).flatten(1).any(1).all()
+    # refresh_every has nothing to re-draw then, and is accepted as with a bank.
+    assert GITDataset(base, warp, refresh_every=2).draws == "live"
+    # A number asks for a bank whatever the draw; draws that run the decoder get one by default.
+    assert GITDataset(base, warp, draws=4).uses_bank
+    banked = GITDataset(base, GITAugment(generator, sampler, residual=True))
+    assert banked.draws == 8 and banked.uses_bank

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gitaug import GITAugment, MUNITConfig, MUNITGenerator, generator_report
-from gitaug.report import recommend_draw
+from gitaug.report import DRAW_LADDER, recommend_draw
 from gitaug.datasets import load
 from gitaug.report import NEAR_IDENTITY
 
@@ -133,43 +133,77 @@ def test_draws_that_lose_the_class_far_more_than_the_warp_alone_are_flagged_even
 
 
 class _UpsideDown(MUNITGenerator):
-    """A generator whose appearance change (any draw that runs the decoder) turns the image upside down."""
+    """A generator whose appearance change turns the image upside down: decoded draws always, residual
+    draws when their appearance scale is above ``limit``; ``faithful_decoder`` makes the decoded draws the
+    warp alone instead (a decoder that keeps every input's class)."""
+
+    limit = 0.0
+    faithful_decoder = False
 
     def redraw(self, x, style, *, residual=False, appearance=None, appearance_scale=1.0):
+        if not residual and self.faithful_decoder:
+            return super().redraw(x, style, residual=True, appearance_scale=0.0)
         drawn = super().redraw(x, style, residual=residual, appearance=appearance, appearance_scale=appearance_scale)
-        return drawn if residual and appearance_scale == 0 else drawn.flip(-2)
+        return drawn.flip(-2) if not residual or appearance_scale > self.limit else drawn
 
 
-def _warped_tiny_generator(std: float, upside_down: bool = False) -> MUNITGenerator:
+def _warped_tiny_generator(std: float, upside_down: bool = False, limit: float = 0.0, faithful_decoder: bool = False) -> MUNITGenerator:
     torch.manual_seed(0)
     config = dataclasses.replace(tiny_config(image_size=28), warp="affine", warp_rotation=5.0)
     generator = (_UpsideDown if upside_down else MUNITGenerator)(config).eval()
+    if upside_down:
+        generator.limit, generator.faithful_decoder = limit, faithful_decoder
     dim = generator.config.style_dim
     generator.training_metadata["styles"] = {"mean": [0.0] * dim, "std": [std] * dim}
     return generator
 
 
-def test_the_recommended_draw_is_the_residual_one_unless_it_loses_classes_the_warp_alone_keeps():
+def _settings(draw: dict) -> dict:
+    return {k: v for k, v in draw.items() if k != "chosen"}
+
+
+def test_the_recommended_draw_is_the_most_varied_one_that_keeps_the_class_the_warp_alone_keeps():
     plain = load("digits-lt", split="train", seed=0)
     reference = NearestMean(plain.images, plain.targets)
-    # A decoder that ignores the style: residual draws change nothing but the warp, so they are recommended.
+    # A decoder that keeps every input's class: the decoded draws, the top of the ladder.
+    faithful = _warped_tiny_generator(std=1.0, upside_down=True, faithful_decoder=True)
+    assert _settings(recommend_draw(faithful, plain.images, plain.targets, reference=reference, seed=0)) == {"residual": False}
+    # An untrained decoder (its decoded draws are noise) that ignores the style: residual draws change
+    # nothing but the warp, so they are the first that keep the class.
     still = _warped_tiny_generator(std=1.0)
     with torch.no_grad():
         next(m for m in still.mlp.modules() if isinstance(m, torch.nn.Linear)).weight.zero_()
     kept = recommend_draw(still, plain.images, plain.targets, reference=reference, seed=0)
-    assert {k: v for k, v in kept.items() if k != "chosen"} == {"residual": True, "styles": "data"}
-    assert "ratio" in kept["chosen"]
-    # A decoder whose change turns every digit upside down: the warp alone it is.
+    assert _settings(kept) == {"residual": True, "styles": "data"}
+    assert "the decoded draws" in kept["chosen"] and kept["chosen"].endswith(": residual draws with data styles")
+    # Appearance changes that turn the digit over unless halved: the half-strength rung.
+    halved = _warped_tiny_generator(std=1.0, upside_down=True, limit=0.5)
+    assert _settings(recommend_draw(halved, plain.images, plain.targets, reference=reference, seed=0)) == {
+        "residual": True, "styles": "data", "appearance_scale": 0.5}
+    # A decoder whose every change turns the digit over: the warp alone it is.
     wild = recommend_draw(_warped_tiny_generator(std=1.0, upside_down=True), plain.images, plain.targets,
                           reference=reference, seed=0)
-    assert {k: v for k, v in wild.items() if k != "chosen"} == {"residual": True, "appearance_scale": 0.0}
-    assert wild["chosen"].endswith("the warp alone")
+    assert _settings(wild) == {"residual": True, "appearance_scale": 0.0}
+    assert wild["chosen"].endswith(": the warp alone") and wild["chosen"].count("(ratio") == len(DRAW_LADDER)
     # Nothing to judge: no labels, no warp, no style statistics.
     assert recommend_draw(still, plain.images, None) is None
     assert recommend_draw(tiny_generator(image_size=28), plain.images, plain.targets) is None
     bare = _warped_tiny_generator(std=1.0)
     bare.training_metadata.clear()
     assert recommend_draw(bare, plain.images, plain.targets) is None
+
+
+def test_a_decoded_report_already_measured_is_used_not_measured_again():
+    plain = load("digits-lt", split="train", seed=0)
+    reference = NearestMean(plain.images, plain.targets)
+    generator = _warped_tiny_generator(std=1.0, upside_down=True, faithful_decoder=True)
+    decoded = generator_report(generator, plain.images, plain.targets, reference=reference, seed=0)
+    assert _settings(recommend_draw(generator, plain.images, plain.targets, reference=reference, seed=0,
+                                    decoded=decoded)) == {"residual": False}
+    # A stored report that says the decoded draws lose the class is believed: the ladder goes on down.
+    decoded.class_preservation = 0.1 * decoded.warp_class_preservation
+    draw = recommend_draw(generator, plain.images, plain.targets, reference=reference, seed=0, decoded=decoded)
+    assert _settings(draw) != {"residual": False} and "ratio 0.10" in draw["chosen"]
 
 
 def test_report_round_trips_to_json_and_prints(digits):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,6 +18,9 @@ from .objective import LossTerms
 from .run_folder import RunFolder
 from .state import FitState
 from .trackers import Trackers
+
+if TYPE_CHECKING:
+    from ..report import GeneratorReport
 
 __all__ = ["export_generator", "training_metadata", "check_push_target"]
 
@@ -51,9 +54,10 @@ def export_generator(
     metadata["styles"] = state.generator.style_statistics(to_model_range(data.images))
     logger.info("learned nuisance: %s", describe_nuisance(metadata["nuisance"]))
     if config.report:
-        metadata["report"] = _report(state, data, config.seed)
-        # The draw from_pretrained will use: residual with data styles, or the warp alone when those lose classes.
-        draw = _recommend(state, data, metadata["styles"], config.seed)
+        report = _report(state, data, config.seed)
+        metadata["report"] = report.to_dict()
+        # The draw from_pretrained will use: the most varied one that keeps the class (report.DRAW_LADDER).
+        draw = _recommend(state, data, metadata["styles"], config.seed, report)
         if draw is not None:
             metadata["draw"] = draw
             logger.info("recommended draw: %s (%s)", {k: v for k, v in draw.items() if k != "chosen"}, draw["chosen"])
@@ -93,7 +97,7 @@ def check_push_target(repo_id: str) -> None:
         ) from err
 
 
-def _report(state: FitState, data: ImageDataset, seed: int) -> dict[str, Any]:
+def _report(state: FitState, data: ImageDataset, seed: int) -> GeneratorReport:
     """The generator report (as ``gitaug eval`` gives it) on the training images, logged with its verdict."""
     from ..report import generator_report
 
@@ -103,11 +107,13 @@ def _report(state: FitState, data: ImageDataset, seed: int) -> dict[str, Any]:
     finally:
         state.generator.train(was_training)
     (logger.warning if report.warnings else logger.info)("generator report:\n%s", report)
-    return report.to_dict()
+    return report
 
 
-def _recommend(state: FitState, data: ImageDataset, styles: dict[str, Any], seed: int) -> dict[str, Any] | None:
-    """:func:`gitaug.report.recommend_draw` on the training images (``None`` without labels)."""
+def _recommend(
+    state: FitState, data: ImageDataset, styles: dict[str, Any], seed: int, decoded: GeneratorReport
+) -> dict[str, Any] | None:
+    """:func:`gitaug.report.recommend_draw` on the training images (``None`` without labels); ``decoded`` is :func:`_report`'s."""
     from ..report import recommend_draw
 
     if not data.labelled:
@@ -116,7 +122,7 @@ def _recommend(state: FitState, data: ImageDataset, styles: dict[str, Any], seed
     was_training, stored = generator.training, dict(generator.training_metadata)
     generator.training_metadata = {**stored, "styles": styles}
     try:
-        return recommend_draw(generator, data.images, data.targets, seed=seed)
+        return recommend_draw(generator, data.images, data.targets, seed=seed, decoded=decoded)
     finally:
         generator.training_metadata = stored
         generator.train(was_training)
