@@ -216,7 +216,34 @@ def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, se
         command += ["--p", str(setting["p"]), "--rule", setting["rule"]]
     if method in GIT_DRAWS:
         command += ["--generator", str(generator_dir(args.work, dataset, seed)), *GIT_DRAWS[method].flags]
+    if out.exists() and (why := stale(out, method, setting, generator_dir(args.work, dataset, seed))):
+        # A finished run made with another setting or draw would be reported as this one's: set it aside.
+        os.replace(out, out.with_suffix(".other-setting.json"))
+        print(f"  {out.name}: made with {why}; set aside, to run again", flush=True)
     return command, args.work / "logs" / f"{dataset}-seed{seed}-{tag}.log", out
+
+
+def stale(out: Path, method: str, setting: dict, generator: Path) -> str | None:
+    """Why a finished run no longer matches its job (another K, p or rule; another recommended draw), or None.
+
+    The selection on validation and a fit's recommended draw can change between invocations (a
+    rerun with more candidates, a new recommendation rule) while the run's file name stays the same.
+    """
+    if method not in GIT_DRAWS and method != "oracle":
+        return None  # ERM and CE+DRS take no GIT setting
+    run = json.loads(out.read_text())
+    used = run["args"]
+    wanted = (None if setting["threshold"] is None else float(setting["threshold"]), float(setting["p"]), setting["rule"])
+    if (used["threshold"], float(used["p"]), used["rule"]) != wanted:
+        return f"K={used['threshold']}, p={used['p']}, {used['rule']} (wanted K={wanted[0]}, p={wanted[1]}, {wanted[2]})"
+    config = generator / "generator" / "config.json"
+    if method == "git-auto" and config.exists():
+        recommended = json.loads(config.read_text()).get("training", {}).get("draw", {})
+        defaults = {"residual": False, "styles": "prior", "appearance_scale": 1.0}
+        expected = {key: recommended.get(key, default) for key, default in defaults.items()}
+        if {key: run.get("draw", {}).get(key) for key in defaults} != expected:
+            return f"the draw {run.get('draw')} (the fit now recommends {expected})"
+    return None
 
 
 def setting_tag(setting: dict) -> str:

@@ -173,23 +173,6 @@ def run_ordered(jobs: list[tuple[tuple, Path | None]], workers: int) -> int:
     return ran[0]
 
 
-def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, setting: dict):
-    """``reproduce_digits.train_job``, setting aside a finished oracle run made with another GIT setting.
-
-    ERM and CE+DRS do not depend on the generator or the setting, so their runs can be shared between
-    the ``--fit-flags`` variants' work folders; the oracle uses GIT's threshold, proportion and rule,
-    so a copied or earlier oracle run counts only if it used the same ones.
-    """
-    job = shared.train_job(args, dataset, seed, method, setting, method)
-    out = job[2]
-    if method == "oracle" and out.exists():
-        used = json.loads(out.read_text())["args"]
-        wanted = (float(setting["threshold"]) if setting["threshold"] is not None else None, float(setting["p"]), setting["rule"])
-        if (used["threshold"], float(used["p"]), used["rule"]) != wanted:
-            os.replace(out, out.with_suffix(".other-setting.json"))
-    return job
-
-
 def tail_accuracy(run: dict, fraction: float = 1 / 3) -> float:
     """Mean test accuracy of the smallest third of training classes."""
     accuracy, _ = shared.tail_head_means(run["class_counts"], run["test_per_class_accuracy"], fraction)
@@ -532,7 +515,7 @@ def main() -> None:
             setting = selection[dataset]["chosen"]
             jobs += [(shared.train_job(args, dataset, seed, m, shared.chosen_setting(selection, dataset, m), m), fits[dataset][2])
                      for m in git_draws(args)]
-            jobs += [(train_job(args, dataset, seed, m, setting), None) for m in METHODS
+            jobs += [(shared.train_job(args, dataset, seed, m, setting, m), None) for m in METHODS
                      if m not in shared.GIT_DRAWS and m not in args.skip]
             if position + 2 < len(args.datasets):
                 jobs.append((fits[args.datasets[position + 2]], None))
