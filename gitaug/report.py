@@ -542,11 +542,14 @@ def recommend_draw(
 
     Why the most varied draw first: the more a draw varies within the class,
     the more invariance it teaches. On the digits the decoded draws keep the
-    class (ratio 0.90-0.97 on rotation and background) and transferred more
-    invariance than the residual ones (share of the oracle's tail-eKLD
-    reduction 73 / 78 % against 49 / 54 %). On rotated clothing they lose the
-    garment (ratio 0.37-0.61) and cost 4 points of balanced accuracy; there
-    the ladder goes on down.
+    class nearly as well as the warp alone (ratio 0.86-0.95 on rotation and
+    background) and transferred more invariance than the residual ones
+    (share of the oracle's tail-eKLD reduction 73 / 78 % against 49 / 54 %,
+    ``benchmarks/RESULTS.md``). On rotated clothing they lose the garment
+    (ratio 0.34-0.58) and cost 4 points of balanced accuracy; there the ladder
+    goes on down. The ratio comes from a few hundred draws judged by one
+    reference classifier: a generator near the threshold can land on either
+    neighbouring rung.
 
     Args:
         generator: a fitted generator with a warp and style statistics
