@@ -216,7 +216,11 @@ def choose_settings(args: argparse.Namespace) -> tuple[dict, int]:
 
 
 def summarize(args: argparse.Namespace, selection: dict) -> dict:
-    """Per dataset and method, every finished seed's figures (a method with no finished seed is left out)."""
+    """Per dataset and method, every finished seed's figures (a method with no finished seed is left out).
+
+    A run made with another K, p, rule or recommended draw than the selection now gives its method (a
+    draw left out with ``--skip`` whose runs an earlier selection made) is left out too.
+    """
     table: dict = {}
     for dataset in args.datasets:
         table[dataset] = {}
@@ -224,7 +228,8 @@ def summarize(args: argparse.Namespace, selection: dict) -> dict:
             runs = []
             for seed in args.seeds:
                 path = args.work / "runs" / f"{dataset}-seed{seed}-{method}.json"
-                if path.exists():
+                setting = shared.chosen_setting(selection, dataset, method)
+                if path.exists() and not shared.stale(path, method, setting, shared.generator_dir(args.work, dataset, seed)):
                     runs.append(json.loads(path.read_text()))
             if not runs:
                 continue
