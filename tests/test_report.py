@@ -225,3 +225,16 @@ def test_bad_arguments_are_named(digits):
         generator_report(tiny_generator(image_size=28), images, labels[:3])
     with pytest.raises(ValueError, match="n_per_class must be a positive integer, got 0"):
         generator_report(tiny_generator(image_size=28), images, n_per_class=0)
+
+
+def test_the_same_seed_gives_the_same_report_whatever_torch_s_global_generator_did_before():
+    plain = load("digits-lt", split="train", seed=0)
+    generator = _warped_tiny_generator(std=1.0)  # no reference given: the report trains its own
+    reports = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        reports.append(generator_report(generator, plain.images, plain.targets, seed=0, reference_steps=20,
+                                       n_per_class=10, max_images=50))
+    assert reports[0].class_preservation == reports[1].class_preservation
+    assert reports[0].warp_class_preservation == reports[1].warp_class_preservation
+    assert reports[0].reference_accuracy == reports[1].reference_accuracy
