@@ -238,10 +238,16 @@ def stale(out: Path, method: str, setting: dict, generator: Path) -> str | None:
         return f"K={used['threshold']}, p={used['p']}, {used['rule']} (wanted K={wanted[0]}, p={wanted[1]}, {wanted[2]})"
     config = generator / "generator" / "config.json"
     if method == "git-auto" and config.exists():
-        recommended = json.loads(config.read_text()).get("training", {}).get("draw", {})
-        defaults = {"residual": False, "styles": "prior", "appearance_scale": 1.0}
-        expected = {key: recommended.get(key, default) for key, default in defaults.items()}
-        if {key: run.get("draw", {}).get(key) for key in defaults} != expected:
+        import inspect
+
+        from gitaug import GITAugment
+        from gitaug.augment import DRAW_SETTINGS, recommended_draw
+
+        # What from_pretrained draws with: the stored draw over GITAugment's own defaults.
+        recommended = recommended_draw(json.loads(config.read_text()).get("training", {}))
+        defaults = inspect.signature(GITAugment).parameters
+        expected = {key: recommended.get(key, defaults[key].default) for key in DRAW_SETTINGS}
+        if {key: run.get("draw", {}).get(key) for key in DRAW_SETTINGS} != expected:
             return f"the draw {run.get('draw')} (the fit now recommends {expected})"
     return None
 

@@ -62,6 +62,7 @@ from torch.utils.data import DataLoader
 from gitaug import ClassThresholdSampler, GITAugment
 from gitaug import datasets as gdata
 from gitaug.bank import TailBank
+from gitaug.per_sample import BANK_DRAWS
 from gitaug.evaluation.invariance import ekld, summarize_ekld
 from gitaug.longtail.classifiers import ScaledLogits, SmallResNet, save_classifier
 from gitaug.longtail.resampling import DeferredResampler
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"--draw recommended: the generator {args.generator} stores no recommended draw")
         drawn_with = {"residual": augment.residual, "styles": augment.styles, "appearance_scale": augment.appearance_scale}
         if args.bank_draws is None:  # as GITDataset(draws="auto"): a warp is as cheap drawn live as copied from a bank
-            args.bank_draws = 0 if augment.warp_only else 8
+            args.bank_draws = 0 if augment.warp_only else BANK_DRAWS
         if args.bank_draws:  # V precomputed draws per tail image, drawn on the bank's first call (when GIT starts)
             augment = TailBank(augment, train.float_images(), train.targets, draws=args.bank_draws, enabled=False)
     elif args.method == "oracle":
