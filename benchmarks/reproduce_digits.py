@@ -66,12 +66,14 @@ FIT_FLAGS = {
     "digits-bg-lt": ("--weight-diversity", "10"),
     "digits-dil-lt": ("--weight-diversity", "10"),
 }
-METHODS = ("erm", "drs", "git", "git-residual", "git-data", "git-warp", "git-auto", "oracle")
+METHODS = ("erm", "drs", "git", "git-residual", "git-data", "git-half", "git-warp", "git-auto", "git-val", "oracle")
 #: GIT with the generator's own picture (the paper's draw), with residual draws (``GITAugment(residual=True)``),
 #: with residual draws whose style codes come from the training images' style distribution
-#: (``styles="data"``), with the generator's warp alone (``appearance_scale=0``: the input's appearance
-#: kept), and with the draw the fit recommends (``training.draw``: one of the last two, by class preservation);
-#: each gets its own choice of K, p and rule on validation; the oracle uses the plain draw's.
+#: (``styles="data"``), the same at half strength (``appearance_scale=0.5``), with the generator's warp
+#: alone (``appearance_scale=0``: the input's appearance kept), with the draw the fit recommends
+#: (``training.draw``: a rung of that ladder, by class preservation), and with the ladder's draw that scores
+#: best on validation (git-val); each gets its own choice of K, p and rule on validation; the oracle uses the
+#: plain draw's.
 class GitDraw(NamedTuple):
     label: str  # how reports name the draw ("<label> draws")
     flags: tuple[str, ...]  # what examples/train_longtail.py is given for it
@@ -81,12 +83,21 @@ GIT_DRAWS = {
     "git": GitDraw("decode", ("--draw", "decode")),
     "git-residual": GitDraw("residual", ("--draw", "residual")),
     "git-data": GitDraw("residual, data styles", ("--draw", "residual", "--styles", "data")),
+    "git-half": GitDraw("residual, data styles, half strength",
+                        ("--draw", "residual", "--styles", "data", "--appearance-scale", "0.5")),
     "git-warp": GitDraw("warp only", ("--draw", "residual", "--appearance-scale", "0")),
     "git-auto": GitDraw("recommended by the fit", ("--draw", "recommended")),
+    # Its flags are those of the LADDER draw chosen on validation (the setting's "draw").
+    "git-val": GitDraw("chosen on validation", ()),
 }
+#: The draws the validation choice (git-val) weighs: gitaug.report.DRAW_LADDER's rungs, the most varied
+#: first, and the warp alone. A tie goes to the more varied draw.
+LADDER = ("git", "git-data", "git-half", "git-warp")
 METHOD_NAMES = {"erm": "ERM", "drs": "CE+DRS", "git": "CE+DRS+GIT", "git-residual": "CE+DRS+GIT, residual draws",
                 "git-data": "CE+DRS+GIT, residual draws, data styles", "git-warp": "CE+DRS+GIT, the warp alone",
+                "git-half": "CE+DRS+GIT, residual draws, data styles, half strength",
                 "git-auto": "CE+DRS+GIT, the fit's recommended draw",
+                "git-val": "CE+DRS+GIT, the draw chosen on validation",
                 "oracle": "CE+DRS+oracle"}
 # Candidate GIT settings, chosen between on the validation split.
 CANDIDATES = (
@@ -112,6 +123,9 @@ def parse_args() -> argparse.Namespace:
                         help="methods not to train, neither chosen for nor run (their rows are left out unless an earlier "
                              "invocation finished them; ERM does not depend on the generator; the paper's draw, git, "
                              "always runs: the oracle uses its setting)")
+    parser.add_argument("--validate-only", nargs="+", default=[], choices=tuple(m for m in LADDER if m != "git"),
+                        help="ladder draws that take part in git-val's choice on validation but get no run of their "
+                             "own on every seed (saves their runs; git-val reuses the chosen one's)")
     parser.add_argument("--workers", type=int, default=2, help="parallel jobs, one thread each")
     parser.add_argument("--work", type=Path, default=None,
                         help="generators, logs, per-run JSON (default: benchmarks/_work, with _<variant> appended for "
@@ -215,7 +229,7 @@ def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, se
             command += ["--threshold", str(setting["threshold"])]
         command += ["--p", str(setting["p"]), "--rule", setting["rule"]]
     if method in GIT_DRAWS:
-        command += ["--generator", str(generator_dir(args.work, dataset, seed)), *GIT_DRAWS[method].flags]
+        command += ["--generator", str(generator_dir(args.work, dataset, seed)), *draw_flags(method, setting)]
     if out.exists() and (why := stale(out, method, setting, generator_dir(args.work, dataset, seed))):
         # A finished run made with another setting or draw would be reported as this one's: set it aside.
         os.replace(out, out.with_suffix(".other-setting.json"))
@@ -236,6 +250,11 @@ def stale(out: Path, method: str, setting: dict, generator: Path) -> str | None:
     wanted = (None if setting["threshold"] is None else float(setting["threshold"]), float(setting["p"]), setting["rule"])
     if (used["threshold"], float(used["p"]), used["rule"]) != wanted:
         return f"K={used['threshold']}, p={used['p']}, {used['rule']} (wanted K={wanted[0]}, p={wanted[1]}, {wanted[2]})"
+    if method in GIT_DRAWS and method != "git-auto":
+        wanted_draw = flag_values(draw_flags(method, setting))
+        used_draw = {key: used.get(key) for key in wanted_draw}
+        if used_draw != wanted_draw:
+            return f"the draw {used_draw} (wanted {wanted_draw})"
     config = generator / "generator" / "config.json"
     if method == "git-auto" and config.exists():
         import inspect
@@ -250,6 +269,57 @@ def stale(out: Path, method: str, setting: dict, generator: Path) -> str | None:
         if {key: run.get("draw", {}).get(key) for key in DRAW_SETTINGS} != expected:
             return f"the draw {run.get('draw')} (the fit now recommends {expected})"
     return None
+
+
+def draw_flags(method: str, setting: dict) -> tuple[str, ...]:
+    """What examples/train_longtail.py is given for a GIT draw: git-val's come from the draw its setting names."""
+    return GIT_DRAWS[setting["draw"] if method == "git-val" else method].flags
+
+
+def flag_values(flags: tuple[str, ...]) -> dict:
+    """The draw arguments a run records (its JSON's ``args``) for these flags, over the example's defaults."""
+    values = {"draw": "decode", "styles": "prior", "appearance_scale": 1.0}
+    for flag, value in zip(flags[::2], flags[1::2]):
+        key = flag.removeprefix("--").replace("-", "_")
+        values[key] = float(value) if key == "appearance_scale" else value
+    return values
+
+
+def choose_draw(selection: dict, dataset: str) -> dict | None:
+    """git-val's choice: the LADDER draw whose chosen setting scores best on validation (None while one is missing).
+
+    Each draw's K, p and rule are already chosen on the same validation split, so this picks a
+    (draw, setting) pair as K and p are picked; ties go to the more varied draw.
+    """
+    entry = selection[dataset]
+    scores = {}
+    for method in LADDER:
+        choice = entry if method == "git" else entry.get(method)
+        if choice is None or choice.get("chosen") is None or not choice.get("val_balanced_accuracy"):
+            return None
+        scores[method] = choice["val_balanced_accuracy"][setting_tag(choice["chosen"])]
+    best = max(LADDER, key=lambda m: (scores[m], -LADDER.index(m)))
+    return {"chosen": {**chosen_setting(selection, dataset, best), "draw": best}, "val_balanced_accuracy": scores,
+            "how": f"the draw of {', '.join(LADDER)} that scores best on validation: {best}"}
+
+
+def reuse_chosen_run(args: argparse.Namespace, dataset: str, seed: int, setting: dict) -> None:
+    """Give git-val the chosen draw's finished run with the same setting, when there is one: the same command.
+
+    The validation run (first seed) or the draw's own run, when it was made with this K, p and rule,
+    is copied rather than trained again (training is deterministic for a seed on CPU).
+    """
+    out = args.work / "runs" / f"{dataset}-seed{seed}-git-val.json"
+    if out.exists():
+        return
+    method = setting["draw"]
+    for tag in (method, select_tag(method, setting)):
+        source = args.work / "runs" / f"{dataset}-seed{seed}-{tag}.json"
+        if source.exists() and not stale(source, method, setting, generator_dir(args.work, dataset, seed)):
+            tmp = out.with_suffix(".json.tmp")
+            tmp.write_text(source.read_text())
+            os.replace(tmp, out)
+            return
 
 
 def setting_tag(setting: dict) -> str:
@@ -472,7 +542,10 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
             "",
             f"GIT setting chosen on validation: K = {chosen['threshold'] or 'none'}, p = {chosen['p']}, rule {chosen['rule']}"
             + "".join(f"; {METHOD_NAMES[m]}: {setting_tag(summary['selection'][dataset][m]['chosen'])}"
-                      for m in GIT_DRAWS if m in summary["selection"][dataset]) + ".",
+                      for m in GIT_DRAWS if m in summary["selection"][dataset]) + "."
+            + (f" The ladder draw chosen on validation (git-val): {METHOD_NAMES[val['chosen']['draw']]} (validation "
+               "balanced accuracy " + ", ".join(f"{m} {v * 100:.1f} %" for m, v in val["val_balanced_accuracy"].items())
+               + ")." if (val := summary["selection"][dataset].get("git-val")) else ""),
             "",
             "| method | balanced acc. (%) | eKLD tail | eKLD head | Spearman(size, eKLD) |",
             "|---|---|---|---|---|",
@@ -578,6 +651,10 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
         table[dataset] = {}
         series = {}
         for method in finished_methods(args, dataset):
+            generator = lambda seed: generator_dir(args.work, dataset, seed)  # noqa: E731
+            if any(stale(args.work / "runs" / f"{dataset}-seed{seed}-{method}.json", method,
+                         chosen_setting(selection, dataset, method), generator(seed)) for seed in args.seeds):
+                continue  # made with another setting or draw than the selection now gives it
             runs = [json.loads((args.work / "runs" / f"{dataset}-seed{seed}-{method}.json").read_text()) for seed in args.seeds]
             tails, heads = zip(*(tail_head_means(r["class_counts"], r["ekld_per_class"]) for r in runs))
             table[dataset][method] = {
@@ -676,7 +753,7 @@ def main() -> None:
 
     print("[2/4] choosing K, p and the rule on the validation split (seed 0 of each dataset)", flush=True)
     select_seed = args.seeds[0]
-    git_draws = [m for m in GIT_DRAWS if m not in args.skip]
+    git_draws = [m for m in GIT_DRAWS if m not in args.skip and m != "git-val"]
     ran += run_all(
         [train_job(args, d, select_seed, m, c, select_tag(m, c)) for d in args.datasets for m in git_draws for c in CANDIDATES],
         args.workers,
@@ -687,13 +764,23 @@ def main() -> None:
             scores, chosen = validation_choice(args.work, dataset, select_seed, method, CANDIDATES)
             record_choice(selection, dataset, method, {"val_balanced_accuracy": scores, "chosen": chosen})
             print(f"  {dataset}, {METHOD_NAMES[method]}: {setting_tag(chosen)} (val {scores[setting_tag(chosen)]:.3f})", flush=True)
+        if "git-val" not in args.skip and (draw := choose_draw(selection, dataset)) is not None:
+            record_choice(selection, dataset, "git-val", draw)
+            print(f"  {dataset}, {METHOD_NAMES['git-val']}: {draw['chosen']['draw']}", flush=True)
 
     print("[3/4] training ERM, CE+DRS, CE+DRS+GIT and the oracle", flush=True)
+    trained = [m for m in METHODS if m not in args.skip and m not in args.validate_only and m != "git-val"]
     ran += run_all(
-        [train_job(args, d, s, m, chosen_setting(selection, d, m), m) for d in args.datasets for s in args.seeds for m in METHODS
-         if m not in args.skip],
+        [train_job(args, d, s, m, chosen_setting(selection, d, m), m) for d in args.datasets for s in args.seeds for m in trained],
         args.workers,
     )
+    # After the others: git-val takes the chosen draw's run where one was made with its setting.
+    validated = [d for d in args.datasets if "git-val" in selection[d]]  # none where a ladder draw was skipped
+    for d in validated:
+        for s in args.seeds:
+            reuse_chosen_run(args, d, s, chosen_setting(selection, d, "git-val"))
+    ran += run_all([train_job(args, d, s, "git-val", chosen_setting(selection, d, "git-val"), "git-val")
+                    for d in validated for s in args.seeds], args.workers)
 
     print("[4/4] generator diagnostic and report", flush=True)
     missing_diagnostics = any(

@@ -101,6 +101,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip", nargs="+", default=[], choices=("erm", *(m for m in shared.GIT_DRAWS if m != "git")),
                         help="methods not to train (their rows show the seeds that exist; ERM does not depend on the "
                              "generator; skipping GIT draws other than the paper's saves their runs)")
+    parser.add_argument("--validate-only", nargs="+", default=[], choices=tuple(m for m in shared.LADDER if m != "git"),
+                        help="ladder draws that take part in git-val's choice on validation (--select) but get no run of "
+                             "their own on every seed (git-val reuses the chosen one's)")
     parser.add_argument("--diagnostic-seeds", nargs="+", type=int, default=None,
                         help="seeds whose generators get the diagnostic (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="parallel jobs, one thread each")
@@ -198,20 +201,24 @@ def choose_settings(args: argparse.Namespace) -> tuple[dict, int]:
         selection = {}
         for dataset in args.datasets:
             selection[dataset] = digits_choice(args, dataset)
-            selection[dataset].update({m: digits_choice(args, dataset, m) for m in shared.GIT_DRAWS if m != "git"})
+            # git-val chooses a draw on Fashion-MNIST's own validation split: only with --select
+            selection[dataset].update({m: digits_choice(args, dataset, m) for m in shared.GIT_DRAWS if m not in ("git", "git-val")})
         return selection, 0
     seed = args.seeds[0]
-    jobs = [shared.train_job(args, d, seed, m, c, shared.select_tag(m, c)) for d in args.datasets for m in git_draws(args) for c in CANDIDATES]
+    chosen_between = [m for m in git_draws(args) if m != "git-val"]  # git-val chooses between the others' choices
+    jobs = [shared.train_job(args, d, seed, m, c, shared.select_tag(m, c)) for d in args.datasets for m in chosen_between for c in CANDIDATES]
     ran = 0 if args.partial else shared.run_all(jobs, args.workers)
     selection = {}
     for dataset in args.datasets:
-        for method in git_draws(args):
+        for method in chosen_between:
             scores, chosen = shared.validation_choice(args.work, dataset, seed, method, CANDIDATES)
             if chosen is None:
                 choice = {"chosen": DEFAULT_SETTINGS[dataset], "how": "selection unfinished: default"}
             else:
                 choice = {"chosen": chosen, "how": f"validation, seed {seed}", "val_balanced_accuracy": scores}
             shared.record_choice(selection, dataset, method, choice)
+        if "git-val" in git_draws(args) and (draw := shared.choose_draw(selection, dataset)) is not None:
+            shared.record_choice(selection, dataset, "git-val", draw)
     return selection, ran
 
 
@@ -428,13 +435,17 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
             "",
             f"GIT setting: K = {setting['threshold'] or 'none'}, p = {setting['p']}, rule {setting['rule']} ({chosen['how']})"
             + "".join(f"; {METHOD_NAMES[m]}: {shared.setting_tag(chosen[m]['chosen'])}" for m in git_draws(args)
-                      if m in chosen and m in rows) + ".",
+                      if m in chosen and m in rows) + "."
+            + (f" The ladder draw chosen on validation (git-val): {METHOD_NAMES[val['chosen']['draw']]} (validation "
+               "balanced accuracy " + ", ".join(f"{m} {v * 100:.1f} %" for m, v in val["val_balanced_accuracy"].items())
+               + ")." if (val := chosen.get("git-val")) else ""),
             "",
             "| method | seeds | balanced acc. (%) | tail acc. (%) | eKLD tail | eKLD head | Spearman(size, eKLD) |",
             "|---|---|---|---|---|---|---|",
         ]
         for method in METHODS:
-            if method not in rows and method in args.skip:
+            if method not in rows and (method in args.skip or method in args.validate_only
+                                       or (method == "git-val" and "git-val" not in chosen)):
                 continue  # not asked for, and no run of it to show
             if method not in rows:
                 lines.append(f"| {METHOD_NAMES[method]} | none finished | | | | | |")
@@ -519,20 +530,29 @@ def main() -> None:
         for position, dataset in enumerate(args.datasets):
             setting = selection[dataset]["chosen"]
             jobs += [(shared.train_job(args, dataset, seed, m, shared.chosen_setting(selection, dataset, m), m), fits[dataset][2])
-                     for m in git_draws(args)]
+                     for m in git_draws(args) if m != "git-val" and m not in args.validate_only]
             jobs += [(shared.train_job(args, dataset, seed, m, setting, m), None) for m in METHODS
                      if m not in shared.GIT_DRAWS and m not in args.skip]
             if position + 2 < len(args.datasets):
                 jobs.append((fits[args.datasets[position + 2]], None))
         ran += run_ordered(jobs, args.workers)
         planned += len(jobs)
+        # After the others: git-val takes the chosen draw's run where one was made with its setting.
+        validated = [d for d in args.datasets if "git-val" in selection[d]]  # none where a ladder draw was skipped
+        for dataset in validated:
+            shared.reuse_chosen_run(args, dataset, seed, shared.chosen_setting(selection, dataset, "git-val"))
+        val_jobs = [(shared.train_job(args, d, seed, "git-val", shared.chosen_setting(selection, d, "git-val"), "git-val"),
+                     fits[d][2]) for d in validated]
+        ran += run_ordered(val_jobs, args.workers)
+        planned += len(val_jobs)
     if args.partial:
         selection, _ = choose_settings(args)
 
     summary = summarize(args, selection)
     summary["complete"] = all(
         method in summary["table"][d] and len(summary["table"][d][method]["seeds"]) == len(args.seeds)
-        for d in args.datasets for method in METHODS if method not in args.skip
+        for d in args.datasets for method in METHODS if method not in args.skip and method not in args.validate_only
+        and (method != "git-val" or "git-val" in summary["selection"][d])
     )
     summary["gap_to_oracle"] = {d: {m: gap_to_oracle(summary["table"][d], m) for m in shared.GIT_DRAWS} for d in args.datasets}
     summary["diagnostics"] = diagnostics(args)
