@@ -543,8 +543,8 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
             f"GIT setting chosen on validation: K = {chosen['threshold'] or 'none'}, p = {chosen['p']}, rule {chosen['rule']}"
             + "".join(f"; {METHOD_NAMES[m]}: {setting_tag(summary['selection'][dataset][m]['chosen'])}"
                       for m in GIT_DRAWS if m in summary["selection"][dataset]) + "."
-            + (f" The ladder draw chosen on validation (git-val): {METHOD_NAMES[val['chosen']['draw']]} (validation "
-               "balanced accuracy " + ", ".join(f"{m} {v * 100:.1f} %" for m, v in val["val_balanced_accuracy"].items())
+            + (f" The ladder draw chosen on validation (git-val): {GIT_DRAWS[val['chosen']['draw']].label} (validation "
+               "balanced accuracy " + "; ".join(f"{GIT_DRAWS[m].label} {v * 100:.1f} %" for m, v in val["val_balanced_accuracy"].items())
                + ")." if (val := summary["selection"][dataset].get("git-val")) else ""),
             "",
             "| method | balanced acc. (%) | eKLD tail | eKLD head | Spearman(size, eKLD) |",

@@ -436,8 +436,8 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
             f"GIT setting: K = {setting['threshold'] or 'none'}, p = {setting['p']}, rule {setting['rule']} ({chosen['how']})"
             + "".join(f"; {METHOD_NAMES[m]}: {shared.setting_tag(chosen[m]['chosen'])}" for m in git_draws(args)
                       if m in chosen and m in rows) + "."
-            + (f" The ladder draw chosen on validation (git-val): {METHOD_NAMES[val['chosen']['draw']]} (validation "
-               "balanced accuracy " + ", ".join(f"{m} {v * 100:.1f} %" for m, v in val["val_balanced_accuracy"].items())
+            + (f" The ladder draw chosen on validation (git-val): {shared.GIT_DRAWS[val['chosen']['draw']].label} (validation "
+               "balanced accuracy " + "; ".join(f"{shared.GIT_DRAWS[m].label} {v * 100:.1f} %" for m, v in val["val_balanced_accuracy"].items())
                + ")." if (val := chosen.get("git-val")) else ""),
             "",
             "| method | seeds | balanced acc. (%) | tail acc. (%) | eKLD tail | eKLD head | Spearman(size, eKLD) |",
