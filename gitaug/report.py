@@ -542,7 +542,6 @@ DRAW_LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-
 def _whole(settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` with every draw setting spelled out (GITAugment's defaults for the rest)."""
     defaults = inspect.signature(GITAugment).parameters
@@ -593,9 +592,9 @@ def recommend_draw(
     held-out images; the ratio pools their figures.
 
     Why the most varied draw first: the more a draw varies within the class,
-    the more invariance it teaches. On the digits the decoded draws keep the
-    class nearly as well as the warp alone and transferred more invariance
-    than the residual ones (``benchmarks/RESULTS.md``); on rotated clothing
+    the more invariance it teaches. On rotated digits and digit backgrounds the
+    decoded draws transferred more tail invariance than the residual ones
+    (``benchmarks/RESULTS.md``); on rotated clothing
     they lose the garment and cost balanced accuracy, and there the ladder
     goes on down. The measurement cannot see everything a classifier will
     learn from the draws: where a validation split and a few training runs
