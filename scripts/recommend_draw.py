@@ -3,10 +3,11 @@
 ``gitaug fit`` stores it at export when its data has labels
 (``gitaug.report.recommend_draw``: the most varied draw that keeps the class
 about as often as the generator's warp alone, down a ladder from the decoded
-draws to the warp alone); ``GITAugment.from_pretrained`` then draws that way
-unless told otherwise. Generators exported before that, or fitted with
-``--no-report``, have none, and ones exported before the ladder have an
-older rule's. This computes it the same way on the same labelled images (and
+draws to the warp alone, judged by five reference classifiers pooled);
+``GITAugment.from_pretrained`` then draws that way unless told otherwise.
+Generators exported before that, or fitted with ``--no-report``, have none,
+and ones exported before the ladder or the pooled references have an older
+rule's. This computes it the same way on the same labelled images (and
 the style statistics first, when the folder has none), then rewrites the
 folder's ``config.json`` atomically.
 

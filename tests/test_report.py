@@ -193,17 +193,18 @@ def test_the_recommended_draw_is_the_most_varied_one_that_keeps_the_class_the_wa
     assert recommend_draw(bare, plain.images, plain.targets) is None
 
 
-def test_a_decoded_report_already_measured_is_used_not_measured_again():
+def test_the_draw_is_judged_by_several_trained_references_pooled_and_reproducibly():
     plain = load("digits-lt", split="train", seed=0)
-    reference = NearestMean(plain.images, plain.targets)
     generator = _warped_tiny_generator(std=1.0, upside_down=True, faithful_decoder=True)
-    decoded = generator_report(generator, plain.images, plain.targets, reference=reference, seed=0)
-    assert _settings(recommend_draw(generator, plain.images, plain.targets, reference=reference, seed=0,
-                                    decoded=decoded)) == {"residual": False}
-    # A stored report that says the decoded draws lose the class is believed: the ladder goes on down.
-    decoded.class_preservation = 0.1 * decoded.warp_class_preservation
-    draw = recommend_draw(generator, plain.images, plain.targets, reference=reference, seed=0, decoded=decoded)
-    assert _settings(draw) != {"residual": False} and "ratio 0.10" in draw["chosen"]
+    draw = recommend_draw(generator, plain.images, plain.targets, seed=0, references=2, reference_steps=40)
+    assert _settings(draw) == {"residual": False}  # the decoder keeps the class: the top rung
+    assert "pooled over 2 reference classifiers" in draw["chosen"]
+    torch.manual_seed(123)  # torch's global generator plays no part
+    assert recommend_draw(generator, plain.images, plain.targets, seed=0, references=2, reference_steps=40) == draw
+    # Fewer head classes than two: nothing to tell apart.
+    assert recommend_draw(generator, plain.images, plain.targets, head_min_count=10**6) is None
+    with pytest.raises(ValueError, match="references must be a positive integer, got 0"):
+        recommend_draw(generator, plain.images, plain.targets, references=0)
 
 
 def test_report_round_trips_to_json_and_prints(digits):

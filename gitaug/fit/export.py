@@ -57,7 +57,7 @@ def export_generator(
         report = _report(state, data, config.seed)
         metadata["report"] = report.to_dict()
         # The draw from_pretrained will use: the most varied one that keeps the class (report.DRAW_LADDER).
-        draw = _recommend(state, data, metadata["styles"], config.seed, report)
+        draw = _recommend(state, data, metadata["styles"], config.seed)
         if draw is not None:
             metadata["draw"] = draw
             logger.info("recommended draw: %s (%s)", {k: v for k, v in draw.items() if k != "chosen"}, draw["chosen"])
@@ -110,10 +110,8 @@ def _report(state: FitState, data: ImageDataset, seed: int) -> GeneratorReport:
     return report
 
 
-def _recommend(
-    state: FitState, data: ImageDataset, styles: dict[str, Any], seed: int, decoded: GeneratorReport
-) -> dict[str, Any] | None:
-    """:func:`gitaug.report.recommend_draw` on the training images (``None`` without labels); ``decoded`` is :func:`_report`'s."""
+def _recommend(state: FitState, data: ImageDataset, styles: dict[str, Any], seed: int) -> dict[str, Any] | None:
+    """:func:`gitaug.report.recommend_draw` on the training images (``None`` without labels)."""
     from ..report import recommend_draw
 
     if not data.labelled:
@@ -122,7 +120,7 @@ def _recommend(
     was_training, stored = generator.training, dict(generator.training_metadata)
     generator.training_metadata = {**stored, "styles": styles}
     try:
-        return recommend_draw(generator, data.images, data.targets, seed=seed, decoded=decoded)
+        return recommend_draw(generator, data.images, data.targets, seed=seed)
     finally:
         generator.training_metadata = stored
         generator.train(was_training)

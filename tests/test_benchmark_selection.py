@@ -1,0 +1,89 @@
+"""The reproduction benchmarks' choice of a draw on validation (git-val): what it weighs, picks and reuses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from gitaug.report import DRAW_CANDIDATES
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import reproduce_digits as bench  # noqa: E402
+
+KALL = {"threshold": None, "p": 0.5, "rule": "hard"}
+K200 = {"threshold": 200, "p": 1.0, "rule": "linear"}
+
+
+def test_the_benchmark_ladder_trains_the_library_s_draw_candidates_in_order():
+    assert len(bench.LADDER) == len(DRAW_CANDIDATES)
+    for method, (_, settings) in zip(bench.LADDER, DRAW_CANDIDATES):
+        values = bench.flag_values(bench.GIT_DRAWS[method].flags)
+        trained = {"residual": values["draw"] == "residual", "styles": values["styles"],
+                   "appearance_scale": values["appearance_scale"]}
+        assert trained == settings, method
+
+
+def _selection(scores: dict[str, float]) -> dict:
+    """A selection in which each ladder draw chose K200 except the paper's (Kall), with these validation scores."""
+    entry: dict = {"chosen": KALL, "val_balanced_accuracy": {bench.setting_tag(KALL): scores["git"]}}
+    for method in bench.LADDER[1:]:
+        entry[method] = {"chosen": K200, "val_balanced_accuracy": {bench.setting_tag(K200): scores[method],
+                                                                   bench.setting_tag(KALL): 1.0}}
+    return {"set": entry}
+
+
+def test_git_val_takes_the_draw_that_scores_best_on_validation_with_its_own_setting():
+    choice = bench.choose_draw(_selection({"git": 0.80, "git-data": 0.79, "git-half": 0.83, "git-warp": 0.82}), "set")
+    assert choice["chosen"] == {**K200, "draw": "git-half"}
+    assert choice["val_balanced_accuracy"]["git-half"] == 0.83
+    # The paper's draw keeps its own setting when it wins.
+    choice = bench.choose_draw(_selection({"git": 0.90, "git-data": 0.79, "git-half": 0.83, "git-warp": 0.82}), "set")
+    assert choice["chosen"] == {**KALL, "draw": "git"}
+    # A tie goes to the more varied draw.
+    choice = bench.choose_draw(_selection({"git": 0.80, "git-data": 0.83, "git-half": 0.83, "git-warp": 0.83}), "set")
+    assert choice["chosen"]["draw"] == "git-data"
+    # A draw with no choice of its own (skipped): nothing to choose between.
+    selection = _selection({"git": 0.80, "git-data": 0.83, "git-half": 0.83, "git-warp": 0.83})
+    del selection["set"]["git-warp"]
+    assert bench.choose_draw(selection, "set") is None
+
+
+def _run(path: Path, setting: dict, flags: tuple[str, ...]) -> None:
+    args = {"threshold": None if setting["threshold"] is None else float(setting["threshold"]), "p": setting["p"],
+            "rule": setting["rule"], **bench.flag_values(flags)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"args": args, "test_balanced_accuracy": 0.5}))
+
+
+def test_a_run_made_with_another_draw_or_setting_is_stale(tmp_path):
+    out = tmp_path / "run.json"
+    setting = {**K200, "draw": "git-half"}
+    _run(out, K200, bench.GIT_DRAWS["git-half"].flags)
+    assert bench.stale(out, "git-val", setting, tmp_path) is None
+    assert bench.stale(out, "git-half", K200, tmp_path) is None
+    assert "the draw" in bench.stale(out, "git-val", {**K200, "draw": "git-data"}, tmp_path)
+    assert "the draw" in bench.stale(out, "git-warp", K200, tmp_path)
+    assert "K=None" in bench.stale(out, "git-val", {**KALL, "draw": "git-half"}, tmp_path)
+
+
+def test_git_val_reuses_the_chosen_draw_s_run_made_with_its_setting_and_no_other(tmp_path):
+    args = argparse.Namespace(work=tmp_path)
+    runs = tmp_path / "runs"
+    setting = {**K200, "draw": "git-half"}
+    # The validation run of the chosen draw and setting: the same command as git-val's.
+    _run(runs / f"set-seed0-{bench.select_tag('git-half', K200)}.json", K200, bench.GIT_DRAWS["git-half"].flags)
+    bench.reuse_chosen_run(args, "set", 0, setting)
+    assert (runs / "set-seed0-git-val.json").read_text() == (runs / "set-seed0-select-git-half-K200-p1.0-linear.json").read_text()
+    # On another seed the draw's own run was made with another K: git-val has to train.
+    _run(runs / "set-seed1-git-half.json", KALL, bench.GIT_DRAWS["git-half"].flags)
+    bench.reuse_chosen_run(args, "set", 1, setting)
+    assert not (runs / "set-seed1-git-val.json").exists()
+
+
+@pytest.mark.parametrize("method", ["git", "git-data", "git-half", "git-warp", "git-auto", "git-residual"])
+def test_every_fixed_draw_names_its_flags_and_git_val_takes_the_chosen_one_s(method):
+    assert bench.draw_flags("git-val", {**K200, "draw": method}) == bench.GIT_DRAWS[method].flags
