@@ -238,7 +238,7 @@ def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, se
 
 
 def stale(out: Path, method: str, setting: dict, generator: Path) -> str | None:
-    """Why a finished run no longer matches its job (another K, p or rule; another recommended draw), or None.
+    """Why a finished run no longer matches its job (another K, p or rule; another draw or bank size), or None.
 
     The selection on validation and a fit's recommended draw can change between invocations (a
     rerun with more candidates, a new recommendation rule) while the run's file name stays the same.
@@ -268,6 +268,13 @@ def stale(out: Path, method: str, setting: dict, generator: Path) -> str | None:
         expected = {key: recommended.get(key, defaults[key].default) for key in DRAW_SETTINGS}
         if {key: run.get("draw", {}).get(key) for key in DRAW_SETTINGS} != expected:
             return f"the draw {run.get('draw')} (the fit now recommends {expected})"
+    if method in GIT_DRAWS and (draw := run.get("draw")) is not None:
+        from gitaug.per_sample import BANK_DRAWS
+
+        # The example's default (no --bank-draws): the warp alone drawn live, other draws from a bank.
+        bank = 0 if draw["residual"] and draw["appearance_scale"] == 0 else BANK_DRAWS
+        if (used.get("bank_draws") or 0) != bank:
+            return f"a bank of {used.get('bank_draws') or 0} draws per image (wanted {bank}; 0: drawn live)"
     return None
 
 
@@ -310,12 +317,15 @@ def reuse_chosen_run(args: argparse.Namespace, dataset: str, seed: int, setting:
     is copied rather than trained again (training is deterministic for a seed on CPU).
     """
     out = args.work / "runs" / f"{dataset}-seed{seed}-git-val.json"
-    if out.exists():
+    generator = generator_dir(args.work, dataset, seed)
+    if out.exists() and not stale(out, "git-val", setting, generator):
         return
     method = setting["draw"]
     for tag in (method, select_tag(method, setting)):
         source = args.work / "runs" / f"{dataset}-seed{seed}-{tag}.json"
-        if source.exists() and not stale(source, method, setting, generator_dir(args.work, dataset, seed)):
+        if source.exists() and not stale(source, method, setting, generator):
+            if out.exists():  # made with another setting or draw: set aside, as train_job does
+                os.replace(out, out.with_suffix(".other-setting.json"))
             tmp = out.with_suffix(".json.tmp")
             tmp.write_text(source.read_text())
             os.replace(tmp, out)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gitaug.per_sample import BANK_DRAWS
 from gitaug.report import DRAW_CANDIDATES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -52,11 +53,16 @@ def test_git_val_takes_the_draw_that_scores_best_on_validation_with_its_own_sett
     assert bench.choose_draw(selection, "set") is None
 
 
-def _run(path: Path, setting: dict, flags: tuple[str, ...]) -> None:
+def _run(path: Path, setting: dict, flags: tuple[str, ...], bank: int | None = None) -> None:
+    """A finished run's JSON as examples/train_longtail.py writes it (by default with the bank its draw gets)."""
+    values = bench.flag_values(flags)
+    draw = {"residual": values["draw"] == "residual", "styles": values["styles"], "appearance_scale": values["appearance_scale"]}
+    if bank is None:
+        bank = 0 if draw["residual"] and draw["appearance_scale"] == 0 else BANK_DRAWS
     args = {"threshold": None if setting["threshold"] is None else float(setting["threshold"]), "p": setting["p"],
-            "rule": setting["rule"], **bench.flag_values(flags)}
+            "rule": setting["rule"], "bank_draws": bank, **values}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"args": args, "test_balanced_accuracy": 0.5}))
+    path.write_text(json.dumps({"args": args, "draw": draw, "test_balanced_accuracy": 0.5}))
 
 
 def test_a_run_made_with_another_draw_or_setting_is_stale(tmp_path):
@@ -68,6 +74,11 @@ def test_a_run_made_with_another_draw_or_setting_is_stale(tmp_path):
     assert "the draw" in bench.stale(out, "git-val", {**K200, "draw": "git-data"}, tmp_path)
     assert "the draw" in bench.stale(out, "git-warp", K200, tmp_path)
     assert "K=None" in bench.stale(out, "git-val", {**KALL, "draw": "git-half"}, tmp_path)
+    # The warp alone is drawn live by default: a run of it from a bank was made with another command.
+    _run(out, K200, bench.GIT_DRAWS["git-warp"].flags, bank=BANK_DRAWS)
+    assert "a bank of 8 draws" in bench.stale(out, "git-warp", K200, tmp_path)
+    _run(out, K200, bench.GIT_DRAWS["git-warp"].flags)
+    assert bench.stale(out, "git-warp", K200, tmp_path) is None
 
 
 def test_git_val_reuses_the_chosen_draw_s_run_made_with_its_setting_and_no_other(tmp_path):
@@ -82,6 +93,17 @@ def test_git_val_reuses_the_chosen_draw_s_run_made_with_its_setting_and_no_other
     _run(runs / "set-seed1-git-half.json", KALL, bench.GIT_DRAWS["git-half"].flags)
     bench.reuse_chosen_run(args, "set", 1, setting)
     assert not (runs / "set-seed1-git-val.json").exists()
+    # Nor is a run of the warp alone drawn from a bank reused for git-val, whose warp is drawn live.
+    warp = {**K200, "draw": "git-warp"}
+    _run(runs / "set-seed2-git-warp.json", K200, bench.GIT_DRAWS["git-warp"].flags, bank=BANK_DRAWS)
+    bench.reuse_chosen_run(args, "set", 2, warp)
+    assert not (runs / "set-seed2-git-val.json").exists()
+    # A git-val run made from such a run is set aside once a matching run exists to take its place.
+    (runs / "set-seed2-git-val.json").write_text((runs / "set-seed2-git-warp.json").read_text())
+    _run(runs / f"set-seed2-{bench.select_tag('git-warp', K200)}.json", K200, bench.GIT_DRAWS["git-warp"].flags)
+    bench.reuse_chosen_run(args, "set", 2, warp)
+    assert json.loads((runs / "set-seed2-git-val.json").read_text())["args"]["bank_draws"] == 0
+    assert json.loads((runs / "set-seed2-git-val.other-setting.json").read_text())["args"]["bank_draws"] == BANK_DRAWS
 
 
 @pytest.mark.parametrize("method", ["git", "git-data", "git-half", "git-warp", "git-auto", "git-residual"])
