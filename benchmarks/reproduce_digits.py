@@ -257,15 +257,10 @@ def stale(out: Path, method: str, setting: dict, generator: Path) -> str | None:
             return f"the draw {used_draw} (wanted {wanted_draw})"
     config = generator / "generator" / "config.json"
     if method == "git-auto" and config.exists():
-        import inspect
-
-        from gitaug import GITAugment
-        from gitaug.augment import DRAW_SETTINGS, recommended_draw
+        from gitaug.augment import DRAW_SETTINGS, complete_draw, recommended_draw
 
         # What from_pretrained draws with: the stored draw over GITAugment's own defaults.
-        recommended = recommended_draw(json.loads(config.read_text()).get("training", {}))
-        defaults = inspect.signature(GITAugment).parameters
-        expected = {key: recommended.get(key, defaults[key].default) for key in DRAW_SETTINGS}
+        expected = complete_draw(recommended_draw(json.loads(config.read_text()).get("training", {})))
         if {key: run.get("draw", {}).get(key) for key in DRAW_SETTINGS} != expected:
             return f"the draw {run.get('draw')} (the fit now recommends {expected})"
     if method in GIT_DRAWS and (draw := run.get("draw")) is not None:
@@ -308,6 +303,29 @@ def choose_draw(selection: dict, dataset: str) -> dict | None:
     best = max(LADDER, key=lambda m: (scores[m], -LADDER.index(m)))
     return {"chosen": {**chosen_setting(selection, dataset, best), "draw": best}, "val_balanced_accuracy": scores,
             "how": f"the draw of {', '.join(LADDER)} that scores best on validation: {best}"}
+
+
+def validated_draw_text(entry: dict) -> str:
+    """A sentence on git-val's choice in a dataset's selection entry ("" when it has none), for the reports."""
+    if (val := entry.get("git-val")) is None:
+        return ""
+    scores = "; ".join(f"{GIT_DRAWS[m].label} {v * 100:.1f} %" for m, v in val["val_balanced_accuracy"].items())
+    return f" The ladder draw chosen on validation (git-val): {GIT_DRAWS[val['chosen']['draw']].label} (validation balanced accuracy {scores})."
+
+
+def git_val_jobs(args: argparse.Namespace, selection: dict, seed: int) -> list[tuple[str, tuple]]:
+    """git-val's (dataset, job) pairs for one seed, after giving it the chosen draw's matching runs.
+
+    To be run after the other draws' jobs: their finished runs are the ones it can reuse. A dataset
+    without a git-val choice (a ladder draw was skipped) has none.
+    """
+    jobs = []
+    for dataset in args.datasets:
+        if "git-val" in selection[dataset]:
+            setting = chosen_setting(selection, dataset, "git-val")
+            reuse_chosen_run(args, dataset, seed, setting)
+            jobs.append((dataset, train_job(args, dataset, seed, "git-val", setting, "git-val")))
+    return jobs
 
 
 def reuse_chosen_run(args: argparse.Namespace, dataset: str, seed: int, setting: dict) -> None:
@@ -553,9 +571,7 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
             f"GIT setting chosen on validation: K = {chosen['threshold'] or 'none'}, p = {chosen['p']}, rule {chosen['rule']}"
             + "".join(f"; {METHOD_NAMES[m]}: {setting_tag(summary['selection'][dataset][m]['chosen'])}"
                       for m in GIT_DRAWS if m in summary["selection"][dataset]) + "."
-            + (f" The ladder draw chosen on validation (git-val): {GIT_DRAWS[val['chosen']['draw']].label} (validation "
-               "balanced accuracy " + "; ".join(f"{GIT_DRAWS[m].label} {v * 100:.1f} %" for m, v in val["val_balanced_accuracy"].items())
-               + ")." if (val := summary["selection"][dataset].get("git-val")) else ""),
+            + validated_draw_text(summary["selection"][dataset]),
             "",
             "| method | balanced acc. (%) | eKLD tail | eKLD head | Spearman(size, eKLD) |",
             "|---|---|---|---|---|",
@@ -784,13 +800,7 @@ def main() -> None:
         [train_job(args, d, s, m, chosen_setting(selection, d, m), m) for d in args.datasets for s in args.seeds for m in trained],
         args.workers,
     )
-    # After the others: git-val takes the chosen draw's run where one was made with its setting.
-    validated = [d for d in args.datasets if "git-val" in selection[d]]  # none where a ladder draw was skipped
-    for d in validated:
-        for s in args.seeds:
-            reuse_chosen_run(args, d, s, chosen_setting(selection, d, "git-val"))
-    ran += run_all([train_job(args, d, s, "git-val", chosen_setting(selection, d, "git-val"), "git-val")
-                    for d in validated for s in args.seeds], args.workers)
+    ran += run_all([job for s in args.seeds for _, job in git_val_jobs(args, selection, s)], args.workers)
 
     print("[4/4] generator diagnostic and report", flush=True)
     missing_diagnostics = any(

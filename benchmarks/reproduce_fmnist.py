@@ -436,9 +436,7 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
             f"GIT setting: K = {setting['threshold'] or 'none'}, p = {setting['p']}, rule {setting['rule']} ({chosen['how']})"
             + "".join(f"; {METHOD_NAMES[m]}: {shared.setting_tag(chosen[m]['chosen'])}" for m in git_draws(args)
                       if m in chosen and m in rows) + "."
-            + (f" The ladder draw chosen on validation (git-val): {shared.GIT_DRAWS[val['chosen']['draw']].label} (validation "
-               "balanced accuracy " + "; ".join(f"{shared.GIT_DRAWS[m].label} {v * 100:.1f} %" for m, v in val["val_balanced_accuracy"].items())
-               + ")." if (val := chosen.get("git-val")) else ""),
+            + shared.validated_draw_text(chosen),
             "",
             "| method | seeds | balanced acc. (%) | tail acc. (%) | eKLD tail | eKLD head | Spearman(size, eKLD) |",
             "|---|---|---|---|---|---|---|",
@@ -537,12 +535,7 @@ def main() -> None:
                 jobs.append((fits[args.datasets[position + 2]], None))
         ran += run_ordered(jobs, args.workers)
         planned += len(jobs)
-        # After the others: git-val takes the chosen draw's run where one was made with its setting.
-        validated = [d for d in args.datasets if "git-val" in selection[d]]  # none where a ladder draw was skipped
-        for dataset in validated:
-            shared.reuse_chosen_run(args, dataset, seed, shared.chosen_setting(selection, dataset, "git-val"))
-        val_jobs = [(shared.train_job(args, d, seed, "git-val", shared.chosen_setting(selection, d, "git-val"), "git-val"),
-                     fits[d][2]) for d in validated]
+        val_jobs = [(job, fits[d][2]) for d, job in shared.git_val_jobs(args, selection, seed)]
         ran += run_ordered(val_jobs, args.workers)
         planned += len(val_jobs)
     if args.partial:

@@ -48,6 +48,18 @@ def recommended_draw(metadata: Any) -> dict[str, Any]:
     return {key: draw[key] for key in DRAW_SETTINGS if key in draw}
 
 
+def complete_draw(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Every one of :data:`DRAW_SETTINGS`: those in ``settings``, the constructor's defaults for the rest.
+
+    What a :class:`GITAugment` made with ``settings`` draws with, e.g.
+    ``complete_draw(recommended_draw(metadata))`` for ``from_pretrained``.
+    """
+    import inspect
+
+    defaults = inspect.signature(GITAugment).parameters
+    return {key: settings.get(key, defaults[key].default) for key in DRAW_SETTINGS}
+
+
 def _cpu_has_native_bf16() -> bool:
     # AVX512-BF16 or AMX: the CPU computes bf16 dot products in hardware, so oneDNN's bf16
     # convolutions beat fp32 ones (1.7x eager measured on AVX512-BF16, see benchmarks/RESULTS.md).

@@ -65,7 +65,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,13 +73,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import DRAW_SETTINGS, GITAugment
+from .augment import GITAugment, complete_draw
 from .diagnostics import class_preservation, variant_spread
 from .generator import MUNITGenerator
 
 __all__ = ["GeneratorReport", "generator_report", "recommend_draw", "NEAR_IDENTITY", "NO_RECONSTRUCTION", "COLLAPSE",
            "CLASS_CHANGE", "WARP_CLASS_CHANGE", "RECOMMEND_APPEARANCE", "RECOMMEND_REFERENCES", "DRAW_LADDER",
-           "DRAW_CANDIDATES"]
+           "WARP_ALONE", "DRAW_CANDIDATES"]
 
 NEAR_IDENTITY = 0.25
 NO_RECONSTRUCTION = 1.0
@@ -534,18 +533,15 @@ RECOMMEND_APPEARANCE = 0.9
 RECOMMEND_REFERENCES = 5
 
 #: The draws :func:`recommend_draw` weighs, the most varied first: each changes the appearance less
-#: than the one before it. The warp alone (``residual=True, appearance_scale=0``) is the fallback.
+#: than the one before it. The warp alone (:data:`WARP_ALONE`) is the fallback.
 DRAW_LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
     ("the decoded draws", {"residual": False}),
     ("residual draws with data styles", {"residual": True, "styles": "data"}),
     ("residual draws with data styles at half strength", {"residual": True, "styles": "data", "appearance_scale": 0.5}),
 )
 
-
-def _whole(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` with every draw setting spelled out (GITAugment's defaults for the rest)."""
-    defaults = inspect.signature(GITAugment).parameters
-    return {key: settings.get(key, defaults[key].default) for key in DRAW_SETTINGS}
+#: The warp alone (the input's appearance kept): the ladder's yardstick and its fallback.
+WARP_ALONE: dict[str, Any] = {"residual": True, "appearance_scale": 0.0}
 
 
 #: Every draw worth trying with a fitted generator, the most varied first: the ladder and the warp alone,
@@ -554,8 +550,7 @@ def _whole(settings: dict[str, Any]) -> dict[str, Any]:
 #: ``GITAugment.from_pretrained(folder, **settings)`` for each and keep the best
 #: (``benchmarks/reproduce_digits.py``'s git-val row does it, with K and p).
 DRAW_CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = tuple(
-    (name, _whole(settings))
-    for name, settings in (*DRAW_LADDER, ("the warp alone", {"residual": True, "appearance_scale": 0.0}))
+    (name, complete_draw(settings)) for name, settings in (*DRAW_LADDER, ("the warp alone", WARP_ALONE))
 )
 
 
@@ -644,7 +639,7 @@ def recommend_draw(
                  for j, (model, held, held_labels) in enumerate(judges)]
         return sum(rates) / len(rates)
 
-    warp = kept(DRAW_CANDIDATES[-1][1])
+    warp = kept(WARP_ALONE)
     if not warp:
         return None
     measured = []
@@ -654,7 +649,7 @@ def recommend_draw(
         measured.append(f"{name} {rate:.0%} (ratio {ratio:.2f})")
         if ratio >= RECOMMEND_APPEARANCE:
             return {**settings, "chosen": _chosen(measured, warp, name, len(judges))}
-    return {"residual": True, "appearance_scale": 0.0, "chosen": _chosen(measured, warp, "the warp alone", len(judges))}
+    return {**WARP_ALONE, "chosen": _chosen(measured, warp, "the warp alone", len(judges))}
 
 
 def _chosen(measured: list[str], warp: float, name: str, judges: int) -> str:
