@@ -37,10 +37,16 @@ from _report import update_section
 ROOT = shared.ROOT
 VARIANTS = ("paper", "recipes", "default")
 #: Table rows: (fit variant, GIT method of its benchmark run).
-ROWS = (("paper", "git"), ("recipes", "git"), ("default", "git"), ("default", "git-residual"), ("default", "git-data"))
+ROWS = (("paper", "git"), ("recipes", "git"), ("default", "git"), ("default", "git-residual"), ("default", "git-data"),
+        ("default", "git-auto"), ("default", "git-val"))
 ROW_LABELS = {("paper", "git"): "paper objective", ("recipes", "git"): "per-nuisance recipe", ("default", "git"): "default fit",
               ("default", "git-residual"): "default fit, residual draws",
-              ("default", "git-data"): "default fit, residual draws, data styles"}
+              ("default", "git-data"): "default fit, residual draws, data styles",
+              ("default", "git-auto"): "default fit, the fit's recommended draw",
+              ("default", "git-val"): "default fit, the draw chosen on validation"}
+#: The generator diagnostic's class preservation for each GIT method's draw; the recommended and validated draws
+#: differ from seed to seed, so the diagnostic (one draw per key) has no figure for them.
+KEEP_KEYS = {"git": "generator_keep", "git-residual": "generator_keep_residual", "git-data": "generator_keep_data"}
 SOURCES = {"digits": "reproduce_digits", "fmnist": "reproduce_fmnist"}
 BAR = 0.8  # the share of the oracle's gain the default fit is meant to reach on every set
 
@@ -87,8 +93,7 @@ def compare(summary: dict, dataset: str, git_method: str = "git") -> dict | None
     }
     diag = summary.get("diagnostics", {}).get(dataset)
     if diag:
-        generated = {"git-residual": diag.get("generator_keep_residual"), "git-data": diag.get("generator_keep_data")}.get(
-            git_method, diag["generator_keep"])
+        generated = diag.get(KEEP_KEYS[git_method]) if git_method in KEEP_KEYS else None
         keep = dict(zip(diag.get("seeds") or seeds_of(summary, rows[git_method]), zip(generated or [], diag["true_keep"])))
         kept = [keep[s] for s in common if s in keep]
         if kept:
@@ -131,7 +136,8 @@ def main() -> None:
         "(means over the seeds GIT, CE+DRS and the oracle all finished; 100 % = as good as applying the true nuisance "
         "to the tail, 0 % = no gain, negative = harm). Class preservation: the share of generated draws on which a "
         "classifier trained with the true nuisance keeps its prediction, relative to the same share for true-nuisance "
-        "draws (the target is at least 90 %). Where the oracle itself gains less than the seed-to-seed spread (a point "
+        "draws (the target is at least 90 %; blank for the recommended and the validated draw, which differ from seed "
+        "to seed, so the diagnostic has no figure for them). Where the oracle itself gains less than the seed-to-seed spread (a point "
         "or two), a share is mostly noise: read the accuracies beside it.",
         "",
         "| set | generator | seeds | balanced acc. CE+DRS / GIT / oracle (%) | share | tail eKLD CE+DRS / GIT / oracle | share | "
@@ -152,7 +158,7 @@ def main() -> None:
                 f"{', '.join(f'{d * 100:+.1f}' for d in result['accuracy_git_minus_drs_per_seed'])} | "
                 f"{'' if preservation is None else f'{preservation * 100:.0f} %'} | {'; '.join(result.get('learned', []))} |"
             )
-    for method in ("git", "git-residual", "git-data"):
+    for method in ("git", "git-residual", "git-data", "git-auto", "git-val"):
         defaults = {d: c[f"default/{method}"] for d, c in comparison.items() if f"default/{method}" in c}
         if defaults:
             reached = [d for d, r in defaults.items() if all(s is not None and s >= BAR for s in (r["accuracy_share"], r["ekld_share"]))]
@@ -167,7 +173,7 @@ def main() -> None:
         lines += ["", "Sets with no added nuisance (`benchmarks/plain_sets.py`, seeds "
                   f"{plain['seeds']}): GIT with the default fit minus CE+DRS, balanced accuracy per seed: " + "; ".join(
                       f"{d} " + ", ".join(
-                          f"{shared.GIT_DRAWS[m].label} draws {' '.join(f'{(g - r) * 100:+.1f}' for g, r in zip(t[m], t['drs']))}"
+                          f"{shared.METHOD_NAMES[m]} {' '.join(f'{(g - r) * 100:+.1f}' for g, r in zip(t[m], t['drs']))}"
                           for m in shared.GIT_DRAWS if m in t)
                       + f" points (learned: {'; '.join(shared.describe_learned(e) for e in t['learned'])})"
                       for d, t in plain["table"].items()) + "."]

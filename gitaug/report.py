@@ -22,6 +22,11 @@
   its prediction for the original. Its held-out accuracy on the originals is
   reported beside it (how far to trust it). Pass ``reference=`` to use your
   own classifier instead (it then sees every class).
+* **appearance**: how much draws of one input vary in border level,
+  brightness, contrast and bright-pixel share, beside how much the data's
+  images of one class vary in each
+  (:func:`gitaug.diagnostics.appearance_spread`; :func:`draw_appearance`
+  gives it for each of :data:`DRAW_CANDIDATES`, and the fit stores that).
 * **warp-only class preservation**, when labels are given and the generator
   has a warp: the same measure for the inputs moved by the generator's warp
   alone, their appearance kept (``GITAugment(residual=True,
@@ -74,10 +79,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import GITAugment, complete_draw
-from .diagnostics import class_preservation, variant_spread
+from .diagnostics import APPEARANCE_STATISTICS, appearance_spread, class_preservation, variant_spread
 from .generator import MUNITGenerator
 
-__all__ = ["GeneratorReport", "generator_report", "recommend_draw", "NEAR_IDENTITY", "NO_RECONSTRUCTION", "COLLAPSE",
+__all__ = ["GeneratorReport", "generator_report", "recommend_draw", "draw_appearance", "describe_appearance", "NEAR_IDENTITY", "NO_RECONSTRUCTION", "COLLAPSE",
            "CLASS_CHANGE", "WARP_CLASS_CHANGE", "RECOMMEND_APPEARANCE", "RECOMMEND_REFERENCES", "DRAW_LADDER",
            "WARP_ALONE", "DRAW_CANDIDATES"]
 
@@ -123,6 +128,10 @@ class GeneratorReport:
             without a warp, or when the measured draws are the warp alone.
         head_classes: the classes the reference was trained and measured on.
         num_images: images the report used.
+        appearance: for each of border level, brightness, contrast and
+            bright-pixel share, its standard deviation between draws of one
+            input (``"draws"``) and between the data's images of one class
+            (``"data"``; :func:`gitaug.diagnostics.appearance_spread`).
     """
 
     status: str
@@ -143,6 +152,7 @@ class GeneratorReport:
     warp_class_preservation: float | None = None
     head_classes: list[int] | None = None
     num_images: int = 0
+    appearance: dict[str, dict[str, float]] | None = None
     thresholds: dict[str, float] = field(
         default_factory=lambda: {
             "near_identity": NEAR_IDENTITY,
@@ -175,6 +185,11 @@ class GeneratorReport:
         ]
         if self.warp is not None:
             lines.append("warp                   " + ", ".join(f"{k} {v:.3g}" for k, v in self.warp.items()))
+        if self.appearance is not None:
+            lines.append("appearance             " + ", ".join(
+                f"{k} {v['draws']:.3f}" for k, v in self.appearance.items()) + "  (spread between draws of one input)")
+            lines.append("  the data             " + ", ".join(
+                f"{k} {v['data']:.3f}" for k, v in self.appearance.items()) + "  (spread between images of one class)")
         if self.class_preservation is not None:
             lines.append(
                 f"class preservation     {self.class_preservation:.1%}  (reference accuracy "
@@ -353,6 +368,9 @@ def generator_report(
         input_distinctness=input_distinctness,
         warp=_warp_range(generator, rng),
         num_images=len(images),
+        appearance=appearance_spread(transform, images, group, num_groups, n_per_class=n_per_class,
+                                     min_class_size=head_min_count, seed=seed)
+        if int(torch.bincount(group).max()) >= 2 else None,  # every class a single image: nothing to compare with
     )
 
     # -- class preservation, of the draws and of the warp alone
@@ -656,3 +674,61 @@ def _chosen(measured: list[str], warp: float, name: str, judges: int) -> str:
     pooled = f" (pooled over {judges} reference classifiers)" if judges > 1 else ""
     return (f"class preservation against the warp alone's {warp:.0%}{pooled}: {'; '.join(measured)}; "
             f"threshold ratio {RECOMMEND_APPEARANCE}: {name}")
+
+
+def draw_appearance(
+    generator: MUNITGenerator,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    seed: int = 0,
+    n_per_class: int = 40,
+    min_class_size: int = 20,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """What each of :data:`DRAW_CANDIDATES` changes: :func:`gitaug.diagnostics.appearance_spread` per draw.
+
+    The geometric part of what a fit learned is its warp ranges; this is the
+    appearance part. For each draw, and each of border level, brightness,
+    contrast and bright-pixel share: the standard deviation between draws of
+    one input, beside the standard deviation between the data's images of one
+    class. A draw that varies a property far less than the data does cannot
+    teach invariance to it; one that varies it far more invents variation.
+
+    Args:
+        generator: a fitted generator with a warp and style statistics
+            (``gitaug fit`` stores both); draws that need what it lacks are
+            left out.
+        images, labels: images of its data, float in [0, 1] or uint8, and their
+            class indices (without labels the data counts as one class).
+        seed: seeds the inputs and the draws.
+        n_per_class: inputs per class; each is drawn four times.
+        min_class_size: classes at least this large give the data's figure.
+
+    Returns:
+        ``{draw name: {figure: {"draws": float, "data": float}}}``.
+    """
+    images, labels = _checked_data(generator, images, labels)
+    if labels is None:
+        labels = torch.zeros(len(images), dtype=torch.long)
+    result = {}
+    for name, settings in DRAW_CANDIDATES:
+        if settings["styles"] == "data" and "styles" not in generator.training_metadata:
+            continue
+        if settings["appearance_scale"] == 0 and not generator.has_warp:
+            continue
+        aug = GITAugment(generator, **settings)
+        result[name] = appearance_spread(lambda batch, generator=None: aug(batch, generator=generator), images, labels,
+                                         int(labels.max()) + 1, n_per_class=n_per_class, min_class_size=min_class_size,
+                                         seed=seed)
+    return result
+
+
+def describe_appearance(appearance: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One line per draw: each figure's spread between draws, then the data's within a class."""
+    if not appearance:
+        return "no draw measured"
+    data = next(iter(appearance.values()))
+    lines = ["within a class, the data varies " + ", ".join(f"{k} {data[k]['data']:.3f}" for k in APPEARANCE_STATISTICS)]
+    lines += [f"{name}: " + ", ".join(f"{k} {figures[k]['draws']:.3f}" for k in APPEARANCE_STATISTICS)
+              for name, figures in appearance.items()]
+    return "\n".join(lines)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from gitaug.diagnostics import class_preservation, variant_spread
+from gitaug.diagnostics import APPEARANCE_STATISTICS, appearance_spread, class_preservation, variant_spread
 
 
 class Brightness(nn.Module):
@@ -97,3 +97,61 @@ def test_spread_errors():
         variant_spread(identity, images, labels, 1)
     with pytest.raises(ValueError, match="changed the image shape"):
         variant_spread(lambda x, generator=None: x[:, :, :4], images, labels, 2)
+
+
+def _shapes_on_grounds(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes (squares, crosses) of varied size, bright (1.0) on a ground of a random grey level below 0.4."""
+    rng = torch.Generator().manual_seed(seed)
+    images, labels = [], []
+    for label in (0, 1):
+        for _ in range(40):
+            level = float(torch.rand(1, generator=rng)) * 0.4
+            half = int(torch.randint(3, 8, (1,), generator=rng))
+            image = torch.full((1, 28, 28), level)
+            if label == 0:
+                image[:, 14 - half : 14 + half, 14 - half : 14 + half] = 1.0
+            else:
+                image[:, 13:15, 14 - half : 14 + half] = 1.0
+                image[:, 14 - half : 14 + half, 13:15] = 1.0
+            images.append(image)
+            labels.append(label)
+    return torch.stack(images), torch.tensor(labels)
+
+
+def _new_ground(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The synthetic set's nuisance: the ground (every pixel below 1) re-drawn at a new random level."""
+    level = torch.rand(x.shape[0], 1, 1, 1, generator=generator) * 0.4
+    return torch.where(x < 1.0, level.expand_as(x), x)
+
+
+def _thicker_or_thinner(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Strokes thickened (max pooling) or left, at random; the ground stays."""
+    thick = torch.nn.functional.max_pool2d(x, 3, stride=1, padding=1)
+    pick = torch.rand(x.shape[0], 1, 1, 1, generator=generator) < 0.5
+    return torch.where(pick, thick, x)
+
+
+def test_appearance_spread_finds_what_a_transform_varies_against_the_data():
+    images, labels = _shapes_on_grounds()
+    ground = appearance_spread(_new_ground, images, labels, 2, min_class_size=20, seed=0)
+    assert set(ground) == set(APPEARANCE_STATISTICS)
+    # Re-drawn grounds vary the border as much as the data's grounds do, and never the bright pixels.
+    assert 0.75 < ground["border"]["draws"] / ground["border"]["data"] < 1.25
+    assert ground["ink"]["draws"] == 0 and ground["ink"]["data"] > 0.02  # the shapes' sizes vary within a class
+    strokes = appearance_spread(_thicker_or_thinner, images, labels, 2, seed=0)
+    assert strokes["ink"]["draws"] > 0.02 and strokes["border"]["draws"] == 0
+    still = appearance_spread(lambda x, generator=None: x, images, labels, 2, seed=0)
+    assert all(figures["draws"] == 0 for figures in still.values())
+    assert still["border"]["data"] == ground["border"]["data"]  # the data's figure does not depend on the transform
+
+
+def test_appearance_spread_errors():
+    images, labels = _shapes_on_grounds()
+    with pytest.raises(ValueError, match="draws_per_input must be an integer of at least 2, got 1"):
+        appearance_spread(_new_ground, images, labels, 2, draws_per_input=1)
+    with pytest.raises(ValueError, match="no class has two images"):
+        appearance_spread(_new_ground, images[:1], labels[:1], 2)
+    with pytest.raises(ValueError, match="the transform changed the image shape"):
+        appearance_spread(lambda x, generator=None: x[..., :20, :20], images, labels, 2)
+    with pytest.raises(ValueError, match="min_class_size must be a positive integer"):
+        appearance_spread(_new_ground, images, labels, 2, min_class_size=0)

@@ -22,6 +22,8 @@ from gitaug.fit.nuisance_probe import (
     probe_nuisance,
 )
 from gitaug.generator import RangeWarp
+from gitaug.diagnostics import APPEARANCE_STATISTICS
+from gitaug.report import DRAW_CANDIDATES
 
 from helpers import tiny_config
 
@@ -167,6 +169,11 @@ def test_default_fit_stores_and_reports_what_it_learned(tmp_path):
     assert nuisance["rotation_degrees"] == config.warp_rotation and nuisance["scale"] == config.warp_scale
     assert nuisance["spread"] > 0
     assert set(nuisance["test"]) == {"rotation", "log_scale", "shift"}
+    # what each draw changes in appearance, beside the data's own variation
+    appearance = nuisance["appearance"]
+    assert list(appearance) == [name for name, _ in DRAW_CANDIDATES]
+    assert all(list(figures) == list(APPEARANCE_STATISTICS) for figures in appearance.values())
+    assert appearance["the warp alone"]["ink"]["data"] == appearance["the decoded draws"]["ink"]["data"] > 0
     # the training images' style statistics travel with the export, so styles="data" works on it
     styles = aug.metadata["styles"]
     assert styles["images"] == 64 and len(styles["mean"]) == len(styles["std"]) == config.style_dim

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from gitaug import GITAugment, MUNITConfig, MUNITGenerator, generator_report
-from gitaug.report import DRAW_LADDER, recommend_draw
+from gitaug.diagnostics import APPEARANCE_STATISTICS
+from gitaug.report import DRAW_CANDIDATES, DRAW_LADDER, describe_appearance, draw_appearance, recommend_draw
 from gitaug.datasets import load
 from gitaug.report import NEAR_IDENTITY
 
@@ -205,6 +206,42 @@ def test_the_draw_is_judged_by_several_trained_references_pooled_and_reproducibl
     assert recommend_draw(generator, plain.images, plain.targets, head_min_count=10**6) is None
     with pytest.raises(ValueError, match="references must be a positive integer, got 0"):
         recommend_draw(generator, plain.images, plain.targets, references=0)
+
+
+def test_the_report_shows_what_the_draws_vary_beside_the_data():
+    # The packaged background generator's draws vary the background as much as the data's digits of one
+    # class do; neither the rotation generator's draws nor its data vary it.
+    for name, low, high in (("digits-bg-lt", 0.7, 1.4), ("digits-rot-lt", 0.0, 0.01)):
+        train = load(name, split="train", seed=0)
+        keep = torch.cat([torch.nonzero(train.targets == c).flatten()[:20] for c in range(10)])
+        report = generator_report(GITAugment.from_pretrained(name), train.images[keep], train.targets[keep], seed=0,
+                                  reference_steps=20)
+        border = report.appearance["border"]
+        if name == "digits-bg-lt":
+            assert low < border["draws"] / border["data"] < high
+        else:
+            assert border["draws"] < high and border["data"] < high
+        assert list(report.appearance) == list(APPEARANCE_STATISTICS)
+        assert "(spread between images of one class)" in str(report)
+        assert report.to_dict()["appearance"]["border"]["data"] == round(border["data"], 4)
+
+
+def test_draw_appearance_measures_every_draw_the_generator_can_make(digits):
+    images, labels = digits
+    generator = _warped_tiny_generator(std=1.0)  # an untrained decoder: its appearance changes are noise
+    appearance = draw_appearance(generator, images, labels, seed=0, n_per_class=8)
+    assert list(appearance) == [name for name, _ in DRAW_CANDIDATES]
+    decoded, warp = appearance["the decoded draws"], appearance["the warp alone"]
+    assert decoded["contrast"]["draws"] > 3 * warp["contrast"]["draws"]
+    assert decoded["brightness"]["data"] == warp["brightness"]["data"] > 0  # one figure for the data
+    assert appearance == draw_appearance(generator, images, labels, seed=0, n_per_class=8)  # seeded
+    text = describe_appearance(appearance)
+    assert text.startswith("within a class, the data varies border") and "the warp alone: border" in text
+    # What the generator cannot draw is left out: data styles without stored statistics, the warp alone without a warp.
+    generator.training_metadata.clear()
+    assert [n for n in draw_appearance(generator, images, None, n_per_class=8)] == ["the decoded draws", "the warp alone"]
+    assert list(draw_appearance(tiny_generator(image_size=28), images, labels, n_per_class=8)) == ["the decoded draws"]
+    assert set(next(iter(appearance.values()))) == set(APPEARANCE_STATISTICS)
 
 
 def test_report_round_trips_to_json_and_prints(digits):

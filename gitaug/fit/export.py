@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ from .state import FitState
 from .trackers import Trackers
 
 if TYPE_CHECKING:
+    from ..generator import MUNITGenerator
     from ..report import GeneratorReport
 
 __all__ = ["export_generator", "training_metadata", "check_push_target"]
@@ -53,6 +56,11 @@ def export_generator(
     # The training images' own style distribution, for GITAugment(styles="data").
     metadata["styles"] = state.generator.style_statistics(to_model_range(data.images))
     logger.info("learned nuisance: %s", describe_nuisance(metadata["nuisance"]))
+    # ... and what each draw changes in appearance, beside the data's own variation within a class.
+    from ..report import describe_appearance
+
+    metadata["nuisance"]["appearance"] = _appearance(state, data, metadata["styles"], config.seed)
+    logger.info("appearance, spread between draws of one input:\n%s", describe_appearance(metadata["nuisance"]["appearance"]))
     if config.report:
         report = _report(state, data, config.seed)
         metadata["report"] = report.to_dict()
@@ -110,20 +118,34 @@ def _report(state: FitState, data: ImageDataset, seed: int) -> GeneratorReport:
     return report
 
 
+@contextlib.contextmanager
+def _with_styles(generator: MUNITGenerator, styles: dict[str, Any]) -> Iterator[MUNITGenerator]:
+    """``generator`` with the style statistics the export is about to store (for ``styles="data"`` draws), for a while."""
+    was_training, stored = generator.training, dict(generator.training_metadata)
+    generator.training_metadata = {**stored, "styles": styles}
+    try:
+        yield generator
+    finally:
+        generator.training_metadata = stored
+        generator.train(was_training)
+
+
 def _recommend(state: FitState, data: ImageDataset, styles: dict[str, Any], seed: int) -> dict[str, Any] | None:
     """:func:`gitaug.report.recommend_draw` on the training images (``None`` without labels)."""
     from ..report import recommend_draw
 
     if not data.labelled:
         return None
-    generator = state.generator
-    was_training, stored = generator.training, dict(generator.training_metadata)
-    generator.training_metadata = {**stored, "styles": styles}
-    try:
+    with _with_styles(state.generator, styles) as generator:
         return recommend_draw(generator, data.images, data.targets, seed=seed)
-    finally:
-        generator.training_metadata = stored
-        generator.train(was_training)
+
+
+def _appearance(state: FitState, data: ImageDataset, styles: dict[str, Any], seed: int) -> dict[str, Any]:
+    """:func:`gitaug.report.draw_appearance` on the training images."""
+    from ..report import draw_appearance
+
+    with _with_styles(state.generator, styles) as generator:
+        return draw_appearance(generator, data.images, data.targets if data.labelled else None, seed=seed)
 
 
 def data_name(config: FitConfig) -> str:
