@@ -67,6 +67,20 @@ def per_seed(summary: dict, row: dict, key: str) -> dict[int, float]:
     return dict(zip(seeds_of(summary, row), row[key]))
 
 
+def share_error(gain: list[float], oracle_gain: list[float]) -> float | None:
+    """Standard error of ``mean(gain) / mean(oracle_gain)`` over seeds (the ratio estimator's), ``None`` under 2 seeds.
+
+    ``gain`` and ``oracle_gain`` are per-seed improvements over CE+DRS on the same seeds, so the seed's own
+    luck, which moves all three runs of a seed together, cancels in the pairs: the error comes from how far
+    each seed's gain strays from the share times its oracle gain.
+    """
+    gain, oracle_gain = np.asarray(gain, dtype=float), np.asarray(oracle_gain, dtype=float)
+    if len(gain) < 2 or oracle_gain.mean() <= 0:
+        return None
+    ratio = gain.mean() / oracle_gain.mean()
+    return float((gain - ratio * oracle_gain).std(ddof=1) / np.sqrt(len(gain)) / oracle_gain.mean())
+
+
 def compare(summary: dict, dataset: str, git_method: str = "git") -> dict | None:
     """GIT (``git_method``'s runs) against CE+DRS and the oracle on the seeds all three finished, from one benchmark run."""
     rows = summary["table"].get(dataset, {})
@@ -91,6 +105,12 @@ def compare(summary: dict, dataset: str, git_method: str = "git") -> dict | None
         "ekld_share": (ekld["drs"] - ekld["git"]) / (ekld["drs"] - ekld["oracle"]) if ekld["oracle"] < ekld["drs"] else None,
         "accuracy_git_minus_drs_per_seed": [values["git"]["balanced_accuracy"][s] - values["drs"]["balanced_accuracy"][s] for s in common],
     }
+
+    def gains(method: str, key: str, sign: float) -> list[float]:
+        return [sign * (values[method][key][s] - values["drs"][key][s]) for s in common]
+
+    result["accuracy_share_error"] = share_error(gains("git", "balanced_accuracy", 1), gains("oracle", "balanced_accuracy", 1))
+    result["ekld_share_error"] = share_error(gains("git", "ekld_tail", -1), gains("oracle", "ekld_tail", -1))
     diag = summary.get("diagnostics", {}).get(dataset)
     if diag:
         generated = diag.get(KEEP_KEYS[git_method]) if git_method in KEEP_KEYS else None
@@ -104,8 +124,10 @@ def compare(summary: dict, dataset: str, git_method: str = "git") -> dict | None
     return result
 
 
-def share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.0f} %"
+def share(value: float | None, error: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * 100:.0f} %" + ("" if error is None else f" ± {error * 100:.0f}")
 
 
 def main() -> None:
@@ -138,7 +160,8 @@ def main() -> None:
         "classifier trained with the true nuisance keeps its prediction, relative to the same share for true-nuisance "
         "draws (the target is at least 90 %; blank for the recommended and the validated draw, which differ from seed "
         "to seed, so the diagnostic has no figure for them). Where the oracle itself gains less than the seed-to-seed spread (a point "
-        "or two), a share is mostly noise: read the accuracies beside it.",
+        "or two), a share is mostly noise: read the accuracies beside it. After ± : the share's standard error over "
+        "seeds (from the per-seed gains over CE+DRS, GIT's against the oracle's; the ratio estimator's).",
         "",
         "| set | generator | seeds | balanced acc. CE+DRS / GIT / oracle (%) | share | tail eKLD CE+DRS / GIT / oracle | share | "
         "GIT - CE+DRS per seed (points) | class preservation | learned |",
@@ -153,8 +176,8 @@ def main() -> None:
             acc, ekld = result["balanced_accuracy"], result["ekld_tail"]
             lines.append(
                 f"| {dataset} | {ROW_LABELS[row]} | {', '.join(map(str, result['seeds']))} | "
-                f"{acc['drs'] * 100:.1f} / {acc['git'] * 100:.1f} / {acc['oracle'] * 100:.1f} | {share(result['accuracy_share'])} | "
-                f"{ekld['drs']:.3f} / {ekld['git']:.3f} / {ekld['oracle']:.3f} | {share(result['ekld_share'])} | "
+                f"{acc['drs'] * 100:.1f} / {acc['git'] * 100:.1f} / {acc['oracle'] * 100:.1f} | {share(result['accuracy_share'], result.get('accuracy_share_error'))} | "
+                f"{ekld['drs']:.3f} / {ekld['git']:.3f} / {ekld['oracle']:.3f} | {share(result['ekld_share'], result.get('ekld_share_error'))} | "
                 f"{', '.join(f'{d * 100:+.1f}' for d in result['accuracy_git_minus_drs_per_seed'])} | "
                 f"{'' if preservation is None else f'{preservation * 100:.0f} %'} | {'; '.join(result.get('learned', []))} |"
             )

@@ -109,3 +109,23 @@ def test_git_val_reuses_the_chosen_draw_s_run_made_with_its_setting_and_no_other
 @pytest.mark.parametrize("method", ["git", "git-data", "git-half", "git-warp", "git-auto", "git-residual"])
 def test_every_fixed_draw_names_its_flags_and_git_val_takes_the_chosen_one_s(method):
     assert bench.draw_flags("git-val", {**K200, "draw": method}) == bench.GIT_DRAWS[method].flags
+
+
+def test_the_share_of_the_oracle_s_gain_comes_with_its_standard_error_over_seeds():
+    import default_fit
+
+    # GIT gains exactly half of what the oracle gains on every seed: the share is certain.
+    assert default_fit.share_error([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx(0.0)
+    # Half on average, but a full gain on one seed and none on the other: a wide error.
+    wide = default_fit.share_error([2.0, 0.0], [2.0, 2.0])
+    assert wide == pytest.approx(0.5)  # residuals +1 and -1: std 1.41, / sqrt(2) / mean oracle gain 2
+    # One seed, or an oracle that gains nothing on average: no error to give.
+    assert default_fit.share_error([1.0], [2.0]) is None
+    assert default_fit.share_error([1.0, 1.0], [1.0, -1.0]) is None
+    summary = {"seeds": [0, 1], "table": {"set": {
+        "drs": {"balanced_accuracy": [0.70, 0.72], "ekld_tail": [0.8, 0.6]},
+        "git": {"balanced_accuracy": [0.75, 0.72], "ekld_tail": [0.5, 0.6]},
+        "oracle": {"balanced_accuracy": [0.80, 0.82], "ekld_tail": [0.2, 0.4]}}}}
+    result = default_fit.compare(summary, "set")
+    assert result["accuracy_share"] == pytest.approx(0.25) and result["accuracy_share_error"] == pytest.approx(0.25)
+    assert result["ekld_share"] == pytest.approx(0.375) and result["ekld_share_error"] == pytest.approx(0.1875)
