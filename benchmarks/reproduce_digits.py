@@ -250,6 +250,8 @@ def stale(out: Path, method: str, setting: dict, generator: Path) -> str | None:
     wanted = (None if setting["threshold"] is None else float(setting["threshold"]), float(setting["p"]), setting["rule"])
     if (used["threshold"], float(used["p"]), used["rule"]) != wanted:
         return f"K={used['threshold']}, p={used['p']}, {used['rule']} (wanted K={wanted[0]}, p={wanted[1]}, {wanted[2]})"
+    if method == "git-val" and "draw" not in setting:
+        return "no draw chosen on validation by this invocation (git-val skipped)"
     if method in GIT_DRAWS and method != "git-auto":
         wanted_draw = flag_values(draw_flags(method, setting))
         used_draw = {key: used.get(key) for key in wanted_draw}

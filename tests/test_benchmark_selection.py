@@ -74,6 +74,8 @@ def test_a_run_made_with_another_draw_or_setting_is_stale(tmp_path):
     assert "the draw" in bench.stale(out, "git-val", {**K200, "draw": "git-data"}, tmp_path)
     assert "the draw" in bench.stale(out, "git-warp", K200, tmp_path)
     assert "K=None" in bench.stale(out, "git-val", {**KALL, "draw": "git-half"}, tmp_path)
+    # An invocation that skips git-val chose no draw for it: its earlier runs are left out, not compared.
+    assert "git-val skipped" in bench.stale(out, "git-val", K200, tmp_path)
     # The warp alone is drawn live by default: a run of it from a bank was made with another command.
     _run(out, K200, bench.GIT_DRAWS["git-warp"].flags, bank=BANK_DRAWS)
     assert "a bank of 8 draws" in bench.stale(out, "git-warp", K200, tmp_path)
