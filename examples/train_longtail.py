@@ -11,10 +11,10 @@ Methods (``--method``):
 * ``drs``     deferred re-sampling: instance sampling, then class-balanced
               sampling from ``--drs-epoch`` on (with a learning-rate step);
 * ``git``     ``drs`` + GIT: tail-class samples re-drawn by the generator
-              (``--generator``) once re-sampling starts; served from a bank
-              of ``--bank-draws`` (8) draws per tail image made when GIT
-              starts, or drawn live for every sample with ``--live-draws``
-              (the default when the draw is the generator's warp alone);
+              (``--generator``) once re-sampling starts, drawn live for every
+              replaced sample, or served from a bank of ``--bank-draws V``
+              draws per tail image made when GIT starts (faster, but only V
+              pictures of each tail image);
 * ``oracle``  ``drs`` + a fresh draw of the *true* nuisance, on the base digit,
               for the same samples GIT would replace (an upper reference;
               only for the built-in sets).
@@ -62,7 +62,6 @@ from torch.utils.data import DataLoader
 from gitaug import ClassThresholdSampler, GITAugment
 from gitaug import datasets as gdata
 from gitaug.bank import TailBank
-from gitaug.per_sample import BANK_DRAWS
 from gitaug.evaluation.invariance import ekld, summarize_ekld
 from gitaug.longtail.classifiers import ScaledLogits, SmallResNet, save_classifier
 from gitaug.longtail.resampling import DeferredResampler
@@ -95,12 +94,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     method.add_argument("--appearance-scale", type=float, default=1.0, metavar="S",
                         help="with --draw residual, how much of the decoder's appearance change a draw applies "
                              "(GITAugment(appearance_scale=S); 0: the generator's warp alone)")
-    method.add_argument("--bank-draws", type=int, default=None, metavar="V",
+    method.add_argument("--bank-draws", type=int, default=0, metavar="V",
                         help="GIT serves each replaced sample from a gitaug.bank.TailBank of V draws per tail "
-                        "image, drawn when GIT starts (default: 8, or live draws when the draw is the warp "
-                        "alone, as GITDataset does; 0: live draws)")
+                        "image, drawn when GIT starts (faster; 0, the default as in GITDataset: live draws, "
+                        "a generator pass per replaced sample, so no draw repeats)")
     method.add_argument("--live-draws", action="store_true",
-                        help="run the generator on every replaced sample instead of serving bank draws")
+                        help="run the generator on every replaced sample (the default; overrides --bank-draws)")
     method.add_argument("--resampling", choices=("auto", "none", "deferred"), default="auto",
                         help="auto: instance sampling for erm, deferred re-sampling otherwise; "
                         "none suits losses that re-weight instead (LDAM+DRW, Bal-BCE)")
@@ -134,7 +133,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--method oracle needs a built-in dataset: the true nuisance of CIFAR is unknown")
     if args.head == "auto":
         args.head = "cosine" if args.loss == "ldam" else "linear"
-    if args.bank_draws is not None and args.bank_draws < 0:
+    if args.bank_draws < 0:
         parser.error(f"--bank-draws must be a positive number of draws, or 0 for live draws, got {args.bank_draws}")
     if args.live_draws:
         args.bank_draws = 0
@@ -274,8 +273,6 @@ def main(argv: list[str] | None = None) -> dict:
         if args.draw == "recommended" and "draw" not in augment.metadata:
             raise SystemExit(f"--draw recommended: the generator {args.generator} stores no recommended draw")
         drawn_with = {"residual": augment.residual, "styles": augment.styles, "appearance_scale": augment.appearance_scale}
-        if args.bank_draws is None:  # as GITDataset(draws="auto"): a warp is as cheap drawn live as copied from a bank
-            args.bank_draws = 0 if augment.warp_only else BANK_DRAWS
         if args.bank_draws:  # V precomputed draws per tail image, drawn on the bank's first call (when GIT starts)
             augment = TailBank(augment, train.float_images(), train.targets, draws=args.bank_draws, enabled=False)
     elif args.method == "oracle":

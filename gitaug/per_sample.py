@@ -7,9 +7,11 @@ cannot choose; :class:`GITDataset` wraps the dataset instead and calls
 ``aug(image, label)`` for each item, in the main process or in DataLoader
 workers alike.
 
-Because the wrapper knows every item's index, it serves the re-draws from a
-bank of ``V`` generator draws per tail image by default (see
-:class:`~gitaug.bank.TailBank`): drawn once, then each replacement is a copy.
+By default every re-draw is a generator pass (live draws). Because the
+wrapper knows every item's index, it can instead serve the re-draws from a
+bank of ``V`` generator draws per tail image (``draws=V``; see
+:class:`~gitaug.bank.TailBank`): drawn once, then each replacement is a copy,
+faster but with only ``V`` pictures of each tail image.
 """
 
 from __future__ import annotations
@@ -30,10 +32,9 @@ __all__ = ["GITDataset"]
 
 #: ``draws`` value that turns the bank off: one generator pass per replaced item.
 LIVE = "live"
-#: ``draws`` value (the default) that banks :data:`BANK_DRAWS` draws per tail image, or draws live when
-#: the augment's draws are its warp alone (:attr:`gitaug.GITAugment.warp_only`).
+#: ``draws`` value (the default): live draws, whatever the augment draws (see :class:`GITDataset`).
 AUTO = "auto"
-#: Draws per tail image of the bank ``draws="auto"`` makes.
+#: The bank size the docs suggest where speed matters more than variety (``draws=BANK_DRAWS``).
 BANK_DRAWS = 8
 
 
@@ -86,16 +87,17 @@ class GITDataset(Dataset):
 
     Where the re-draws come from (``draws``):
 
-    * ``draws="auto"`` (the default): a bank of 8 draws per tail image, or
-      live draws when ``aug`` draws its warp alone (``aug.warp_only``). Such a
-      draw is one resampling, about as cheap as a bank copy, and a bank would
-      only limit its variety: GIT with the warp alone on ``fmnist-rot-lt``
-      gained 0.2-0.4 points of balanced accuracy on each of 4 seeds drawn live
-      rather than from a bank of 8 (``examples/train_longtail.py --dataset
-      fmnist-rot-lt --method git --draw residual --appearance-scale 0
-      --threshold 800 --p 1.0 --rule linear --epochs 12``, each seed with its
-      own default fit, ``--live-draws`` against ``--bank-draws 8``).
-    * ``draws=V`` (a positive int): a bank. Every image of a class the sampler
+    * ``draws="auto"`` (the default): live draws, a generator pass for every
+      replaced item, so no served draw repeats. A bank of 8 draws per tail
+      image, this wrapper's default before, caps what GIT can teach where the
+      nuisance is wide: tail images are re-sampled many times an epoch, and
+      each then comes back as one of only 8 pictures. On rotated digits
+      (``benchmarks/bank_digits.py``, section ``bank_digits_rot`` of
+      ``benchmarks/RESULTS.md``) the residual draws with data styles gained
+      1.3 points of balanced accuracy and lost a third of their tail eKLD
+      drawn live rather than from a bank of 8; on digit backgrounds the two
+      were alike.
+    * ``draws=V`` (a positive int): a bank, for speed. Every image of a class the sampler
       can select gets ``V`` generator draws, made once in batches;
       a selected item is then replaced by one of its ``V`` draws, picked
       uniformly: a copy instead of a generator pass. The selection itself
@@ -167,7 +169,7 @@ class GITDataset(Dataset):
         >>> images, labels = torch.rand(6, 1, 16, 16), torch.tensor([0, 0, 0, 0, 1, 1])
         >>> generator = MUNITGenerator(MUNITConfig(in_channels=1, image_size=16, dim=8, mlp_dim=16, n_res=1))
         >>> aug = GITAugment(generator, ClassThresholdSampler.from_labels(labels, threshold=3, p=1.0))
-        >>> train = GITDataset(TensorDataset(images, labels), aug, seed=0)
+        >>> train = GITDataset(TensorDataset(images, labels), aug, seed=0, draws=8)
         >>> train.build_bank()                       # 8 draws of each tail image, once (else on first use)
         >>> image, label = train[0]                  # class 0 has 4 images: kept as it is
         >>> torch.equal(image, images[0]), int(label)
@@ -204,7 +206,7 @@ class GITDataset(Dataset):
         if refresh_every is not None and draws == LIVE:
             raise ValueError(f"refresh_every={refresh_every!r} re-draws the bank, but draws='live' has none")
         if draws == AUTO:  # live draws are new every time: refresh_every has nothing left to do
-            draws = LIVE if aug.warp_only else BANK_DRAWS
+            draws = LIVE
         if refresh_every is not None and (
             isinstance(refresh_every, bool) or not isinstance(refresh_every, numbers.Integral) or refresh_every < 1
         ):

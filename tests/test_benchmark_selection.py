@@ -58,7 +58,7 @@ def _run(path: Path, setting: dict, flags: tuple[str, ...], bank: int | None = N
     values = bench.flag_values(flags)
     draw = {"residual": values["draw"] == "residual", "styles": values["styles"], "appearance_scale": values["appearance_scale"]}
     if bank is None:
-        bank = 0 if draw["residual"] and draw["appearance_scale"] == 0 else BANK_DRAWS
+        bank = 0  # the example's default: live draws
     args = {"threshold": None if setting["threshold"] is None else float(setting["threshold"]), "p": setting["p"],
             "rule": setting["rule"], "bank_draws": bank, **values}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,9 +76,11 @@ def test_a_run_made_with_another_draw_or_setting_is_stale(tmp_path):
     assert "K=None" in bench.stale(out, "git-val", {**KALL, "draw": "git-half"}, tmp_path)
     # An invocation that skips git-val chose no draw for it: its earlier runs are left out, not compared.
     assert "git-val skipped" in bench.stale(out, "git-val", K200, tmp_path)
-    # The warp alone is drawn live by default: a run of it from a bank was made with another command.
+    # Every draw is drawn live by default: a run served from a bank was made with another command.
     _run(out, K200, bench.GIT_DRAWS["git-warp"].flags, bank=BANK_DRAWS)
     assert "a bank of 8 draws" in bench.stale(out, "git-warp", K200, tmp_path)
+    _run(out, K200, bench.GIT_DRAWS["git-half"].flags, bank=BANK_DRAWS)
+    assert "a bank of 8 draws" in bench.stale(out, "git-half", K200, tmp_path)
     _run(out, K200, bench.GIT_DRAWS["git-warp"].flags)
     assert bench.stale(out, "git-warp", K200, tmp_path) is None
 

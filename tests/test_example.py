@@ -57,7 +57,7 @@ def test_git_loads_a_generator_and_switches_on_with_resampling(tmp_path, monkeyp
     GITAugment(generator).save_pretrained(tmp_path / "gen")
     example = load_example()
     calls, generated = [], []
-    # The default serves GIT from a TailBank of 8 draws per tail image; --live-draws calls GITAugment per batch.
+    # The default calls GITAugment per batch (live draws); --bank-draws 8 serves GIT from a TailBank of 8 per tail image.
     patched = TailBank if draws == "bank" else GITAugment
     original, original_generate = patched.__call__, GITAugment._generate
 
@@ -71,7 +71,7 @@ def test_git_loads_a_generator_and_switches_on_with_resampling(tmp_path, monkeyp
 
     monkeypatch.setattr(patched, "__call__", recording_call)
     monkeypatch.setattr(GITAugment, "_generate", recording_generate)
-    flags = ["--live-draws"] if draws == "live" else []
+    flags = ["--bank-draws", "8"] if draws == "bank" else []
     results = example.main(["--dataset", "digits-dil-lt", "--method", "git", "--generator", str(tmp_path / "gen"),
                             "--threshold", "100", "--loss", "ldam", *flags, *QUICK])
     # Off in epoch 0 (instance sampling), on from --drs-epoch 1 (delayed GIT).

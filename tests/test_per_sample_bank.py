@@ -62,7 +62,7 @@ def check_bank_draws(dataset: GITDataset, images: torch.Tensor, base: TensorData
 def test_default_serves_replaced_tail_images_from_their_own_bank_draws_without_a_generator_pass():
     torch.manual_seed(0)
     base = make_data()
-    dataset = GITDataset(base, make_aug(p=0.5))
+    dataset = GITDataset(base, make_aug(p=0.5), draws=8)
     assert dataset.draws == 8 and dataset.uses_bank and dataset.bank_nbytes == 0  # drawn lazily
     dataset.build_bank()
     assert dataset.bank_nbytes == N_TAIL * 8 * 16 * 16 * 4  # float32, as the dataset's images
@@ -93,7 +93,7 @@ def test_default_serves_replaced_tail_images_from_their_own_bank_draws_without_a
 @pytest.mark.parametrize("rule", ["hard", "linear"])
 def test_with_a_seed_the_bank_replaces_exactly_the_items_live_draws_replace(rule):
     base = make_data()
-    bank = GITDataset(base, make_aug(p=0.6, rule=rule), seed=5)
+    bank = GITDataset(base, make_aug(p=0.6, rule=rule), seed=5, draws=8)
     live = GITDataset(base, make_aug(p=0.6, rule=rule), seed=5, draws="live")
     assert bank.uses_bank and not live.uses_bank
     for epoch in (0, 1):
@@ -112,13 +112,13 @@ def test_with_a_seed_the_bank_replaces_exactly_the_items_live_draws_replace(rule
 def test_set_epoch_redraws_the_bank_every_refresh_every_epochs_and_not_otherwise():
     torch.manual_seed(0)
     base = make_data()
-    kept = GITDataset(base, make_aug(p=1.0))
+    kept = GITDataset(base, make_aug(p=1.0), draws=8)
     kept.set_epoch(0)  # draws the bank here, in the main process
     first = kept.bank_versions(N_HEAD)
     kept.set_epoch(5)
     assert torch.equal(kept.bank_versions(N_HEAD), first)  # refresh_every=None keeps the first draws
 
-    refreshed = GITDataset(base, make_aug(p=1.0), seed=2, refresh_every=2)
+    refreshed = GITDataset(base, make_aug(p=1.0), seed=2, draws=8, refresh_every=2)
     refreshed.set_epoch(0)
     draws_0 = refreshed.bank_versions(N_HEAD)
     refreshed.set_epoch(1)
@@ -129,7 +129,7 @@ def test_set_epoch_redraws_the_bank_every_refresh_every_epochs_and_not_otherwise
     images = collect(refreshed)
     assert all(any(torch.equal(images[i], v) for v in refreshed.bank_versions(i)) for i in range(N_HEAD, len(base)))
     # With a seed, the bank of an epoch does not depend on when or where it was drawn.
-    again = GITDataset(base, make_aug(p=1.0), seed=2, refresh_every=2)
+    again = GITDataset(base, make_aug(p=1.0), seed=2, draws=8, refresh_every=2)
     again.set_epoch(3)
     assert torch.equal(again.bank_versions(N_HEAD), draws_2)
 
@@ -154,7 +154,7 @@ def test_delayed_git_draws_no_bank_until_enabled():
     base = make_data()
     aug = make_aug(p=1.0)
     aug.enabled = False
-    dataset = GITDataset(base, aug, seed=0)
+    dataset = GITDataset(base, aug, seed=0, draws=8)
     dataset.set_epoch(0)
     assert dataset.bank_nbytes == 0
     assert torch.equal(collect(dataset), base.tensors[0])
@@ -174,7 +174,7 @@ def contexts():
 def test_bank_drawn_in_the_main_process_serves_workers_without_generator_passes(context):
     torch.manual_seed(0)
     base = make_data(n_head=16, n_tail=64)
-    dataset = GITDataset(base, make_aug(p=0.5))
+    dataset = GITDataset(base, make_aug(p=0.5), draws=8)
     dataset.build_bank()
     # A generator pass in a worker would fail the DataLoader (the hook travels with the pickled aug).
     dataset.aug.generator.content_encoder.register_forward_pre_hook(refuse_generator_passes)
@@ -189,8 +189,8 @@ def test_bank_drawn_in_the_main_process_serves_workers_without_generator_passes(
 def test_a_bank_first_needed_in_workers_is_drawn_there_and_with_a_seed_matches_the_main_process():
     context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     base = make_data()
-    in_workers = collect(GITDataset(base, make_aug(p=0.5), seed=4), num_workers=2, context=context)
-    in_process = collect(GITDataset(base, make_aug(p=0.5), seed=4))
+    in_workers = collect(GITDataset(base, make_aug(p=0.5), seed=4, draws=8), num_workers=2, context=context)
+    in_process = collect(GITDataset(base, make_aug(p=0.5), seed=4, draws=8))
     assert torch.equal(in_workers, in_process)
     assert replaced(in_process, base).any()
 
@@ -198,12 +198,12 @@ def test_a_bank_first_needed_in_workers_is_drawn_there_and_with_a_seed_matches_t
 def test_custom_rules_and_ragged_tails_draw_live():
     base = make_data()
     odd = GITAugment(tiny_generator(seed=0), lambda labels, generator=None: labels % 2 == 1)
-    custom = GITDataset(base, odd, seed=0)
+    custom = GITDataset(base, odd, seed=0, draws=8)
     assert not custom.uses_bank  # a custom rule does not say which images it can select
     assert replaced(collect(custom), base).tolist() == (base.tensors[1] % 2 == 1).tolist()
 
     ragged = [(torch.rand(1, 16, 16), 0), (torch.rand(1, 16, 16), 1), (torch.rand(1, 20, 20), 2)]
-    dataset = GITDataset(ragged, make_aug(p=1.0), seed=0)
+    dataset = GITDataset(ragged, make_aug(p=1.0), seed=0, draws=8)
     with pytest.warns(RuntimeWarning, match="differ in shape"):
         dataset.build_bank()
     assert not dataset.uses_bank
@@ -230,7 +230,7 @@ def test_bad_refresh_every_is_named(refresh_every):
 
 
 def test_a_label_out_of_the_samplers_range_is_named_when_the_bank_is_drawn():
-    dataset = GITDataset([(torch.rand(1, 16, 16), 0), (torch.rand(1, 16, 16), 7)], make_aug())
+    dataset = GITDataset([(torch.rand(1, 16, 16), 0), (torch.rand(1, 16, 16), 7)], make_aug(), draws=8)
     with pytest.raises(ValueError, match=r"dataset\[1\] has label 7, out of range for 3 classes"):
         dataset.build_bank()
 
@@ -256,7 +256,7 @@ class WithTargets(Dataset):
 
 def test_targets_attribute_limits_the_reads_and_an_item_it_misses_is_drawn_live():
     base = WithTargets()
-    dataset = GITDataset(base, make_aug(p=1.0), seed=0)
+    dataset = GITDataset(base, make_aug(p=1.0), seed=0, draws=8)
     dataset.build_bank()
     assert sorted(base.reads) == list(range(12, 19))  # the tail items the attribute names, nothing else
     assert dataset.bank_nbytes == 7 * 8 * 16 * 16  # uint8: one byte a value
@@ -268,23 +268,22 @@ def test_targets_attribute_limits_the_reads_and_an_item_it_misses_is_drawn_live(
     assert label == 1 and image.dtype == torch.uint8 and not torch.equal(image, base.images[19])  # drawn live
 
 
-def test_the_warp_alone_is_drawn_live_by_default_and_other_draws_from_a_bank():
+@pytest.mark.parametrize("draw", [{"residual": True, "appearance_scale": 0.0}, {"residual": True}, {"residual": False}])
+def test_every_draw_is_drawn_live_by_default_and_a_bank_only_when_asked(draw):
     torch.manual_seed(0)
     config = dataclasses.replace(tiny_config(), warp="affine", warp_rotation=30.0)
     generator = MUNITGenerator(config).eval()
     sampler = ClassThresholdSampler([40, 3, 6], threshold=10, p=1.0)
     base = make_data()
-    warp = GITAugment(generator, sampler, residual=True, appearance_scale=0.0)
-    assert warp.warp_only and not GITAugment(generator, sampler, residual=True).warp_only
-    live = GITDataset(base, warp, seed=0)
+    aug = GITAugment(generator, sampler, **draw)
+    live = GITDataset(base, aug, seed=0)
     assert live.draws == "live" and not live.uses_bank
-    # Live warp draws are new for every epoch: no tail image comes back the same twice.
+    # Live draws are new for every epoch: no tail image comes back the same twice.
     first, second = collect(live), (live.set_epoch(1), collect(live))[1]
     assert torch.equal(first[:N_HEAD], base.tensors[0][:N_HEAD])
     assert (first[N_HEAD:] != second[N_HEAD:]).flatten(1).any(1).all()
     # refresh_every has nothing to re-draw then, and is accepted as with a bank.
-    assert GITDataset(base, warp, refresh_every=2).draws == "live"
-    # A number asks for a bank whatever the draw; draws that run the decoder get one by default.
-    assert GITDataset(base, warp, draws=4).uses_bank
-    banked = GITDataset(base, GITAugment(generator, sampler, residual=True))
-    assert banked.draws == 8 and banked.uses_bank
+    assert GITDataset(base, aug, refresh_every=2).draws == "live"
+    # A number asks for a bank whatever the draw.
+    banked = GITDataset(base, aug, draws=4)
+    assert banked.draws == 4 and banked.uses_bank
