@@ -32,8 +32,9 @@ ratios hold on a busy machine even where the absolute figures do not.
    (``--classifier-preset``). Ratios to the plain step for:
 
    * ``default_user_path``: what a user gets by default, the issue's target
-     row: ``GITDataset(dataset, aug)`` with its defaults (a bank of 8 draws
-     per tail image, drawn before timing), the batch's 128 items read
+     row: ``GITDataset(dataset, aug)`` with its defaults (live draws: a
+     generator pass per replaced item; before this release, a bank of 8
+     draws per tail image drawn before timing), the batch's 128 items read
      through it and collated in the main process, then the step;
    * ``git_live``: ``aug(images, labels)`` on the batch (a generator pass,
      default dtype); ``git_fp32``: the same in fp32; ``git_compiled``:
@@ -105,8 +106,8 @@ TARGET_RATIO = 1.10
 #: What each classifier-step case is, for the report.
 CLASSIFIER_CASES = {
     "plain": "the step alone, on the batch in memory",
-    "default_user_path": "**default user path**: `GITDataset(dataset, aug)` with its defaults (a bank of draws "
-    "per tail image), 128 items read and collated in the main process, then the step",
+    "default_user_path": "**default user path**: `GITDataset(dataset, aug)` with its defaults (live draws; a bank "
+    "of draws per tail image before this release), 128 items read and collated in the main process, then the step",
     "git_live": "`aug(images, labels)` on the batch: a generator pass per batch, default dtype",
     "git_fp32": "the same in fp32",
     "git_bank": "`TailBank(aug, images, labels, draws={draws})` on the batch",
