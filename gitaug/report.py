@@ -83,8 +83,8 @@ from .diagnostics import APPEARANCE_STATISTICS, appearance_spread, class_preserv
 from .generator import MUNITGenerator
 
 __all__ = ["GeneratorReport", "generator_report", "recommend_draw", "draw_appearance", "describe_appearance",
-           "NEAR_IDENTITY", "NO_RECONSTRUCTION", "COLLAPSE", "CLASS_CHANGE", "WARP_CLASS_CHANGE", "RECOMMEND_APPEARANCE", "RECOMMEND_REFERENCES", "DRAW_LADDER",
-           "WARP_ALONE", "DRAW_CANDIDATES"]
+           "NEAR_IDENTITY", "NO_RECONSTRUCTION", "COLLAPSE", "CLASS_CHANGE", "WARP_CLASS_CHANGE",
+           "RECOMMEND_APPEARANCE", "RECOMMEND_REFERENCES", "DRAW_LADDER", "WARP_ALONE", "DRAW_CANDIDATES"]
 
 NEAR_IDENTITY = 0.25
 NO_RECONSTRUCTION = 1.0
