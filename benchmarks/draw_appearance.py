@@ -76,7 +76,7 @@ def main() -> None:
     from gitaug.diagnostics import APPEARANCE_STATISTICS
 
     lines = [
-        f"Command: `{command}` (one thread). For every default-fit generator the reproduction benchmarks fitted, "
+        f"Command: `{command}` ({args.threads} thread{'s' if args.threads > 1 else ''}). For every default-fit generator the reproduction benchmarks fitted, "
         "each draw's standard deviation, between four draws of one training image, of the image's border level, "
         "brightness, contrast and share of pixels above 0.5; the true nuisance measured the same way on the "
         "same seed's images without it; and the same figure between the training images of one class (the "
