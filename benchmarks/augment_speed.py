@@ -125,7 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile-configs", nargs="*", default=None, metavar="PRESET-CxHxW",
                         help="configurations measured compiled, e.g. paper-1x28x28 (default: all on CUDA, "
                              "paper-1x28x28 on CPU, where each shape compiles for minutes); none: no argument")
-    parser.add_argument("--bank-draws", type=int, default=8, help="V for the bank cases (default: 8, GITDataset's default)")
+    parser.add_argument("--bank-draws", type=int, default=8, help="V for the bank cases (default: 8, the bank size GITDataset's docs suggest)")
     parser.add_argument("--classifier-preset", default="paper", choices=PRESET_NAMES,
                         help="generator preset of the classifier-step comparison (default: paper, the target's; "
                         "small for a quick check)")
