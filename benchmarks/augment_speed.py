@@ -88,6 +88,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from gitaug import ClassThresholdSampler, GITAugment, GITDataset, MUNITConfig, MUNITGenerator  # noqa: E402
 from gitaug.augment import default_inference_dtype  # noqa: E402
 from gitaug.bank import TailBank  # noqa: E402
+from gitaug.per_sample import BANK_DRAWS  # noqa: E402
 from gitaug.longtail.classifiers import BasicBlock  # noqa: E402
 from _reference import munit_norms  # noqa: E402
 from _report import device_name, update_section  # noqa: E402
@@ -125,7 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile-configs", nargs="*", default=None, metavar="PRESET-CxHxW",
                         help="configurations measured compiled, e.g. paper-1x28x28 (default: all on CUDA, "
                              "paper-1x28x28 on CPU, where each shape compiles for minutes); none: no argument")
-    parser.add_argument("--bank-draws", type=int, default=8, help="V for the bank cases (default: 8, the bank size GITDataset's docs suggest)")
+    parser.add_argument("--bank-draws", type=int, default=BANK_DRAWS,
+                        help=f"V for the bank cases (default: {BANK_DRAWS}, the bank size GITDataset's docs suggest)")
     parser.add_argument("--classifier-preset", default="paper", choices=PRESET_NAMES,
                         help="generator preset of the classifier-step comparison (default: paper, the target's; "
                         "small for a quick check)")

@@ -713,10 +713,10 @@ def draw_appearance(
     result = {}
     for name, settings in DRAW_CANDIDATES:
         if settings["styles"] == "data" and "styles" not in generator.training_metadata:
-            continue
-        if settings["appearance_scale"] == 0 and not generator.has_warp:
-            continue
+            continue  # GITAugment would refuse it, naming the missing statistics
         aug = GITAugment(generator, **settings)
+        if aug.warp_only and not generator.has_warp:
+            continue  # the warp alone of a generator without one: the identity
         result[name] = appearance_spread(lambda batch, generator=None: aug(batch, generator=generator), images, labels,
                                          int(labels.max()) + 1, n_per_class=n_per_class, min_class_size=min_class_size,
                                          seed=seed)
