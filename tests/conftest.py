@@ -8,6 +8,15 @@ from gitaug import GITAugment
 from helpers import tiny_generator
 
 
+@pytest.fixture(autouse=True)
+def quick_transfer_test(monkeypatch):
+    """Fits with a report run the draw's transfer test; a short one here (its own tests size theirs)."""
+    import gitaug.report
+
+    monkeypatch.setattr(gitaug.report, "RECOMMEND_REPEATS", 2)
+    monkeypatch.setattr(gitaug.report, "RECOMMEND_STEPS", 20)
+
+
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
 

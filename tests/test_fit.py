@@ -22,7 +22,7 @@ from gitaug.fit.data import IndexStream, read_training_data
 from gitaug.fit.discriminator import MultiScaleDiscriminator
 from gitaug.fit.grid import grid_rows
 from gitaug.hub import load_generator
-from gitaug.report import DRAW_LADDER
+from gitaug.report import DRAW_CANDIDATES
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -104,14 +104,17 @@ def checkpoint_state(out: Path) -> dict:
 
 
 def test_a_fit_on_labelled_images_stores_the_draw_that_from_pretrained_uses(tmp_path):
-    images, labels = digits_16(counts=[40, 30, 25, 5])  # three classes of 20 or more: the report's reference can judge
+    images, labels = digits_16(counts=[40, 30, 25, 5])  # three classes of 20 or more: the transfer test can judge
     np.savez(tmp_path / "digits.npz", images=images, labels=labels)
     out = fit_run(tiny(tmp_path / "digits.npz", tmp_path / "run", steps=2, checkpoint_every=0, report=True))
     aug = GITAugment.from_pretrained(out)
     draw = aug.metadata["draw"]  # the default fit warps and the images have labels: a draw is recommended
     settings = {k: v for k, v in draw.items() if k != "chosen"}
-    assert settings in [s for _, s in DRAW_LADDER] + [{"residual": True, "appearance_scale": 0.0}]
-    assert "class preservation" in draw["chosen"]
+    assert settings in [s for _, s in DRAW_CANDIDATES]
+    assert draw["chosen"].startswith("pseudo-tail transfer test")
+    figures = aug.metadata["draw_test"]  # the test's figures are stored beside it
+    assert figures["head_classes"] == [0, 1, 2] and set(figures["balanced_accuracy"]) == {
+        "no draw", *(name for name, _ in DRAW_CANDIDATES)}
     assert aug.residual is draw["residual"] and aug.appearance_scale == draw.get("appearance_scale", 1.0)
     assert aug.styles == draw.get("styles", "prior")
     assert GITAugment.from_pretrained(out, residual=False, appearance_scale=1.0).residual is False  # the caller decides

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
 
 from gitaug import GITAugment, MUNITConfig, MUNITGenerator, generator_report
 from gitaug.diagnostics import APPEARANCE_STATISTICS
-from gitaug.report import DRAW_CANDIDATES, DRAW_LADDER, describe_appearance, draw_appearance, recommend_draw
+from gitaug.report import DRAW_CANDIDATES, describe_appearance, draw_appearance, recommend_draw
+from gitaug.transfer import NO_DRAW, TransferTest, transfer_test
 from gitaug.datasets import load
 from gitaug.report import NEAR_IDENTITY
 
@@ -163,49 +165,87 @@ def _settings(draw: dict) -> dict:
     return {k: v for k, v in draw.items() if k != "chosen"}
 
 
-def test_the_recommended_draw_is_the_most_varied_one_that_keeps_the_class_the_warp_alone_keeps():
-    plain = load("digits-lt", split="train", seed=0)
-    reference = NearestMean(plain.images, plain.targets)
-    # A decoder that keeps every input's class: the decoded draws, the top of the ladder.
-    faithful = _warped_tiny_generator(std=1.0, upside_down=True, faithful_decoder=True)
-    assert _settings(recommend_draw(faithful, plain.images, plain.targets, reference=reference, seed=0)) == {"residual": False}
-    # An untrained decoder (its decoded draws are noise) that ignores the style: residual draws change
-    # nothing but the warp, so they are the first that keep the class.
-    still = _warped_tiny_generator(std=1.0)
-    with torch.no_grad():
-        next(m for m in still.mlp.modules() if isinstance(m, torch.nn.Linear)).weight.zero_()
-    kept = recommend_draw(still, plain.images, plain.targets, reference=reference, seed=0)
-    assert _settings(kept) == {"residual": True, "styles": "data"}
-    assert "the decoded draws" in kept["chosen"] and kept["chosen"].endswith(": residual draws with data styles")
-    # Appearance changes that turn the digit over unless halved: the half-strength rung.
-    halved = _warped_tiny_generator(std=1.0, upside_down=True, limit=0.5)
-    assert _settings(recommend_draw(halved, plain.images, plain.targets, reference=reference, seed=0)) == {
-        "residual": True, "styles": "data", "appearance_scale": 0.5}
-    # A decoder whose every change turns the digit over: the warp alone it is.
-    wild = recommend_draw(_warped_tiny_generator(std=1.0, upside_down=True), plain.images, plain.targets,
-                          reference=reference, seed=0)
-    assert _settings(wild) == {"residual": True, "appearance_scale": 0.0}
-    assert wild["chosen"].endswith(": the warp alone") and wild["chosen"].count("(ratio") == len(DRAW_LADDER)
-    # Nothing to judge: no labels, no warp, no style statistics.
-    assert recommend_draw(still, plain.images, None) is None
-    assert recommend_draw(tiny_generator(image_size=28), plain.images, plain.targets) is None
-    bare = _warped_tiny_generator(std=1.0)
-    bare.training_metadata.clear()
-    assert recommend_draw(bare, plain.images, plain.targets) is None
+def _figures(scores: dict[str, list[float]]) -> TransferTest:
+    names = [n for n in scores if n != NO_DRAW]
+    return TransferTest(names=names, settings={n: {"name": n} for n in names}, balanced_accuracy=scores,
+                        tail_accuracy=scores, head_classes=[0, 1, 2], tail_images=10, steps=1)
 
 
-def test_the_draw_is_judged_by_several_trained_references_pooled_and_reproducibly():
-    plain = load("digits-lt", split="train", seed=0)
-    generator = _warped_tiny_generator(std=1.0, upside_down=True, faithful_decoder=True)
-    draw = recommend_draw(generator, plain.images, plain.targets, seed=0, references=2, reference_steps=40)
-    assert _settings(draw) == {"residual": False}  # the decoder keeps the class: the top rung
-    assert "pooled over 2 reference classifiers" in draw["chosen"]
+def test_the_recommended_draw_is_the_most_varied_one_the_test_cannot_tell_from_the_best():
+    base = {NO_DRAW: [0.70, 0.80, 0.75]}
+    # The most varied draw falls short of the best by 0.5 points, well within two standard errors: it is chosen.
+    close = _figures({**base, "decoded": [0.815, 0.895, 0.84], "residual": [0.81, 0.91, 0.845],
+                      "warp": [0.80, 0.90, 0.84]})
+    assert close.best() == "residual" and close.recommended() == "decoded"
+    assert "(the most varied draw within 2 standard errors of the best, residual)" in close.summary()
+    # Short by 5 points with the same noise: the next draw it is.
+    far = _figures({**base, "decoded": [0.765, 0.845, 0.79], "residual": [0.81, 0.91, 0.845],
+                    "warp": [0.80, 0.90, 0.84]})
+    assert far.recommended() == "residual" and far.summary().endswith(": residual")
+    error = far.difference_error()
+    assert 0 < error < 0.02
+    # A wider tolerance lets the most varied draw back in; one repeat has no error estimate: the best it is.
+    assert far.recommended(tolerance=(far.mean("residual") - far.mean("decoded")) / error + 0.1) == "decoded"
+    one = _figures({NO_DRAW: [0.7], "decoded": [0.8], "residual": [0.81]})
+    assert math.isnan(one.difference_error()) and one.recommended() == "residual"
+    # Every draw well below no draw at all: the summary says the generator would harm GIT.
+    harmful = _figures({NO_DRAW: [0.90, 0.91, 0.89], "decoded": [0.60, 0.62, 0.61], "warp": [0.70, 0.71, 0.69]})
+    assert "would harm GIT" in harmful.summary()
+    assert "would harm GIT" not in close.summary()
+
+
+class _ClassSwap(MUNITGenerator):
+    """Decoded draws that hand each input another input's picture: the batch reversed (class-ordered, so classes swap)."""
+
+    def redraw(self, x, style, *, residual=False, appearance=None, appearance_scale=1.0):
+        drawn = super().redraw(x, style, residual=residual, appearance=appearance, appearance_scale=appearance_scale)
+        return drawn if residual else x.flip(0)
+
+
+def test_the_transfer_test_scores_a_draw_by_what_a_classifier_learns_from_it():
+    train = load("digits-rot-lt", split="train", seed=0)
+    packaged = GITAugment.from_pretrained("digits-rot-lt").generator
+    swapping = _ClassSwap(packaged.config).eval()
+    swapping.load_state_dict(packaged.state_dict())
+    candidates = [("swapped classes", {"residual": False}), ("rotation", {"residual": True, "appearance_scale": 0.0})]
+    options = dict(repeats=3, tail_images=5, head_min_count=30, steps=120, test_per_class=40)
+    test = transfer_test(swapping, train.images, train.targets, candidates, seed=0, **options)
+    assert all(len(tail) == 2 for tail in test.tail_classes)  # 6 head classes, a third of them cut down
+    # The data is rotated: the generator's warp (rotation of any angle) teaches the cut-down classes what
+    # their few images cannot show, and draws that hand them another class's pictures teach them wrong labels.
+    assert test.mean("rotation") > test.mean(NO_DRAW) + 0.03
+    assert sum(test.tail_accuracy["rotation"]) > sum(test.tail_accuracy[NO_DRAW]) + 0.1
+    assert sum(test.tail_accuracy["swapped classes"]) < sum(test.tail_accuracy[NO_DRAW]) - 0.1
+    assert test.recommended() == "rotation"
     torch.manual_seed(123)  # torch's global generator plays no part
-    assert recommend_draw(generator, plain.images, plain.targets, seed=0, references=2, reference_steps=40) == draw
-    # Fewer head classes than two: nothing to tell apart.
-    assert recommend_draw(generator, plain.images, plain.targets, head_min_count=10**6) is None
-    with pytest.raises(ValueError, match="references must be a positive integer, got 0"):
-        recommend_draw(generator, plain.images, plain.targets, references=0)
+    again = transfer_test(swapping, train.images, train.targets, candidates, seed=0, **options)
+    assert again.balanced_accuracy == test.balanced_accuracy
+    json.dumps(test.to_dict())  # stored in the generator's config
+    # Fewer than two classes with enough images: nothing to tell apart.
+    assert transfer_test(swapping, train.images, train.targets, candidates, head_min_count=10**6) is None
+    with pytest.raises(ValueError, match="repeats must be an integer >= 1, got 0"):
+        transfer_test(swapping, train.images, train.targets, candidates, repeats=0)
+    with pytest.raises(ValueError, match=r"p must be in \(0, 1\], got 1.5"):
+        transfer_test(swapping, train.images, train.targets, candidates, p=1.5)
+    with pytest.raises(ValueError, match="labels must have one entry per image"):
+        transfer_test(swapping, train.images, train.targets[:5], candidates)
+
+
+def test_recommend_draw_stores_the_chosen_draw_with_the_figures_and_needs_labels_a_warp_and_styles():
+    train = load("digits-rot-lt", split="train", seed=0)
+    generator = GITAugment.from_pretrained("digits-rot-lt").generator
+    generator.training_metadata["styles"] = generator.style_statistics(train.images[:200].float() / 127.5 - 1)
+    options = dict(repeats=2, steps=60, test_per_class=30, pool=4)
+    draw = recommend_draw(generator, train.images, train.targets, seed=0, **options)
+    assert {k: v for k, v in draw.items() if k != "chosen"} in [s for _, s in DRAW_CANDIDATES]
+    assert draw["chosen"].startswith("pseudo-tail transfer test (2 repeats")
+    assert all(name in draw["chosen"] for name, _ in DRAW_CANDIDATES)
+    assert recommend_draw(generator, train.images, train.targets, seed=0, **options) == draw
+    # Nothing to judge: no labels, no style statistics, no warp.
+    assert recommend_draw(generator, train.images, None) is None
+    assert recommend_draw(tiny_generator(image_size=28), train.images, train.targets) is None
+    generator.training_metadata.clear()
+    assert recommend_draw(generator, train.images, train.targets) is None
 
 
 def test_the_report_shows_what_the_draws_vary_beside_the_data():

@@ -24,6 +24,7 @@ from .trackers import Trackers
 if TYPE_CHECKING:
     from ..generator import MUNITGenerator
     from ..report import GeneratorReport
+    from ..transfer import TransferTest
 
 __all__ = ["export_generator", "training_metadata", "check_push_target"]
 
@@ -64,11 +65,16 @@ def export_generator(
     if config.report:
         report = _report(state, data, config.seed)
         metadata["report"] = report.to_dict()
-        # The draw from_pretrained will use: the most varied one that keeps the class (report.DRAW_LADDER).
-        draw = _recommend(state, data, metadata["styles"], config.seed)
-        if draw is not None:
-            metadata["draw"] = draw
-            logger.info("recommended draw: %s (%s)", {k: v for k, v in draw.items() if k != "chosen"}, draw["chosen"])
+        # The draw from_pretrained will use: the most varied one a classifier learns as much from as from
+        # the best (report.recommend_draw's pseudo-tail transfer test).
+        test = _transfer_test(state, data, metadata["styles"], config.seed)
+        if test is not None:
+            from ..report import recommendation
+
+            metadata["draw"] = draw = recommendation(test)
+            metadata["draw_test"] = test.to_dict()
+            logger.info("draws, pseudo-tail transfer test:\n%s", test)
+            logger.info("recommended draw: %s", {k: v for k, v in draw.items() if k != "chosen"})
     if tracker is not None:
         tracker.log_image("samples", grid, state.step)
         if "report" in metadata:
@@ -130,14 +136,14 @@ def _with_styles(generator: MUNITGenerator, styles: dict[str, Any]) -> Iterator[
         generator.train(was_training)
 
 
-def _recommend(state: FitState, data: ImageDataset, styles: dict[str, Any], seed: int) -> dict[str, Any] | None:
-    """:func:`gitaug.report.recommend_draw` on the training images (``None`` without labels)."""
-    from ..report import recommend_draw
+def _transfer_test(state: FitState, data: ImageDataset, styles: dict[str, Any], seed: int) -> TransferTest | None:
+    """:func:`gitaug.report.draw_transfer_test` on the training images (``None`` without labels)."""
+    from ..report import draw_transfer_test
 
     if not data.labelled:
         return None
     with _with_styles(state.generator, styles) as generator:
-        return recommend_draw(generator, data.images, data.targets, seed=seed)
+        return draw_transfer_test(generator, data.images, data.targets, seed=seed)
 
 
 def _appearance(state: FitState, data: ImageDataset, styles: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -1,0 +1,292 @@
+"""Which draw teaches a classifier the most? A pseudo-tail transfer test on the head classes.
+
+GIT is worth what a classifier learns from the draws of its tail images. That
+can be measured on the data the generator was fitted on, before any real
+training run: take the classes with many images (the head), pretend a third of
+them are tail classes by keeping only ``tail_images`` training images of each,
+train a small classifier with class-balanced batches in which those images are
+replaced by a draw half the time (GIT's recipe, in small), and score it on
+held-out images of every head class. The held-out images carry the data's own
+nuisance, so a draw that moves the tail images the way the data varies raises
+the score, and a draw that loses the class lowers it. Each draw is trained from
+the same initial weights on the same batches (common random numbers), once per
+repeat, each repeat with its own pseudo-tail classes; "no draw" is trained
+beside them as the floor.
+
+The pseudo-tail classes' other images were part of the data the generator was
+fitted on, so the test flatters every draw a little; it compares draws with
+each other, it does not predict GIT's gain.
+
+Example::
+
+    >>> from gitaug import GITAugment
+    >>> from gitaug.datasets import load
+    >>> from gitaug.report import DRAW_CANDIDATES
+    >>> from gitaug.transfer import transfer_test
+    >>> train = load("digits-rot-lt", split="train", seed=0)
+    >>> generator = GITAugment.from_pretrained("digits-rot-lt").generator
+    >>> test = transfer_test(generator, train.images, train.targets, DRAW_CANDIDATES)
+    >>> print(test)  # held-out balanced accuracy per draw, and the recommended one
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .augment import GITAugment
+from .generator import MUNITGenerator
+
+__all__ = ["TransferTest", "transfer_test", "NO_DRAW", "TOLERANCE"]
+
+logger = logging.getLogger(__name__)
+
+#: The floor every draw is compared with: the pseudo-tail images as they are.
+NO_DRAW = "no draw"
+
+#: A draw is recommended over a better-scoring one when it falls short of the best by at most this many
+#: standard errors of a difference between two draws: the test cannot tell them apart, and the more varied
+#: draw teaches invariance the held-out images can only partly show.
+TOLERANCE = 2.0
+
+
+@dataclass
+class TransferTest:
+    """The figures of :func:`transfer_test`: per draw, one score per repeat.
+
+    Attributes:
+        names: the draws, in the order given (the most varied first), ``NO_DRAW`` not included.
+        settings: the ``GITAugment`` settings of each draw.
+        balanced_accuracy: per draw (and ``NO_DRAW``), the held-out balanced
+            accuracy over the head classes in each repeat, in [0, 1].
+        tail_accuracy: the same over the pseudo-tail classes only.
+        head_classes: the classes with enough images to take part.
+        tail_classes: each repeat's pseudo-tail classes.
+        tail_images, steps, p: the test's settings.
+    """
+
+    names: list[str]
+    settings: dict[str, dict[str, Any]]
+    balanced_accuracy: dict[str, list[float]]
+    tail_accuracy: dict[str, list[float]]
+    head_classes: list[int]
+    tail_classes: list[list[int]] = field(default_factory=list)
+    tail_images: int = 0
+    steps: int = 0
+    p: float = 0.5
+
+    def mean(self, name: str) -> float:
+        """A draw's mean held-out balanced accuracy over the repeats."""
+        scores = self.balanced_accuracy[name]
+        return sum(scores) / len(scores)
+
+    def difference_error(self) -> float:
+        """The standard error of the difference between two draws' means.
+
+        From the residual variance of a two-way layout (draw x repeat): a
+        repeat that is hard for every draw (its pseudo-tail classes are the
+        similar ones) does not count as noise, since every draw shares it.
+        ``nan`` with one repeat.
+        """
+        # "No draw" shares the training noise: it counts towards the estimate.
+        names, repeats = [NO_DRAW, *self.names], len(self.balanced_accuracy[self.names[0]])
+        if repeats < 2:
+            return math.nan
+        scores = torch.tensor([self.balanced_accuracy[n] for n in names], dtype=torch.float64)
+        residual = scores - scores.mean(1, keepdim=True) - scores.mean(0, keepdim=True) + scores.mean()
+        variance = float((residual**2).sum()) / ((len(names) - 1) * (repeats - 1))
+        return math.sqrt(2 * variance / repeats)
+
+    def best(self) -> str:
+        """The draw with the highest mean score."""
+        return max(self.names, key=self.mean)
+
+    def recommended(self, tolerance: float = TOLERANCE) -> str:
+        """The most varied draw (the first of ``names``) within ``tolerance`` standard errors of the best."""
+        error = self.difference_error()
+        best = self.mean(self.best())
+        if math.isnan(error):
+            return self.best()
+        return next(n for n in self.names if self.mean(n) >= best - tolerance * error)
+
+    def summary(self, tolerance: float = TOLERANCE) -> str:
+        """One line: every draw's mean score, the error, and the recommendation with why."""
+        repeats = len(self.balanced_accuracy[self.names[0]])
+        scores = "; ".join(f"{n} {self.mean(n):.1%}" for n in [NO_DRAW, *self.names])
+        error = self.difference_error()
+        line = (f"pseudo-tail transfer test ({repeats} repeats, {self.tail_images} training images per pseudo-tail "
+                f"class; held-out balanced accuracy over {len(self.head_classes)} head classes): {scores}")
+        if not math.isnan(error):
+            line += f"; standard error of a difference {error:.1%}"
+        chosen = self.recommended(tolerance)
+        line += f": {chosen}"
+        if chosen != self.best():
+            line += f" (the most varied draw within {tolerance:g} standard errors of the best, {self.best()})"
+        if not math.isnan(error) and self.mean(self.best()) < self.mean(NO_DRAW) - tolerance * error:
+            line += "; warning: no draw beats training without one, this generator would harm GIT"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        width = max(len(n) for n in [NO_DRAW, *self.names])
+        lines = [f"{'draw':<{width}}  held-out balanced acc.  pseudo-tail acc."]
+        for name in [NO_DRAW, *self.names]:
+            tail = self.tail_accuracy[name]
+            lines.append(f"{name:<{width}}  {self.mean(name):>22.1%}  {sum(tail) / len(tail):>16.1%}")
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+
+def _float_images(images: torch.Tensor) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images).__name__)}")
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    if not images.is_floating_point():
+        raise TypeError(f"images must be float in [0, 1] or uint8, got dtype {images.dtype}")
+    return images.float()
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def transfer_test(
+    generator: MUNITGenerator,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    candidates: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    seed: int = 0,
+    repeats: int = 3,
+    tail_images: int = 10,
+    steps: int = 400,
+    p: float = 0.5,
+    pool: int = 32,
+    test_per_class: int = 100,
+    head_min_count: int | None = None,
+) -> TransferTest | None:
+    """Score each draw by what a small classifier learns from it on pseudo-tail classes (the module's docstring).
+
+    Args:
+        generator: a fitted generator.
+        images, labels: labelled images of its data (float in [0, 1] or uint8).
+        candidates: ``(name, GITAugment settings)`` pairs, the most varied first
+            (e.g. :data:`gitaug.report.DRAW_CANDIDATES`).
+        seed: seeds everything; the same seed gives the same figures.
+        repeats: how many pseudo-tail splits; at least 2 for an error estimate.
+        tail_images: training images kept per pseudo-tail class.
+        steps: training steps (batches of 64) per draw and repeat.
+        p: the chance that a pseudo-tail image in a batch is replaced by a draw.
+        pool: draws made per pseudo-tail image, sampled from during training.
+        test_per_class: held-out images per head class, at most (and at most half the class).
+        head_min_count: classes with at least this many images are head
+            classes (default ``2 * tail_images``: as many held out as kept).
+
+    Returns:
+        The figures, or ``None`` with fewer than two head classes (nothing to tell apart).
+    """
+    from .report import _small_cnn  # the reference classifiers' architecture
+
+    if not isinstance(generator, MUNITGenerator):
+        raise TypeError(f"generator must be a MUNITGenerator, got {type(generator).__name__}")
+    for name, value, minimum in (("repeats", repeats, 1), ("tail_images", tail_images, 1), ("steps", steps, 1),
+                                 ("pool", pool, 1), ("test_per_class", test_per_class, 1)):
+        _check_int(name, value, minimum)
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"p must be in (0, 1], got {p!r}")
+    if not candidates:
+        raise ValueError("candidates must name at least one draw")
+    images = _float_images(images)
+    labels = torch.as_tensor(labels).long().flatten()
+    if labels.numel() != len(images):
+        raise ValueError(f"labels must have one entry per image ({len(images)}), got {labels.numel()}")
+    minimum = 2 * tail_images if head_min_count is None else head_min_count
+    num_classes = int(labels.max()) + 1
+    counts = torch.bincount(labels, minlength=num_classes)
+    head = [c for c in range(num_classes) if counts[c] >= minimum]
+    if len(head) < 2:
+        return None
+    device = next(generator.parameters()).device
+    names = [name for name, _ in candidates]
+    test = TransferTest(names=names, settings={n: dict(s) for n, s in candidates},
+                        balanced_accuracy={n: [] for n in [NO_DRAW, *names]},
+                        tail_accuracy={n: [] for n in [NO_DRAW, *names]},
+                        head_classes=head, tail_images=tail_images, steps=steps, p=p)
+    augments = {name: GITAugment(generator, **settings) for name, settings in candidates}
+    rng = torch.Generator().manual_seed(seed)
+    for repeat in range(repeats):
+        order = torch.randperm(len(head), generator=rng).tolist()
+        tail = sorted(head[i] for i in order[:max(1, len(head) // 3)])
+        test.tail_classes.append(tail)
+        train_index, test_index = [], []
+        for c in head:
+            members = torch.nonzero(labels == c).flatten()
+            members = members[torch.randperm(len(members), generator=rng)]
+            held = min(test_per_class, len(members) // 2)
+            test_index.append(members[:held])
+            train_index.append(members[held:held + tail_images] if c in tail else members[held:])
+        train_x, train_y = images[torch.cat(train_index)].to(device), labels[torch.cat(train_index)].to(device)
+        test_x, test_y = images[torch.cat(test_index)].to(device), labels[torch.cat(test_index)].to(device)
+        is_tail = torch.isin(train_y, torch.tensor(tail, device=device))
+        tail_rows = torch.nonzero(is_tail).flatten()
+        row_in_pool = torch.full((len(train_y),), -1, dtype=torch.long, device=device)
+        row_in_pool[tail_rows] = torch.arange(len(tail_rows), device=device)
+        weights = torch.zeros(len(train_y), device=device)
+        for c in head:
+            weights[train_y == c] = 1.0 / (train_y == c).sum()
+        init_seed, batch_seed = (int(torch.randint(2**62, (1,), generator=rng)) for _ in range(2))
+        for name in [NO_DRAW, *names]:
+            drawn = None
+            if name != NO_DRAW:
+                draw_rng = torch.Generator(device=device).manual_seed(batch_seed + 1)
+                with torch.no_grad():
+                    drawn = torch.stack([augments[name](train_x[tail_rows], generator=draw_rng).float().clamp(0, 1)
+                                         for _ in range(pool)], 1)
+            balanced, tail_acc = _train_and_score(_small_cnn, train_x, train_y, test_x, test_y, head, tail, num_classes,
+                                                  weights, is_tail, row_in_pool, drawn, steps, p, init_seed, batch_seed)
+            test.balanced_accuracy[name].append(balanced)
+            test.tail_accuracy[name].append(tail_acc)
+        logger.info("transfer test, repeat %d of %d (pseudo-tail classes %s): %s", repeat + 1, repeats, tail,
+                    "; ".join(f"{n} {test.balanced_accuracy[n][-1]:.1%}" for n in [NO_DRAW, *names]))
+    return test
+
+
+def _train_and_score(make_model, train_x, train_y, test_x, test_y, head, tail, num_classes, weights, is_tail,
+                     row_in_pool, drawn, steps, p, init_seed, batch_seed) -> tuple[float, float]:
+    """Train one small classifier (pseudo-tail images swapped for ``drawn`` draws with chance ``p``); its held-out scores."""
+    device = train_x.device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        model = make_model(train_x.shape[1], num_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+    rng = torch.Generator(device=device).manual_seed(batch_seed)
+    model.train()
+    with torch.enable_grad():
+        for _ in range(steps):
+            batch = torch.multinomial(weights, 64, replacement=True, generator=rng)
+            swap = is_tail[batch] & (torch.rand(64, generator=rng, device=device) < p)
+            which = torch.randint(drawn.shape[1] if drawn is not None else 1, (64,), generator=rng, device=device)
+            x = train_x[batch]
+            if drawn is not None and bool(swap.any()):
+                x = x.clone()
+                x[swap] = drawn[row_in_pool[batch[swap]], which[swap]]
+            loss = F.cross_entropy(model(x), train_y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    model.eval()
+    with torch.no_grad():
+        predicted = torch.cat([model(test_x[i:i + 512]).argmax(1) for i in range(0, len(test_x), 512)])
+    per_class = {c: float((predicted[test_y == c] == c).float().mean()) for c in head}
+    return sum(per_class.values()) / len(head), sum(per_class[c] for c in tail) / len(tail)
