@@ -71,7 +71,7 @@ METHODS = ("erm", "drs", "git", "git-residual", "git-data", "git-half", "git-war
 #: with residual draws whose style codes come from the training images' style distribution
 #: (``styles="data"``), the same at half strength (``appearance_scale=0.5``), with the generator's warp
 #: alone (``appearance_scale=0``: the input's appearance kept), with the draw the fit recommends
-#: (``training.draw``: a rung of that ladder, by class preservation), and with the ladder's draw that scores
+#: (``training.draw``: one of those four, by a pseudo-tail transfer test), and with the draw that scores
 #: best on validation (git-val); each gets its own choice of K, p and rule on validation; the oracle uses the
 #: plain draw's.
 class GitDraw(NamedTuple):
@@ -230,6 +230,8 @@ def train_job(args: argparse.Namespace, dataset: str, seed: int, method: str, se
         command += ["--p", str(setting["p"]), "--rule", setting["rule"]]
     if method in GIT_DRAWS:
         command += ["--generator", str(generator_dir(args.work, dataset, seed)), *draw_flags(method, setting)]
+    if method == "git-auto":
+        reuse_recommended_run(args, dataset, seed, setting, tag, out)
     if out.exists() and (why := stale(out, method, setting, generator_dir(args.work, dataset, seed))):
         # A finished run made with another setting or draw would be reported as this one's: set it aside.
         os.replace(out, out.with_suffix(".other-setting.json"))
@@ -346,6 +348,38 @@ def reuse_chosen_run(args: argparse.Namespace, dataset: str, seed: int, setting:
             tmp.write_text(source.read_text())
             os.replace(tmp, out)
             return
+
+
+def reuse_recommended_run(args: argparse.Namespace, dataset: str, seed: int, setting: dict, tag: str, out: Path) -> None:
+    """Give git-auto the finished run of the draw its fit recommends, when that draw has one with this setting.
+
+    The recommended draw is one of the ladder's (``gitaug.report.DRAW_CANDIDATES``), so its run is the
+    same command as that draw's (training is deterministic for a seed on CPU): copied, not trained again.
+    ``tag`` is git-auto's (its own run or a validation run); the source is the same run of the other draw.
+    """
+    generator = generator_dir(args.work, dataset, seed)
+    config = generator / "generator" / "config.json"
+    if (out.exists() and not stale(out, "git-auto", setting, generator)) or not config.exists():
+        return
+    from gitaug.augment import complete_draw, recommended_draw
+
+    wanted = complete_draw(recommended_draw(json.loads(config.read_text()).get("training", {})))
+    for method in LADDER:
+        values = flag_values(GIT_DRAWS[method].flags)
+        draw = {"residual": values["draw"] == "residual", "styles": values["styles"],
+                "appearance_scale": values["appearance_scale"]}
+        if draw != wanted:
+            continue
+        source_tag = method if tag == "git-auto" else select_tag(method, setting)
+        source = args.work / "runs" / f"{dataset}-seed{seed}-{source_tag}.json"
+        if source.exists() and not stale(source, method, setting, generator):
+            if out.exists():  # made with another draw: set aside, as train_job does
+                os.replace(out, out.with_suffix(".other-setting.json"))
+            tmp = out.with_suffix(".json.tmp")
+            tmp.write_text(source.read_text())
+            os.replace(tmp, out)
+            print(f"  {out.name}: the recommended draw's run {source.name}, reused", flush=True)
+        return
 
 
 def setting_tag(setting: dict) -> str:

@@ -133,3 +133,27 @@ def test_the_share_of_the_oracle_s_gain_comes_with_its_standard_error_over_seeds
     result = default_fit.compare(summary, "set")
     assert result["accuracy_share"] == pytest.approx(0.25) and result["accuracy_share_error"] == pytest.approx(0.25)
     assert result["ekld_share"] == pytest.approx(0.375) and result["ekld_share_error"] == pytest.approx(0.1875)
+
+
+def test_git_auto_reuses_the_run_of_the_draw_its_fit_recommends_and_no_other(tmp_path):
+    args = argparse.Namespace(work=tmp_path)
+    runs = tmp_path / "runs"
+    config = tmp_path / "generators" / "set-seed0" / "generator" / "config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"training": {"draw": {"residual": False, "chosen": "a transfer test"}}}))
+    # The fit recommends the decoded draws: git-auto's validation run and its own run are the paper draw's.
+    select = runs / f"set-seed0-{bench.select_tag('git', K200)}.json"
+    _run(select, K200, bench.GIT_DRAWS["git"].flags)
+    out = runs / f"set-seed0-{bench.select_tag('git-auto', K200)}.json"
+    bench.reuse_recommended_run(args, "set", 0, K200, bench.select_tag("git-auto", K200), out)
+    assert out.read_text() == select.read_text() and bench.stale(out, "git-auto", K200, tmp_path / "generators" / "set-seed0") is None
+    # The paper draw's own run was made with another K: git-auto has to train.
+    _run(runs / "set-seed0-git.json", KALL, bench.GIT_DRAWS["git"].flags)
+    bench.reuse_recommended_run(args, "set", 0, K200, "git-auto", runs / "set-seed0-git-auto.json")
+    assert not (runs / "set-seed0-git-auto.json").exists()
+    # A new recommendation: the earlier reused run is set aside for the recommended draw's, when it exists.
+    config.write_text(json.dumps({"training": {"draw": {"residual": True, "styles": "data"}}}))
+    data = runs / f"set-seed0-{bench.select_tag('git-data', K200)}.json"
+    _run(data, K200, bench.GIT_DRAWS["git-data"].flags)
+    bench.reuse_recommended_run(args, "set", 0, K200, bench.select_tag("git-auto", K200), out)
+    assert out.read_text() == data.read_text() and out.with_suffix(".other-setting.json").exists()
