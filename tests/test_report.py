@@ -173,11 +173,11 @@ def _figures(scores: dict[str, list[float]]) -> TransferTest:
 
 def test_the_recommended_draw_is_the_most_varied_one_the_test_cannot_tell_from_the_best():
     base = {NO_DRAW: [0.70, 0.80, 0.75]}
-    # The most varied draw falls short of the best by 0.5 points, well within two standard errors: it is chosen.
+    # The most varied draw falls short of the best by 0.5 points, within one standard error: it is chosen.
     close = _figures({**base, "decoded": [0.815, 0.895, 0.84], "residual": [0.81, 0.91, 0.845],
                       "warp": [0.80, 0.90, 0.84]})
     assert close.best() == "residual" and close.recommended() == "decoded"
-    assert "(the most varied draw within 2 standard errors of the best, residual)" in close.summary()
+    assert "(the most varied draw within one standard error of the best, residual)" in close.summary()
     # Short by 5 points with the same noise: the next draw it is.
     far = _figures({**base, "decoded": [0.765, 0.845, 0.79], "residual": [0.81, 0.91, 0.845],
                     "warp": [0.80, 0.90, 0.84]})
