@@ -148,16 +148,6 @@ class TransferTest:
         return "\n".join(lines)
 
 
-def _float_images(images: torch.Tensor) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError(f"images must be a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images).__name__)}")
-    if images.dtype == torch.uint8:
-        return images.float() / 255
-    if not images.is_floating_point():
-        raise TypeError(f"images must be float in [0, 1] or uint8, got dtype {images.dtype}")
-    return images.float()
-
-
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -198,7 +188,7 @@ def transfer_test(
     Returns:
         The figures, or ``None`` with fewer than two head classes (nothing to tell apart).
     """
-    from .report import _small_cnn  # the reference classifiers' architecture
+    from .report import _as_float_images, _small_cnn  # the report's image check and reference architecture
 
     if not isinstance(generator, MUNITGenerator):
         raise TypeError(f"generator must be a MUNITGenerator, got {type(generator).__name__}")
@@ -209,7 +199,7 @@ def transfer_test(
         raise ValueError(f"p must be in (0, 1], got {p!r}")
     if not candidates:
         raise ValueError("candidates must name at least one draw")
-    images = _float_images(images)
+    images = _as_float_images(images)
     labels = torch.as_tensor(labels).long().flatten()
     if labels.numel() != len(images):
         raise ValueError(f"labels must have one entry per image ({len(images)}), got {labels.numel()}")
