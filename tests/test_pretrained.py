@@ -46,7 +46,7 @@ def test_a_name_loads_the_packaged_folder_offline(name, monkeypatch, tmp_path):
     # The Fashion-MNIST generators carry the draw their fit recommended, and loading by name uses it.
     draw = aug.metadata.get("draw")
     if name.startswith("fmnist"):
-        assert draw is not None and aug.residual is True
+        assert draw is not None and aug.residual is draw["residual"]
         assert aug.appearance_scale == draw.get("appearance_scale", 1.0) and aug.styles == draw.get("styles", "prior")
     else:
         assert draw is None and aug.residual is False  # fitted before draws were recommended: the paper's draw
