@@ -72,7 +72,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -236,18 +236,30 @@ def _train_reference(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=rng)))
         model = _small_cnn(images.shape[1], num_classes)
+    return _fit_balanced(model, images, labels, steps, rng)
+
+
+def _fit_balanced(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int, rng: torch.Generator,
+    inputs: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> nn.Module:
+    """Train ``model`` on class-balanced batches of 64 drawn with ``rng`` (Adam, learning rate decayed to 0).
+
+    ``inputs(batch)`` gives the images of the batch's indices, in place of ``images[batch]``
+    (the transfer test swaps some for generator draws there).
+    """
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     # Linear decay to 0: the last steps settle, so the result depends less on where training stops.
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
-    present = torch.unique(labels)
-    weights = torch.zeros(len(labels))
-    for c in present:
+    weights = torch.zeros(len(labels), device=labels.device)
+    for c in torch.unique(labels):
         members = labels == c
         weights[members] = 1.0 / members.sum()
     model.train()
     for _ in range(steps):
         batch = torch.multinomial(weights, 64, replacement=True, generator=rng)
-        loss = F.cross_entropy(model(images[batch]), labels[batch])
+        x = images[batch] if inputs is None else inputs(batch)
+        loss = F.cross_entropy(model(x), labels[batch])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -37,7 +37,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .augment import GITAugment
 from .generator import MUNITGenerator
@@ -188,7 +187,7 @@ def transfer_test(
     Returns:
         The figures, or ``None`` with fewer than two head classes (nothing to tell apart).
     """
-    from .report import _as_float_images, _small_cnn  # the report's image check and reference architecture
+    from .report import _as_float_images  # the report's image check
 
     if not isinstance(generator, MUNITGenerator):
         raise TypeError(f"generator must be a MUNITGenerator, got {type(generator).__name__}")
@@ -234,9 +233,6 @@ def transfer_test(
         tail_rows = torch.nonzero(is_tail).flatten()
         row_in_pool = torch.full((len(train_y),), -1, dtype=torch.long, device=device)
         row_in_pool[tail_rows] = torch.arange(len(tail_rows), device=device)
-        weights = torch.zeros(len(train_y), device=device)
-        for c in head:
-            weights[train_y == c] = 1.0 / (train_y == c).sum()
         init_seed, batch_seed = (int(torch.randint(2**62, (1,), generator=rng)) for _ in range(2))
         for name in [NO_DRAW, *names]:
             drawn = None
@@ -245,8 +241,8 @@ def transfer_test(
                 with torch.no_grad():
                     drawn = torch.stack([augments[name](train_x[tail_rows], generator=draw_rng).float().clamp(0, 1)
                                          for _ in range(pool)], 1)
-            balanced, tail_acc = _train_and_score(_small_cnn, train_x, train_y, test_x, test_y, head, tail, num_classes,
-                                                  weights, is_tail, row_in_pool, drawn, steps, p, init_seed, batch_seed)
+            balanced, tail_acc = _train_and_score(train_x, train_y, test_x, test_y, head, tail, num_classes,
+                                                  is_tail, row_in_pool, drawn, steps, p, init_seed, batch_seed)
             test.balanced_accuracy[name].append(balanced)
             test.tail_accuracy[name].append(tail_acc)
         logger.info("transfer test, repeat %d of %d (pseudo-tail classes %s): %s", repeat + 1, repeats, tail,
@@ -254,32 +250,29 @@ def transfer_test(
     return test
 
 
-def _train_and_score(make_model, train_x, train_y, test_x, test_y, head, tail, num_classes, weights, is_tail,
-                     row_in_pool, drawn, steps, p, init_seed, batch_seed) -> tuple[float, float]:
+def _train_and_score(train_x, train_y, test_x, test_y, head, tail, num_classes, is_tail, row_in_pool, drawn, steps,
+                     p, init_seed, batch_seed) -> tuple[float, float]:
     """Train one small classifier (pseudo-tail images swapped for ``drawn`` draws with chance ``p``); its held-out scores."""
+    from .report import _fit_balanced, _small_cnn  # the reference classifiers' architecture and training
+
     device = train_x.device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
-        model = make_model(train_x.shape[1], num_classes).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+        model = _small_cnn(train_x.shape[1], num_classes).to(device)
     rng = torch.Generator(device=device).manual_seed(batch_seed)
-    model.train()
+
+    def inputs(batch: torch.Tensor) -> torch.Tensor:
+        # Drawn every step, draws or not: every candidate trains on the same batches.
+        swap = is_tail[batch] & (torch.rand(64, generator=rng, device=device) < p)
+        which = torch.randint(drawn.shape[1] if drawn is not None else 1, (64,), generator=rng, device=device)
+        x = train_x[batch]
+        if drawn is not None and bool(swap.any()):
+            x = x.clone()
+            x[swap] = drawn[row_in_pool[batch[swap]], which[swap]]
+        return x
+
     with torch.enable_grad():
-        for _ in range(steps):
-            batch = torch.multinomial(weights, 64, replacement=True, generator=rng)
-            swap = is_tail[batch] & (torch.rand(64, generator=rng, device=device) < p)
-            which = torch.randint(drawn.shape[1] if drawn is not None else 1, (64,), generator=rng, device=device)
-            x = train_x[batch]
-            if drawn is not None and bool(swap.any()):
-                x = x.clone()
-                x[swap] = drawn[row_in_pool[batch[swap]], which[swap]]
-            loss = F.cross_entropy(model(x), train_y[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    model.eval()
+        _fit_balanced(model, train_x, train_y, steps, rng, inputs)  # returns it in eval mode
     with torch.no_grad():
         predicted = torch.cat([model(test_x[i:i + 512]).argmax(1) for i in range(0, len(test_x), 512)])
     per_class = {c: float((predicted[test_y == c] == c).float().mean()) for c in head}
