@@ -105,12 +105,14 @@ def probe_only(args: argparse.Namespace, command: str) -> None:
         "(`gitaug.fit.nuisance_probe`), on the training split of each seed. Ranges the generator would draw from "
         "(a uniform turn of +-180 degrees is the rotated sets' truth):",
         "",
-        "| set, seed | rotation (deg) | scale | shift (% of the side) |",
-        "|---|---|---|---|",
+        "| set, seed | rotation (deg) | scale | shift (% of the side) | background grey (% of the range) |",
+        "|---|---|---|---|---|",
     ]
     for name, entry in ranges.items():
         g = entry["generator"]
-        lines.append(f"| {name} | +-{g['warp_rotation']:.1f} | x{1 / g['warp_scale']:.2f}..x{g['warp_scale']:.2f} | +-{100 * g['warp_shift']:.1f} |")
+        background = f"+-{100 * g['warp_background']:.1f}" if "warp_background" in g else "not tested"
+        lines.append(f"| {name} | +-{g['warp_rotation']:.1f} | x{1 / g['warp_scale']:.2f}..x{g['warp_scale']:.2f} | "
+                     f"+-{100 * g['warp_shift']:.1f} | {background} |")
     update_section(args.report, "plain_sets_probe", "\n".join(lines))
     print(f"wrote {shared.shown(out)} and {shared.shown(args.report)}")
 

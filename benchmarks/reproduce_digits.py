@@ -530,8 +530,10 @@ def describe_learned(entry: dict) -> str:
     n = entry["nuisance"]
     if n.get("warp") != "affine":
         return f"warp {n.get('warp')}"
-    return (f"rotation +-{n['rotation_degrees']:.0f} deg, scale x{1 / n['scale']:.2f}..x{n['scale']:.2f}, "
+    text = (f"rotation +-{n['rotation_degrees']:.0f} deg, scale x{1 / n['scale']:.2f}..x{n['scale']:.2f}, "
             f"shift +-{100 * n['shift']:.0f} % of the side")
+    # fits made before the background family was tested have no figure for it
+    return text if n.get("background") is None else text + f", background grey +-{100 * n['background']:.0f} %"
 
 
 # ----------------------------------------------------------------------------- the report

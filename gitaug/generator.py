@@ -50,6 +50,8 @@ __all__ = [
     "WARPS",
     "RangeWarp",
     "StyleWarp",
+    "BACKGROUND_TOLERANCE",
+    "recolor_background",
     "MIN_IMAGE_SIZE",
     "IMAGE_SIZE_MULTIPLE",
 ]
@@ -93,6 +95,11 @@ class MUNITConfig:
             draws are log-uniform in [1/warp_scale, warp_scale]).
         warp_shift: with ``warp="affine"``, the largest shift per axis as a
             fraction of the image side (draws uniform in [-warp_shift, warp_shift]).
+        warp_background: with ``warp="affine"``, the largest change of a flat
+            background's grey level, as a fraction of the intensity range
+            (draws uniform in [-warp_background, warp_background]; at most 1).
+            Only draws (:meth:`MUNITGenerator.redraw`) recolour the
+            background; images without a flat background keep theirs.
 
     Example::
 
@@ -117,6 +124,7 @@ class MUNITConfig:
     warp_rotation: float = 0.0
     warp_scale: float = 1.0
     warp_shift: float = 0.0
+    warp_background: float = 0.0
 
     def __post_init__(self) -> None:
         if self.in_channels not in (1, 3):
@@ -137,14 +145,16 @@ class MUNITConfig:
             raise ValueError(f"pad_type must be one of {_PAD_TYPES}, got {self.pad_type!r}")
         if self.warp not in WARPS:
             raise ValueError(f"warp must be one of {WARPS}, got {self.warp!r}")
-        for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
+        ranges = (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5), ("warp_background", 0.0, 1.0))
+        for name, low, high in ranges:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
-        if self.warp != "affine" and (self.warp_rotation, self.warp_scale, self.warp_shift) != (0.0, 1.0, 0.0):
+        given = (self.warp_rotation, self.warp_scale, self.warp_shift, self.warp_background)
+        if self.warp != "affine" and given != (0.0, 1.0, 0.0, 0.0):
             raise ValueError(
-                f"warp_rotation, warp_scale and warp_shift need warp='affine', got warp={self.warp!r} with "
-                f"({self.warp_rotation!r}, {self.warp_scale!r}, {self.warp_shift!r})"
+                f"warp_rotation, warp_scale, warp_shift and warp_background need warp='affine', got warp={self.warp!r} "
+                f"with ({', '.join(repr(v) for v in given)})"
             )
         stride = 2**self.n_downsample
         if self.image_size % stride:
@@ -471,17 +481,22 @@ class StyleWarp(nn.Module):
 
 
 class RangeWarp(nn.Module):
-    """Rotation, scaling and shift drawn uniformly within fixed ranges, driven by the style code.
+    """Rotation, scaling, shift and background grey drawn uniformly within fixed ranges, driven by the style code.
 
     The first style components are turned into uniform draws in [-1, 1]
     (``erf(s / sqrt 2)`` of a standard normal component is uniform), which
     scale the ranges: angle = ``rotation`` * u0 (degrees), log-scale =
-    ``log(scale)`` * u1, shift = ``shift`` * (u2, u3) (fractions of the side).
-    A style code from N(0, I) thus gives a transform uniform within the
-    ranges, and the same code always gives the same transform. The ranges are
-    plain numbers, not parameters: ``gitaug-fit`` sets them from a test of
+    ``log(scale)`` * u1, shift = ``shift`` * (u2, u3) (fractions of the side),
+    background grey change = ``background`` * u4 (a fraction of the intensity
+    range). A style code from N(0, I) thus gives a transform uniform within
+    the ranges, and the same code always gives the same transform. The ranges
+    are plain numbers, not parameters: ``gitaug-fit`` sets them from a test of
     which transforms the data does not notice (:mod:`gitaug.fit.nuisance_probe`).
     With every range at 0 the image is returned untouched.
+
+    Calling the module applies the geometric part (a fit's fakes go through
+    it); :meth:`draw` applies both, recolouring the flat background that a
+    reference image shows (:func:`recolor_background`).
 
     Example::
 
@@ -492,31 +507,83 @@ class RangeWarp(nn.Module):
         torch.Size([2, 1, 8, 8])
     """
 
-    def __init__(self, rotation: float = 0.0, scale: float = 1.0, shift: float = 0.0) -> None:
+    def __init__(self, rotation: float = 0.0, scale: float = 1.0, shift: float = 0.0, background: float = 0.0) -> None:
         super().__init__()
         self.rotation, self.scale, self.shift = float(rotation), float(scale), float(shift)
+        self.background = float(background)
+
+    @property
+    def is_geometric_identity(self) -> bool:
+        return self.rotation == 0 and self.scale == 1 and self.shift == 0
 
     @property
     def is_identity(self) -> bool:
-        return self.rotation == 0 and self.scale == 1 and self.shift == 0
+        return self.is_geometric_identity and self.background == 0
 
     def parameters_from_style(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The transform a style code stands for: ``angle`` (radians), ``scale``, ``shift`` (N, 2) in [-1, 1] units."""
+        """The transform a style code stands for: ``angle`` (radians), ``scale``, ``shift`` (N, 2) in [-1, 1]
+        units, ``background`` (the grey level's change in the model's [-1, 1] units)."""
         dims = style.shape[1]
-        u = torch.erf(style.float()[:, [k % dims for k in range(4)]] / math.sqrt(2))
+        u = torch.erf(style.float()[:, [k % dims for k in range(5)]] / math.sqrt(2))
         angle = math.radians(self.rotation) * u[:, 0]
         scale = torch.exp(math.log(self.scale) * u[:, 1])
-        # affine_grid's coordinates span 2 per side, so a fraction f of the side is 2 f there
-        shift = 2 * self.shift * u[:, 2:]
-        return {"angle": angle, "scale": scale, "shift": shift}
+        # affine_grid's coordinates span 2 per side, so a fraction f of the side is 2 f there;
+        # likewise a fraction f of the intensity range is 2 f in [-1, 1]
+        shift = 2 * self.shift * u[:, 2:4]
+        background = 2 * self.background * u[:, 4]
+        return {"angle": angle, "scale": scale, "shift": shift, "background": background}
 
     def forward(self, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        if self.is_identity:
+        """The geometric part: ``image`` turned, scaled and shifted."""
+        if self.is_geometric_identity:
             return image
         return _similarity_resample(image, self.parameters_from_style(style))
 
+    def draw(self, image: torch.Tensor, style: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """The whole draw: the background change of ``reference`` (the input ``image`` was drawn from) added to
+        ``image``, then the geometric part.
+
+        The change is measured on the reference because a decoded or restyled
+        image no longer has an exactly flat background to find.
+        """
+        if self.background != 0:
+            change = self.parameters_from_style(style)["background"].to(reference.device)
+            x = reference.float()
+            image = (image.float() + recolor_background(x, change) - x).clamp(-1, 1).to(image.dtype)
+        return self(image, style)
+
     def extra_repr(self) -> str:
-        return f"rotation={self.rotation:g}, scale={self.scale:g}, shift={self.shift:g}"
+        return f"rotation={self.rotation:g}, scale={self.scale:g}, shift={self.shift:g}, background={self.background:g}"
+
+
+#: Pixels within this distance of an image's background value (in [-1, 1] units: half a grey level
+#: of an 8-bit image) count as background for :func:`recolor_background`.
+BACKGROUND_TOLERANCE = 1 / 255
+
+
+def recolor_background(image: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """``image`` (N, C, H, W in [-1, 1]) with its flat background's grey level moved by ``change`` (N,).
+
+    The background value is the median of the outermost ring of pixels
+    (:func:`_background`); every pixel within :data:`BACKGROUND_TOLERANCE` of
+    it in all channels takes the new value. A change that would leave
+    [-1, 1] is taken the other way, so every change is seen. An image with
+    no flat background (a photograph) is left almost as it is.
+
+    Example::
+
+        >>> x = -torch.ones(1, 1, 4, 4); x[0, 0, 1, 1] = 1.0
+        >>> recolor_background(x, torch.tensor([0.5]))[0, 0].tolist()[1][:2]
+        [-0.5, 1.0]
+    """
+    if change.dim() != 1 or change.shape[0] != image.shape[0]:
+        raise ValueError(f"change must have shape ({image.shape[0]},), got {tuple(change.shape)}")
+    level = _background(image)
+    mask = (image - level).abs().amax(dim=1, keepdim=True) <= BACKGROUND_TOLERANCE
+    change = change.to(image.dtype).view(-1, 1, 1, 1)
+    target = level + change
+    target = torch.where((target > 1) | (target < -1), level - change, target).clamp(-1, 1)
+    return torch.where(mask, target.expand_as(image), image)
 
 
 def _background(image: torch.Tensor) -> torch.Tensor:
@@ -611,7 +678,7 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         self.mlp = StyleMLP(config.style_dim, config.mlp_dim, self.decoder.num_adain_params(), config.n_mlp, config.activation)
         self.warp: nn.Module | None = None
         if config.warp == "affine":
-            self.warp = RangeWarp(config.warp_rotation, config.warp_scale, config.warp_shift)
+            self.warp = RangeWarp(config.warp_rotation, config.warp_scale, config.warp_shift, config.warp_background)
         elif config.warp != "none":
             self.warp = StyleWarp(config.style_dim, config.mlp_dim, config.activation, kind=config.warp)
 
@@ -772,7 +839,8 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         """
         scale = _check_appearance_scale(appearance_scale, residual)
         if not residual:
-            return self.decode(self.encode_content(x), style, appearance=appearance)
+            image = self.decode(self.encode_content(x), style, appearance=appearance, warp=False)
+            return self._warp_draw(image, style, x)
         if style.dim() != 2 or style.shape != (x.shape[0], self.config.style_dim):
             raise ValueError(f"style must have shape ({x.shape[0]}, {self.config.style_dim}), got {tuple(style.shape)}")
         _check_appearance(style, appearance)
@@ -785,9 +853,13 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
             both = self.decoder(torch.cat([content, content]), self.mlp(torch.cat([drawn_code, own])))
             drawn, rebuilt = both.chunk(2)
             image = (x + scale * (drawn - rebuilt)).clamp(-1, 1)
-        if self.warp is not None:
-            image = self.warp(image, style)
-        return image
+        return self._warp_draw(image, style, x)
+
+    def _warp_draw(self, image: torch.Tensor, style: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The warp's part of a draw of ``x``: a range warp also recolours ``x``'s background."""
+        if isinstance(self.warp, RangeWarp):
+            return self.warp.draw(image, style, reference=x)
+        return self.warp(image, style) if self.warp is not None else image
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction of ``x`` from its own content and style (without the warp)."""
@@ -795,7 +867,7 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
 
     @property
     def has_warp(self) -> bool:
-        """Whether draws are moved geometrically: a style-driven warp, or a range warp with some range above 0."""
+        """Whether draws are moved by the warp: a style-driven warp, or a range warp with some range above 0."""
         return self.warp is not None and not getattr(self.warp, "is_identity", False)
 
     def num_parameters(self) -> int:

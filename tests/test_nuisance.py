@@ -21,7 +21,7 @@ from gitaug.fit.nuisance_probe import (
     apply_affine,
     probe_nuisance,
 )
-from gitaug.generator import RangeWarp
+from gitaug.generator import BACKGROUND_TOLERANCE, RangeWarp, recolor_background
 from gitaug.diagnostics import APPEARANCE_STATISTICS
 from gitaug.report import DRAW_CANDIDATES
 
@@ -85,6 +85,59 @@ def test_affine_config_fields_are_checked_and_old_config_files_still_load():
         FitConfig(dataset="digits-lt", warp_scale=0.5)
     with pytest.raises(ValueError, match="warp_shift=0.1: needs warp='auto' or 'affine'"):
         FitConfig(dataset="digits-lt", warp="none", warp_shift=0.1)
+    with pytest.raises(ValueError, match=r"warp_background must be a number in \[0.0, 1.0\], got 1.5"):
+        MUNITConfig(in_channels=1, image_size=16, warp="affine", warp_background=1.5)
+    with pytest.raises(ValueError, match="warp_background=-0.1: must be a number in"):
+        FitConfig(dataset="digits-lt", warp_background=-0.1)
+
+
+# --------------------------------------------------------------------------- the background
+
+
+def test_recolor_background_moves_the_flat_background_only_and_reflects_at_the_ends():
+    x = -torch.ones(3, 1, 6, 6)
+    x[:, :, 2:4, 2:4] = 0.6  # an object on black
+    x[2] = 0.9  # the third image: background near white
+    x[2, :, 2:4, 2:4] = -0.5
+    out = recolor_background(x, torch.tensor([0.4, -0.4, 0.4]))
+    object_ = torch.zeros(6, 6, dtype=torch.bool)
+    object_[2:4, 2:4] = True
+    assert torch.equal(out[:, :, object_], x[:, :, object_])  # the object is untouched
+    assert torch.allclose(out[0, :, ~object_], torch.tensor(-0.6))
+    # -0.4 from -1 would leave the range: the change is taken the other way, not clipped away
+    assert torch.allclose(out[1, :, ~object_], torch.tensor(-0.6))
+    assert torch.allclose(out[2, :, ~object_], torch.tensor(0.5))
+    # an image without a flat background (noise) keeps all but the pixels that happen to match its border
+    noise = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    changed = recolor_background(noise, torch.tensor([0.5, 0.5])) != noise
+    assert float(changed.float().mean()) < 0.05
+    assert BACKGROUND_TOLERANCE < 2 / 255  # less than one grey level of an 8-bit image
+    with pytest.raises(ValueError, match=r"change must have shape \(3,\), got \(2,\)"):
+        recolor_background(x, torch.zeros(2))
+
+
+def test_range_warp_draws_a_background_grey_within_its_range_and_only_in_draws():
+    images = glyphs(1, 0, rotated=False).repeat(400, 1, 1, 1)  # a glyph on black
+    images = recolor_background(images, torch.full((400,), 0.6))  # ... on a grey of 0.3 of the range
+    warp = RangeWarp(background=0.2)
+    styles = torch.randn(400, 8, generator=torch.Generator().manual_seed(0))
+    drawn = warp.draw(images, styles, reference=images)
+    corner = (drawn[:, 0, 0, 0] + 1) / 2  # the background grey, as a fraction of the range
+    assert float(corner.min()) >= 0.1 - 1e-5 and float(corner.max()) <= 0.5 + 1e-5
+    assert float(corner.std()) == pytest.approx(0.2 / math.sqrt(3), rel=0.1)  # uniform in 0.3 +- 0.2
+    glyph = images[0, 0] > 0.5
+    assert torch.equal(drawn[:, 0][:, glyph], images[:, 0][:, glyph])
+    # a fit's fakes go through the geometric part alone: a background range is not a geometric transform
+    assert warp(images, styles) is images
+    # a generator with a background range draws it in every draw, decoded or residual
+    generator = MUNITGenerator(MUNITConfig(in_channels=1, image_size=16, dim=8, mlp_dim=16, n_res=1, warp="affine",
+                                           warp_background=0.2)).eval()
+    assert generator.has_warp
+    with torch.no_grad():
+        for residual in (True, False):
+            a = generator.redraw(images[:8], styles[:8], residual=residual)
+            b = generator.redraw(images[:8], styles[8:16], residual=residual)
+            assert float((a[:, 0, 0, 0] - b[:, 0, 0, 0]).abs().mean()) > 0.05
 
 
 # --------------------------------------------------------------------------- the detection test
@@ -97,8 +150,21 @@ def test_the_test_finds_a_wide_rotation_range_on_turned_glyphs_and_a_narrow_one_
     assert wide > 120, turned.power
     assert narrow < 30, upright.power
     # untested families get no range
-    assert turned.ranges["shift"] == 0.0 and turned.ranges["log_scale"] == 0.0
+    assert turned.ranges["shift"] == 0.0 and turned.ranges["log_scale"] == 0.0 and turned.ranges["background"] == 0.0
     assert len(turned.power["rotation"]) == 8 and all(0 <= p <= 1 for p in upright.power["rotation"])
+
+
+def test_the_test_finds_a_background_range_on_random_greys_and_almost_none_on_black():
+    grey = probe_nuisance(glyphs(600, 0, rotated=False, background=True), steps=150, families=("background",), seed=0)
+    black = probe_nuisance(glyphs(600, 0, rotated=False), steps=150, families=("background",), seed=0)
+    # the data's greys span half the range: shifts of a tenth stay inside it for most images
+    assert grey.ranges["background"] > 0.1, grey.power
+    assert black.ranges["background"] < 0.03, black.power
+    # the pair of a background test: the untouched images are the images themselves
+    images = glyphs(4, 0, rotated=False)
+    untouched, transformed = _pair(images, "background", torch.full((4,), 0.25), torch.Generator().manual_seed(0))
+    assert untouched is images
+    assert torch.allclose(transformed[:, 0, 0, 0], torch.tensor(-0.5))
 
 
 def test_rotation_is_judged_inside_the_inscribed_disc_and_the_other_families_on_the_whole_image():
@@ -135,7 +201,7 @@ def test_the_test_checks_its_arguments():
         probe_nuisance(torch.zeros(4, 1, 8, 8), steps=0)
     with pytest.raises(ValueError, match="families must be among"):
         probe_nuisance(torch.zeros(4, 1, 8, 8), families=("shear",))
-    assert set(FAMILY_MAX) == {"rotation", "log_scale", "shift"}
+    assert set(FAMILY_MAX) == {"rotation", "log_scale", "shift", "background"}
 
 
 # --------------------------------------------------------------------------- the default fit
@@ -168,7 +234,8 @@ def test_default_fit_stores_and_reports_what_it_learned(tmp_path):
     nuisance = aug.metadata["nuisance"]
     assert nuisance["rotation_degrees"] == config.warp_rotation and nuisance["scale"] == config.warp_scale
     assert nuisance["spread"] > 0
-    assert set(nuisance["test"]) == {"rotation", "log_scale", "shift"}
+    assert set(nuisance["test"]) == {"rotation", "log_scale", "shift", "background"}
+    assert nuisance["background"] == config.warp_background
     # what each draw changes in appearance, beside the data's own variation
     appearance = nuisance["appearance"]
     assert list(appearance) == [name for name, _ in DRAW_CANDIDATES]

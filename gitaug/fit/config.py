@@ -117,11 +117,12 @@ class FitConfig:
     style_dim: int | None = _setting(None, "networks", "length of the style code (default: the preset's)")
     n_res: int | None = _setting(None, "networks", "residual blocks in the content encoder and decoder "
                                  "(default: the preset's)")
-    warp: str = _setting("auto", "networks", "the geometric part of the nuisance. auto: before training, a small "
-                         "detector learns which rotations, scalings and shifts of a real image it can tell from "
-                         "untouched ones (gitaug.fit.nuisance_probe), and the generator turns, scales and shifts its "
-                         "draws uniformly within the ranges it cannot see (RangeWarp); affine: the same warp with the "
-                         "ranges of --warp-rotation/--warp-scale/--warp-shift; none: no warp (the paper); "
+    warp: str = _setting("auto", "networks", "the tested part of the nuisance. auto: before training, a small "
+                         "detector learns which rotations, scalings, shifts and background grey levels of a real image "
+                         "it can tell from untouched ones (gitaug.fit.nuisance_probe), and the generator turns, scales, "
+                         "shifts and recolours the background of its draws uniformly within the ranges it cannot see "
+                         "(RangeWarp); affine: the same warp with the ranges of --warp-rotation/--warp-scale/"
+                         "--warp-shift/--warp-background; none: no warp (the paper); "
                          "rotation/similarity: an older unbounded warp learned from the style code, for "
                          "--weight-warp-diversity", choices=WARP_MODES)
     warp_rotation: float | None = _setting(None, "networks", "fix the largest turn (degrees, <= 180) instead of "
@@ -130,6 +131,9 @@ class FitConfig:
                                         metavar="FACTOR")
     warp_shift: float | None = _setting(None, "networks", "fix the largest shift per axis (a fraction of the side, "
                                         "<= 0.5) instead of testing it", metavar="FRACTION")
+    warp_background: float | None = _setting(None, "networks", "fix the largest change of a flat background's grey "
+                                             "level (a fraction of the intensity range, <= 1) instead of testing it",
+                                             metavar="FRACTION")
     probe_steps: int = _setting(200, "networks", "detector training steps per transform family in the --warp auto test")
     disc_dim: int | None = _setting(None, "networks", "discriminator base width (default: 64 for paper, 32 for small)")
     disc_layers: int = _setting(4, "networks", "stride-2 convolutions per discriminator scale, at most (fewer at a "
@@ -392,7 +396,8 @@ def _problems(config: FitConfig) -> list[str]:
         bad("warp", f"must be one of {WARP_MODES}")
     if config.warp not in ("rotation", "similarity") and _is_number(config.weight_warp_diversity) and config.weight_warp_diversity > 0:
         bad("weight_warp_diversity", "needs a learned warp (warp='rotation' or 'similarity'); there is none to reward")
-    for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
+    ranges = (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5), ("warp_background", 0.0, 1.0))
+    for name, low, high in ranges:
         value = getattr(config, name)
         if value is not None and (not _is_number(value) or not low <= value <= high):
             bad(name, f"must be a number in [{low:g}, {high:g}] or None")

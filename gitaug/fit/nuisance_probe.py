@@ -1,10 +1,10 @@
-"""Which geometric transformations leave the data unchanged? A detection test run before a fit.
+"""Which transformations leave the data unchanged? A detection test run before a fit.
 
 A transformation belongs to the data's nuisance when applying it to a real
 image gives another image the data could have held: then no network can tell
 a transformed real image from an untouched one. :func:`probe_nuisance`
-measures exactly that for three families -- rotation, scaling and
-translation. For each family a small network is trained to detect whether a
+measures exactly that for four families -- rotation, scaling, translation
+and the grey level of a flat background. For each family a small network is trained to detect whether a
 real image was transformed by a random member of the family (magnitudes up to
 the family's largest), then its detection power is read off on held-out
 images, magnitude by magnitude. The learned range of a family is the
@@ -14,6 +14,17 @@ largest magnitude the detector cannot see: where its power,
 magnitude 0; the family's largest magnitude when it never does). Upright
 digits give a rotation range of a few degrees (a 15 degree turn is already
 visible); digits turned uniformly at random give the full 180 degrees.
+Clothing on black gives a background range of about 1 % of the intensity
+range (any grey is seen); the same clothing on backgrounds of random grey
+levels up to 39 % gives about 20 %, where shifted backgrounds start leaving
+the range the data holds.
+
+The background family is there because an AdaIN decoder cannot change a
+background alone: its style statistics act on every pixel, so a fitted
+decoder that re-colours the background changes the object with it (measured
+on Fashion-MNIST-LT with random backgrounds: draws that varied the
+background as much as the data did changed the garment as much, and the
+classifier became less invariant to the background than without GIT).
 
 A threshold rather than an average of the undetectability: a detector
 trained for a few hundred steps rarely reaches full power even on a
@@ -22,7 +33,7 @@ x1.46 zoom detected with power 0.75), and averaging ``1 - power`` credited
 such half-seen magnitudes with half a range (x1.2 zooms, 9 % shifts drawn on
 centred clothing).
 
-Both the untouched and the transformed images go through two resamplings
+For the geometric families, both the untouched and the transformed images go through two resamplings
 (an intermediate random transform of the family, then its inverse or the
 tested transform composed with its inverse), so interpolation blur cannot
 give the transform away. For rotation the detector sees only the disc
@@ -31,6 +42,10 @@ square's clipped corners, which line up with the frame again only at
 multiples of 90 degrees; outside the disc a detector tells 45 degree turns of
 such data apart (power 0.45 on Fashion-MNIST-LT with rotation, against 0.07
 inside it) although the content's orientation is uniform.
+
+The background family changes the grey level of the pixels that equal the
+image's border value (:func:`gitaug.generator.recolor_background`); no
+resampling is involved, so the pair needs none.
 
 The generator then draws its warp uniformly within the ranges
 (:class:`gitaug.generator.RangeWarp`).
@@ -42,7 +57,7 @@ Example::
     >>> images = torch.rand(64, 1, 16, 16) * 2 - 1
     >>> result = probe_nuisance(images, steps=2, eval_images=16, seed=0)
     >>> sorted(result.ranges)
-    ['log_scale', 'rotation', 'shift']
+    ['background', 'log_scale', 'rotation', 'shift']
 """
 
 from __future__ import annotations
@@ -55,11 +70,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..generator import recolor_background
+
 __all__ = ["DETECTION_THRESHOLD", "FAMILY_MAX", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance"]
 
 #: The largest magnitude tested per family: rotation in radians (a full turn either way),
-#: log-scale (x1.5 either way) and shift as a fraction of the image side (a quarter either way).
-FAMILY_MAX: dict[str, float] = {"rotation": math.pi, "log_scale": math.log(1.5), "shift": 0.25}
+#: log-scale (x1.5 either way), shift as a fraction of the image side (a quarter either way) and
+#: background grey level as a fraction of the intensity range (all of it).
+FAMILY_MAX: dict[str, float] = {"rotation": math.pi, "log_scale": math.log(1.5), "shift": 0.25, "background": 1.0}
+
+#: The families that move pixels (tested through resampling, see the module's docstring).
+GEOMETRIC = ("rotation", "log_scale", "shift")
 
 #: Detection power at which a magnitude counts as seen: the detector ranks a transformed image
 #: above an untouched one 60 % of the time. Power measured on 256 held-out images of a transform
@@ -74,7 +95,8 @@ class NuisanceProbe:
 
     Attributes:
         ranges: per family, the learned range (rotation in radians, log-scale,
-            shift as a fraction of the image side).
+            shift as a fraction of the image side, background grey level as a
+            fraction of the intensity range).
         magnitudes: per family, the magnitudes at which detection was measured.
         power: per family, the detector's power (0 = cannot tell, 1 = always
             tells) at each magnitude.
@@ -89,7 +111,7 @@ class NuisanceProbe:
         r = self.ranges
         return (
             f"rotation +-{math.degrees(r['rotation']):.1f} deg, scale x{math.exp(-r['log_scale']):.2f}..x{math.exp(r['log_scale']):.2f}, "
-            f"shift +-{100 * r['shift']:.1f} % of the side"
+            f"shift +-{100 * r['shift']:.1f} % of the side, background grey +-{100 * r.get('background', 0.0):.1f} %"
         )
 
 
@@ -141,8 +163,13 @@ def _pair(images: torch.Tensor, family: str, magnitude: torch.Tensor, generator:
     """(untouched, transformed) versions of ``images``, each resampled twice through a random intermediate transform.
 
     For rotation both are cut to the inscribed disc (see the module's docstring).
+    The background family changes grey levels only: the untouched images are ``images``.
     """
     n = images.shape[0]
+    if family == "background":
+        sign = torch.randint(0, 2, (n,), generator=generator) * 2 - 1
+        # a fraction f of the intensity range is 2 f in [-1, 1]
+        return images, recolor_background(images, 2 * sign * magnitude)
     first = _family_matrix(family, torch.rand(n, generator=generator) * FAMILY_MAX[family], generator)
     tested = _family_matrix(family, magnitude, generator)
     inverse = torch.linalg.inv(first)
@@ -219,9 +246,9 @@ def probe_nuisance(
     levels: int = 8,
     max_side: int = 32,
     seed: int = 0,
-    families: tuple[str, ...] = ("rotation", "log_scale", "shift"),
+    families: tuple[str, ...] = ("rotation", "log_scale", "shift", "background"),
 ) -> NuisanceProbe:
-    """Learn the ranges of rotation, scale and shift that the images' distribution does not notice.
+    """Learn the ranges of rotation, scale, shift and background grey that the images' distribution does not notice.
 
     Args:
         images: real images in [-1, 1], float (N, C, H, W); at least 2.
@@ -231,10 +258,10 @@ def probe_nuisance(
             a quarter of ``images``; the detector never trains on them).
         levels: magnitudes at which power is measured, evenly spread over each family's range.
         max_side: images larger than this are downsampled to it first (the test
-            is about geometry, not fine detail, and stays cheap).
+            is about geometry and grey levels, not fine detail, and stays cheap).
         seed: seeds the split, the transforms and the detectors.
-        families: which of ``"rotation"``, ``"log_scale"``, ``"shift"`` to test
-            (the others get range 0).
+        families: which of ``"rotation"``, ``"log_scale"``, ``"shift"``,
+            ``"background"`` to test (the others get range 0).
 
     Example::
 
@@ -289,7 +316,8 @@ def run_probe(config: Any, data: Any) -> NuisanceProbe:
     from .._seeding import derive_seed
     from .data import to_model_range
 
-    fixed = {"rotation": config.warp_rotation, "log_scale": config.warp_scale, "shift": config.warp_shift}
+    fixed = {"rotation": config.warp_rotation, "log_scale": config.warp_scale, "shift": config.warp_shift,
+             "background": config.warp_background}
     families = tuple(name for name in FAMILY_MAX if fixed[name] is None)
     return probe_nuisance(
         to_model_range(data.images), steps=config.probe_steps, seed=derive_seed(config.seed, "probe"), families=families
@@ -304,11 +332,13 @@ def warp_ranges(config: Any, probe: NuisanceProbe | None) -> dict[str, Any]:
     rotation = config.warp_rotation if config.warp_rotation is not None else math.degrees(tested.get("rotation", 0.0))
     scale = config.warp_scale if config.warp_scale is not None else math.exp(tested.get("log_scale", 0.0))
     shift = config.warp_shift if config.warp_shift is not None else tested.get("shift", 0.0)
+    background = config.warp_background if config.warp_background is not None else tested.get("background", 0.0)
     return {
         "warp": "affine",
         "warp_rotation": round(min(float(rotation), 180.0), 3),
         "warp_scale": round(min(float(scale), 4.0), 4),
         "warp_shift": round(min(float(shift), 0.5), 4),
+        "warp_background": round(min(float(background), 1.0), 4),
     }
 
 
@@ -337,6 +367,7 @@ def learned_nuisance(generator: nn.Module, data: Any, probe: NuisanceProbe | Non
         "rotation_std_degrees": arch.warp_rotation / math.sqrt(3) if arch.warp == "affine" else None,
         "scale": arch.warp_scale if arch.warp == "affine" else None,
         "shift": arch.warp_shift if arch.warp == "affine" else None,
+        "background": arch.warp_background if arch.warp == "affine" else None,
         "spread": float((first.float() - second.float()).abs().mean() / 2),
     }
     if probe is not None:
@@ -353,6 +384,6 @@ def describe_nuisance(nuisance: dict[str, Any]) -> str:
         return f"warp {nuisance.get('warp')}; {spread}"
     return (
         f"rotation +-{nuisance['rotation_degrees']:.1f} deg (std {nuisance['rotation_std_degrees']:.1f}), "
-        f"scale x{1 / nuisance['scale']:.2f}..x{nuisance['scale']:.2f}, shift +-{100 * nuisance['shift']:.1f} % of the side; "
-        f"{spread}"
+        f"scale x{1 / nuisance['scale']:.2f}..x{nuisance['scale']:.2f}, shift +-{100 * nuisance['shift']:.1f} % of the side, "
+        f"background grey +-{100 * (nuisance.get('background') or 0.0):.1f} %; {spread}"
     )
