@@ -96,12 +96,13 @@ def test_every_fitconfig_field_round_trips_through_its_flag(tmp_path):
         tracker="wandb", tracker_project="gitaug", tracker_run_name="first",
     )
     # The fixed warp ranges need warp="auto" or "affine", so they are set in the second config.
-    ranges = {"warp_rotation", "warp_scale", "warp_shift"}
+    ranges = {"warp_rotation", "warp_scale", "warp_shift", "warp_background"}
     changed = {f.name for f in dataclasses.fields(FitConfig) if getattr(everything, f.name) != DEFAULTS[f.name]}
     assert changed == {f.name for f in dataclasses.fields(FitConfig)} - {"dataset", "overwrite"} - ranges
     assert parse(as_argv(everything)) == everything
 
-    other = FitConfig(dataset="digits-bg-lt", overwrite=True, warp="affine", warp_rotation=30.0, warp_scale=1.2, warp_shift=0.1)
+    other = FitConfig(dataset="digits-bg-lt", overwrite=True, warp="affine", warp_rotation=30.0, warp_scale=1.2, warp_shift=0.1,
+                      warp_background=0.2)
     assert {name for name in ranges if getattr(other, name) != DEFAULTS[name]} == ranges
     assert parse(as_argv(other)) == other
 
