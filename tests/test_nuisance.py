@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -129,6 +130,18 @@ def test_range_warp_draws_a_background_grey_within_its_range_and_only_in_draws()
     assert torch.equal(drawn[:, 0][:, glyph], images[:, 0][:, glyph])
     # a fit's fakes go through the geometric part alone: a background range is not a geometric transform
     assert warp(images, styles) is images
+    # the sample grid shows the draws users get: its decoded columns vary the background too
+    from gitaug.fit.grid import sample_grid
+
+    small = MUNITConfig(in_channels=1, image_size=16, dim=8, mlp_dim=16, n_res=1, warp="affine")
+    with torch.no_grad():
+        plain = MUNITGenerator(small)
+        recoloured = MUNITGenerator(dataclasses.replace(small, warp_background=0.3))
+        recoloured.load_state_dict(plain.state_dict())
+        uint8 = ((images[:2] + 1) * 127.5).round().to(torch.uint8)
+        grids = [sample_grid(g, uint8, variants=4, seed=0) for g in (plain, recoloured)]
+    assert torch.equal(grids[0][:, :16, :16], grids[1][:, :16, :16])  # the first row's real input
+    assert float((grids[0] - grids[1]).abs().max()) > 0.05
     # a generator with a background range draws it in every draw, decoded or residual
     generator = MUNITGenerator(MUNITConfig(in_channels=1, image_size=16, dim=8, mlp_dim=16, n_res=1, warp="affine",
                                            warp_background=0.2)).eval()

@@ -150,15 +150,12 @@ def sample_grid(
             raise ValueError(f"styles must be 'prior' or 'data', got {styles!r}")
         _check_appearance_scale(appearance_scale, residual)
         appearance = generator.data_style(variants, generator=rng).to(param.device) if styles == "data" else None
-        content = None if residual else generator.encode_content(real)
         columns = [real]
         for column in range(variants):
             code = codes[column].expand(len(real), -1)
             look = None if appearance is None else appearance[column].expand(len(real), -1)
-            if residual:
-                columns.append(generator.redraw(real, code, residual=True, appearance=look, appearance_scale=appearance_scale))
-            else:  # the generator's own picture: the content is encoded once for every column
-                columns.append(generator.decode(content, code, appearance=look))
+            # redraw, as GITAugment draws: a range warp's background change is part of a decoded draw too
+            columns.append(generator.redraw(real, code, residual=residual, appearance=look, appearance_scale=appearance_scale))
     finally:
         generator.train(was_training)
     # (rows, columns, C, H, W) -> row-major list of cells
