@@ -51,6 +51,8 @@ __all__ = [
     "RangeWarp",
     "StyleWarp",
     "BACKGROUND_TOLERANCE",
+    "MIN_BACKGROUND_SHARE",
+    "background_mask",
     "recolor_background",
     "MIN_IMAGE_SIZE",
     "IMAGE_SIZE_MULTIPLE",
@@ -560,15 +562,32 @@ class RangeWarp(nn.Module):
 #: of an 8-bit image) count as background for :func:`recolor_background`.
 BACKGROUND_TOLERANCE = 1 / 255
 
+#: The share of its pixels that must equal its border value for an image to have a flat background.
+#: Measured: at least 55 % on the digits, 20 % on 99 % of Fashion-MNIST, at most 2 % on smooth noise.
+MIN_BACKGROUND_SHARE = 0.1
+
+
+def background_mask(image: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) bool: the pixels of each image's flat background (none for an image without one).
+
+    A pixel is background when it lies within :data:`BACKGROUND_TOLERANCE` of
+    the image's border value (:func:`_background`) in every channel; an
+    image has a flat background when at least :data:`MIN_BACKGROUND_SHARE`
+    of its pixels are.
+    """
+    mask = (image - _background(image)).abs().amax(dim=1, keepdim=True) <= BACKGROUND_TOLERANCE
+    flat = mask.float().mean(dim=(1, 2, 3)) >= MIN_BACKGROUND_SHARE
+    return mask & flat.view(-1, 1, 1, 1)
+
 
 def recolor_background(image: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
     """``image`` (N, C, H, W in [-1, 1]) with its flat background's grey level moved by ``change`` (N,).
 
     The background value is the median of the outermost ring of pixels
-    (:func:`_background`); every pixel within :data:`BACKGROUND_TOLERANCE` of
-    it in all channels takes the new value. A change that would leave
+    (:func:`_background`); every pixel of the flat background
+    (:func:`background_mask`) takes the new value. A change that would leave
     [-1, 1] is taken the other way, so every change is seen. An image with
-    no flat background (a photograph) is left almost as it is.
+    no flat background (a photograph) is returned as it is.
 
     Example::
 
@@ -579,7 +598,7 @@ def recolor_background(image: torch.Tensor, change: torch.Tensor) -> torch.Tenso
     if change.dim() != 1 or change.shape[0] != image.shape[0]:
         raise ValueError(f"change must have shape ({image.shape[0]},), got {tuple(change.shape)}")
     level = _background(image)
-    mask = (image - level).abs().amax(dim=1, keepdim=True) <= BACKGROUND_TOLERANCE
+    mask = background_mask(image)
     change = change.to(image.dtype).view(-1, 1, 1, 1)
     target = level + change
     target = torch.where((target > 1) | (target < -1), level - change, target).clamp(-1, 1)

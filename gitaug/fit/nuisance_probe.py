@@ -45,7 +45,12 @@ inside it) although the content's orientation is uniform.
 
 The background family changes the grey level of the pixels that equal the
 image's border value (:func:`gitaug.generator.recolor_background`); no
-resampling is involved, so the pair needs none.
+resampling is involved, so the pair needs none. It is trained and measured
+on the images that have a flat background only (see
+:func:`gitaug.generator.background_mask`): on the others the change does
+nothing, and counting them would dilute the power of a change that is plain
+on every image it touches. Where fewer than :data:`MIN_FLAT_SHARE` of the
+images have one (photographs), the family is not tested and its range is 0.
 
 The generator then draws its warp uniformly within the ranges
 (:class:`gitaug.generator.RangeWarp`).
@@ -70,17 +75,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..generator import recolor_background
+from ..generator import background_mask, recolor_background
 
-__all__ = ["DETECTION_THRESHOLD", "FAMILY_MAX", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance"]
+__all__ = ["DETECTION_THRESHOLD", "FAMILY_MAX", "MIN_FLAT_SHARE", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance"]
 
 #: The largest magnitude tested per family: rotation in radians (a full turn either way),
 #: log-scale (x1.5 either way), shift as a fraction of the image side (a quarter either way) and
 #: background grey level as a fraction of the intensity range (all of it).
 FAMILY_MAX: dict[str, float] = {"rotation": math.pi, "log_scale": math.log(1.5), "shift": 0.25, "background": 1.0}
 
-#: The families that move pixels (tested through resampling, see the module's docstring).
-GEOMETRIC = ("rotation", "log_scale", "shift")
+#: The share of the images that must have a flat background for the background family to be tested.
+MIN_FLAT_SHARE = 0.1
 
 #: Detection power at which a magnitude counts as seen: the detector ranks a transformed image
 #: above an untouched one 60 % of the time. Power measured on 256 held-out images of a transform
@@ -288,6 +293,13 @@ def probe_nuisance(
     magnitudes: dict[str, list[float]] = {}
     power: dict[str, list[float]] = {}
     for family in families:
+        family_train, family_held_out = train, held_out
+        if family == "background":
+            flat_train, flat_held_out = (background_mask(x).flatten(1).any(1) for x in (train, held_out))
+            if flat_train.float().mean() < MIN_FLAT_SHARE or int(flat_train.sum()) < 2 or int(flat_held_out.sum()) < 1:
+                magnitudes[family], power[family] = [], []  # no flat backgrounds to recolour: range 0
+                continue
+            family_train, family_held_out = train[flat_train], held_out[flat_held_out]
         # The detector's initial weights come from the seed, without touching the caller's random state.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -295,7 +307,7 @@ def probe_nuisance(
         optimizer = torch.optim.Adam(detector.parameters(), lr=1e-3)
         targets = torch.cat([torch.zeros(batch_size), torch.ones(batch_size)])
         for _ in range(steps):
-            batch = train[torch.randint(0, train.shape[0], (batch_size,), generator=generator)]
+            batch = family_train[torch.randint(0, family_train.shape[0], (batch_size,), generator=generator)]
             magnitude = torch.rand(batch_size, generator=generator) * FAMILY_MAX[family]
             untouched, transformed = _pair(batch, family, magnitude, generator)
             logits = detector(torch.cat([untouched, transformed]))
@@ -303,7 +315,7 @@ def probe_nuisance(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        magnitudes[family], power[family] = _measure(detector, held_out, family, levels, generator)
+        magnitudes[family], power[family] = _measure(detector, family_held_out, family, levels, generator)
         ranges[family] = _range_from_power(magnitudes[family], power[family], FAMILY_MAX[family])
     return NuisanceProbe(ranges=ranges, magnitudes=magnitudes, power=power)
 
