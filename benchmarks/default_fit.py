@@ -6,7 +6,12 @@ Reads what the reproduction benchmarks wrote (nothing is trained here):
   default fit (``gitaug-fit`` with no flag);
 * ``results/reproduce_*_recipes.json``: the per-nuisance recipes of earlier releases;
 * ``results/reproduce_*_paper.json``: the GIT paper's objective;
-* ``results/plain_sets.json``: the default fit on the sets with no added nuisance.
+* ``results/plain_sets.json``: the default fit on the sets with no added nuisance;
+* ``results/reproduce_*_background.json``: the default fit since its nuisance test
+  also tests a background swap, re-run on the background sets (``--output-suffix
+  _background``). On the sets with black backgrounds there is one background value,
+  nothing to swap and nothing tested, so their fits and draws are those of the
+  ``default`` rows unchanged.
 
 For each nuisance set and fit it reports, on the seeds that GIT, CE+DRS and the
 oracle all finished, GIT's share of the oracle's gain over CE+DRS:
@@ -35,15 +40,19 @@ import reproduce_digits as shared
 from _report import update_section
 
 ROOT = shared.ROOT
-VARIANTS = ("paper", "recipes", "default")
+VARIANTS = ("paper", "recipes", "default", "background")
+#: What a variant's results file carries after the benchmark's name.
+FILE_SUFFIX = {"paper": "_paper", "recipes": "_recipes", "default": "", "background": "_background"}
 #: Table rows: (fit variant, GIT method of its benchmark run).
 ROWS = (("paper", "git"), ("recipes", "git"), ("default", "git"), ("default", "git-residual"), ("default", "git-data"),
-        ("default", "git-auto"), ("default", "git-val"))
+        ("default", "git-auto"), ("default", "git-val"), ("background", "git"), ("background", "git-auto"))
 ROW_LABELS = {("paper", "git"): "paper objective", ("recipes", "git"): "per-nuisance recipe", ("default", "git"): "default fit",
               ("default", "git-residual"): "default fit, residual draws",
               ("default", "git-data"): "default fit, residual draws, data styles",
               ("default", "git-auto"): "default fit, the fit's recommended draw",
-              ("default", "git-val"): "default fit, the draw chosen on validation"}
+              ("default", "git-val"): "default fit, the draw chosen on validation",
+              ("background", "git"): "default fit with the background swap",
+              ("background", "git-auto"): "default fit with the background swap, the fit's recommended draw"}
 #: The generator diagnostic's class preservation for each GIT method's draw; the recommended and validated draws
 #: differ from seed to seed, so the diagnostic (one draw per key) has no figure for them.
 KEEP_KEYS = {"git": "generator_keep", "git-residual": "generator_keep_residual", "git-data": "generator_keep_data"}
@@ -135,7 +144,7 @@ def main() -> None:
     loaded, missing = {}, []
     for family, stem in SOURCES.items():
         for variant in VARIANTS:
-            path = args.results / f"{stem}{shared.variant_suffix(variant)}.json"
+            path = args.results / f"{stem}{FILE_SUFFIX[variant]}.json"
             if path.exists():
                 loaded[family, variant] = json.loads(path.read_text())
             else:
@@ -181,13 +190,13 @@ def main() -> None:
                 f"{', '.join(f'{d * 100:+.1f}' for d in result['accuracy_git_minus_drs_per_seed'])} | "
                 f"{'' if preservation is None else f'{preservation * 100:.0f} %'} | {'; '.join(result.get('learned', []))} |"
             )
-    for method in ("git", "git-residual", "git-data", "git-auto", "git-val"):
-        defaults = {d: c[f"default/{method}"] for d, c in comparison.items() if f"default/{method}" in c}
+    for variant, method in [row for row in ROWS if row[0] in ("default", "background")]:
+        defaults = {d: c[f"{variant}/{method}"] for d, c in comparison.items() if f"{variant}/{method}" in c}
         if defaults:
             reached = [d for d, r in defaults.items() if all(s is not None and s >= BAR for s in (r["accuracy_share"], r["ekld_share"]))]
             lines += [
                 "",
-                f"The {ROW_LABELS['default', method]} reaches {BAR * 100:.0f} % of the oracle's gain in both measures on "
+                f"The {ROW_LABELS[variant, method]} reaches {BAR * 100:.0f} % of the oracle's gain in both measures on "
                 f"{len(reached)} of {len(defaults)} sets" + (f" ({', '.join(sorted(reached))})" if reached else "") + ".",
             ]
     plain_path = args.results / "plain_sets.json"

@@ -105,12 +105,12 @@ def probe_only(args: argparse.Namespace, command: str) -> None:
         "(`gitaug.fit.nuisance_probe`), on the training split of each seed. Ranges the generator would draw from "
         "(a uniform turn of +-180 degrees is the rotated sets' truth):",
         "",
-        "| set, seed | rotation (deg) | scale | shift (% of the side) | background grey (% of the range) |",
+        "| set, seed | rotation (deg) | scale | shift (% of the side) | background |",
         "|---|---|---|---|---|",
     ]
     for name, entry in ranges.items():
         g = entry["generator"]
-        background = f"+-{100 * g['warp_background']:.1f}" if "warp_background" in g else "not tested"
+        background = f"swapped ({len(g['warp_backgrounds'])} values)" if g.get("warp_backgrounds") else "kept"
         lines.append(f"| {name} | +-{g['warp_rotation']:.1f} | x{1 / g['warp_scale']:.2f}..x{g['warp_scale']:.2f} | "
                      f"+-{100 * g['warp_shift']:.1f} | {background} |")
     update_section(args.report, "plain_sets_probe", "\n".join(lines))

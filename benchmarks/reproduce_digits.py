@@ -132,7 +132,12 @@ def parse_args() -> argparse.Namespace:
                              "--fit-flags other than default)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--output-suffix", default=None, metavar="SUFFIX",
+                        help="appended to the results file, the report section and the figures (default: _<variant> "
+                             "for --fit-flags other than default), e.g. to re-run some datasets beside a full run")
     args = parser.parse_args()
+    if args.output_suffix is None:
+        args.output_suffix = variant_suffix(args.fit_flags)
     if args.work is None:
         args.work = ROOT / "benchmarks" / f"_work{variant_suffix(args.fit_flags)}"
     return args
@@ -532,8 +537,8 @@ def describe_learned(entry: dict) -> str:
         return f"warp {n.get('warp')}"
     text = (f"rotation +-{n['rotation_degrees']:.0f} deg, scale x{1 / n['scale']:.2f}..x{n['scale']:.2f}, "
             f"shift +-{100 * n['shift']:.0f} % of the side")
-    # fits made before the background family was tested have no figure for it
-    return text if n.get("background") is None else text + f", background grey +-{100 * n['background']:.0f} %"
+    # only fits whose background swap went unseen draw the data's backgrounds
+    return text + ", background swapped for the data's own" if n.get("backgrounds") else text
 
 
 # ----------------------------------------------------------------------------- the report
@@ -637,7 +642,7 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
         if ranges:
             lines += ["Learned by the fit, per seed: " + "; ".join(f"seed {s}: {r}" for s, r in zip(args.seeds, ranges)) + ".", ""]
         lines += [
-            f"![eKLD against class size, {dataset}](results/ekld_{dataset}{variant_suffix(args.fit_flags)}.png)",
+            f"![eKLD against class size, {dataset}](results/ekld_{dataset}{args.output_suffix}.png)",
             "",
         ]
         grid = ROOT / "docs" / grid_name(args.fit_flags, dataset)
@@ -683,7 +688,7 @@ def write_report(args: argparse.Namespace, summary: dict, command: str) -> None:
         ) + ".",
         "",
     ]
-    update_section(args.report, f"reproduce_digits{variant_suffix(args.fit_flags)}", "\n".join(lines))
+    update_section(args.report, f"reproduce_digits{args.output_suffix}", "\n".join(lines))
 
 
 def oracle_share(rows: dict, method: str) -> dict | None:
@@ -731,7 +736,7 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
                 inputs_per_class=torch.full((len(runs) * len(runs[0]["class_counts"]),), 40),
                 draws_per_input=50,
             )
-        path = args.results / f"ekld_{dataset}{variant_suffix(args.fit_flags)}.png"
+        path = args.results / f"ekld_{dataset}{args.output_suffix}.png"
         plot_ekld(series, path, title=f"{dataset}, true nuisance, mean ± std over {len(args.seeds)} seeds")
         figures[dataset] = shown(path)
 
@@ -845,7 +850,7 @@ def main() -> None:
     # An invocation that ran nothing only redraws the report: it has no wall time of its own.
     summary["seconds"] = time.time() - started if did_work else None
     summary["command"] = command
-    out = args.results / f"reproduce_digits{variant_suffix(args.fit_flags)}.json"
+    out = args.results / f"reproduce_digits{args.output_suffix}.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, default=float))
     os.replace(tmp, out)

@@ -114,7 +114,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--partial", action="store_true",
                         help="only summarize the runs already finished (no job is started)")
+    parser.add_argument("--output-suffix", default=None, metavar="SUFFIX",
+                        help="appended to the results file, the report section and the figures (default: _<variant> "
+                             "for --fit-flags other than default), e.g. to re-run some datasets beside a full run")
     args = parser.parse_args()
+    if args.output_suffix is None:
+        args.output_suffix = shared.variant_suffix(args.fit_flags)
     if args.work is None:
         args.work = ROOT / "benchmarks" / f"_work_fmnist{shared.variant_suffix(args.fit_flags)}"
     return args
@@ -302,7 +307,7 @@ def plot_figures(args: argparse.Namespace) -> dict[str, str]:
                     draws_per_input=50,
                 )
         if series:
-            path = args.results / f"ekld_{dataset}{shared.variant_suffix(args.fit_flags)}.png"
+            path = args.results / f"ekld_{dataset}{args.output_suffix}.png"
             plot_ekld(series, path, title=f"{dataset}, true nuisance, seeds {' '.join(map(str, args.seeds))} pooled")
             figures[dataset] = path
     return figures
@@ -557,11 +562,11 @@ def main() -> None:
     summary["cpu_seconds"] = cpu_seconds(args)
     summary["command"] = command
     summary["args"] = {k: (as_given(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    out = args.results / f"reproduce_fmnist{shared.variant_suffix(args.fit_flags)}.json"
+    out = args.results / f"reproduce_fmnist{args.output_suffix}.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, default=float))
     os.replace(tmp, out)
-    update_section(args.report, f"reproduce_fmnist{shared.variant_suffix(args.fit_flags)}", report_section(args, summary, command))
+    update_section(args.report, f"reproduce_fmnist{args.output_suffix}", report_section(args, summary, command))
     if summary["complete"]:
         (args.work / "started_at").unlink(missing_ok=True)
     print(json.dumps(summary["gap_to_oracle"], indent=2))

@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,7 @@ __all__ = [
     "BACKGROUND_TOLERANCE",
     "MIN_BACKGROUND_SHARE",
     "background_mask",
+    "background_values",
     "recolor_background",
     "MIN_IMAGE_SIZE",
     "IMAGE_SIZE_MULTIPLE",
@@ -97,11 +98,12 @@ class MUNITConfig:
             draws are log-uniform in [1/warp_scale, warp_scale]).
         warp_shift: with ``warp="affine"``, the largest shift per axis as a
             fraction of the image side (draws uniform in [-warp_shift, warp_shift]).
-        warp_background: with ``warp="affine"``, the largest change of a flat
-            background's grey level, as a fraction of the intensity range
-            (draws uniform in [-warp_background, warp_background]; at most 1).
-            Only draws (:meth:`MUNITGenerator.redraw`) recolour the
-            background; images without a flat background keep theirs.
+        warp_backgrounds: with ``warp="affine"``, flat-background values
+            (each one number per channel, in [-1, 1]) that draws give an
+            input's flat background, one picked at random per draw (at most
+            256; empty: draws keep the input's background). Only draws
+            (:meth:`MUNITGenerator.redraw`) recolour the background; images
+            without a flat background keep theirs (:func:`background_mask`).
 
     Example::
 
@@ -126,7 +128,7 @@ class MUNITConfig:
     warp_rotation: float = 0.0
     warp_scale: float = 1.0
     warp_shift: float = 0.0
-    warp_background: float = 0.0
+    warp_backgrounds: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if self.in_channels not in (1, 3):
@@ -147,16 +149,17 @@ class MUNITConfig:
             raise ValueError(f"pad_type must be one of {_PAD_TYPES}, got {self.pad_type!r}")
         if self.warp not in WARPS:
             raise ValueError(f"warp must be one of {WARPS}, got {self.warp!r}")
-        ranges = (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5), ("warp_background", 0.0, 1.0))
-        for name, low, high in ranges:
+        for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
-        given = (self.warp_rotation, self.warp_scale, self.warp_shift, self.warp_background)
-        if self.warp != "affine" and given != (0.0, 1.0, 0.0, 0.0):
+        # JSON gives lists; the config keeps tuples, so that it compares equal after a round trip
+        object.__setattr__(self, "warp_backgrounds", _checked_backgrounds(self.warp_backgrounds, self.in_channels))
+        given = (self.warp_rotation, self.warp_scale, self.warp_shift)
+        if self.warp != "affine" and (given != (0.0, 1.0, 0.0) or self.warp_backgrounds):
             raise ValueError(
-                f"warp_rotation, warp_scale, warp_shift and warp_background need warp='affine', got warp={self.warp!r} "
-                f"with ({', '.join(repr(v) for v in given)})"
+                f"warp_rotation, warp_scale, warp_shift and warp_backgrounds need warp='affine', got warp={self.warp!r} "
+                f"with ({', '.join(repr(v) for v in given)}) and {len(self.warp_backgrounds)} background(s)"
             )
         stride = 2**self.n_downsample
         if self.image_size % stride:
@@ -200,6 +203,21 @@ class MUNITConfig:
         return cls(**data)
 
 
+
+
+def _checked_backgrounds(values: Any, channels: int) -> tuple[tuple[float, ...], ...]:
+    """``warp_backgrounds`` as a tuple of per-channel tuples, checked."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or len(values) > 256:
+        raise ValueError(f"warp_backgrounds must be a list of at most 256 background values, got {values!r}")
+    out = []
+    for value in values:
+        if (
+            not isinstance(value, (list, tuple)) or len(value) != channels
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and -1 <= v <= 1 for v in value)
+        ):
+            raise ValueError(f"each of warp_backgrounds must be {channels} number(s) in [-1, 1] (one per channel), got {value!r}")
+        out.append(tuple(float(v) for v in value))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -483,18 +501,19 @@ class StyleWarp(nn.Module):
 
 
 class RangeWarp(nn.Module):
-    """Rotation, scaling, shift and background grey drawn uniformly within fixed ranges, driven by the style code.
+    """Rotation, scaling and shift drawn uniformly within fixed ranges, and a background value, driven by the style code.
 
     The first style components are turned into uniform draws in [-1, 1]
     (``erf(s / sqrt 2)`` of a standard normal component is uniform), which
     scale the ranges: angle = ``rotation`` * u0 (degrees), log-scale =
-    ``log(scale)`` * u1, shift = ``shift`` * (u2, u3) (fractions of the side),
-    background grey change = ``background`` * u4 (a fraction of the intensity
-    range). A style code from N(0, I) thus gives a transform uniform within
-    the ranges, and the same code always gives the same transform. The ranges
-    are plain numbers, not parameters: ``gitaug-fit`` sets them from a test of
-    which transforms the data does not notice (:mod:`gitaug.fit.nuisance_probe`).
-    With every range at 0 the image is returned untouched.
+    ``log(scale)`` * u1, shift = ``shift`` * (u2, u3) (fractions of the side);
+    u4 picks one of ``backgrounds`` (equally likely). A style code from
+    N(0, I) thus gives a transform uniform within the ranges, and the same
+    code always gives the same transform. The ranges and values are plain
+    numbers, not parameters: ``gitaug-fit`` sets them from a test of which
+    transforms the data does not notice (:mod:`gitaug.fit.nuisance_probe`).
+    With every range at 0 and no background values the image is returned
+    untouched.
 
     Calling the module applies the geometric part (a fit's fakes go through
     it); :meth:`draw` applies both, recolouring the flat background that a
@@ -509,10 +528,14 @@ class RangeWarp(nn.Module):
         torch.Size([2, 1, 8, 8])
     """
 
-    def __init__(self, rotation: float = 0.0, scale: float = 1.0, shift: float = 0.0, background: float = 0.0) -> None:
+    def __init__(
+        self, rotation: float = 0.0, scale: float = 1.0, shift: float = 0.0,
+        backgrounds: Sequence[Sequence[float]] = (),
+    ) -> None:
         super().__init__()
         self.rotation, self.scale, self.shift = float(rotation), float(scale), float(shift)
-        self.background = float(background)
+        #: (L, C) background values, or None: a plain tensor, not a buffer (the config holds them)
+        self.backgrounds = torch.tensor(backgrounds, dtype=torch.float32) if len(backgrounds) else None
 
     @property
     def is_geometric_identity(self) -> bool:
@@ -520,20 +543,23 @@ class RangeWarp(nn.Module):
 
     @property
     def is_identity(self) -> bool:
-        return self.is_geometric_identity and self.background == 0
+        return self.is_geometric_identity and self.backgrounds is None
 
     def parameters_from_style(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
         """The transform a style code stands for: ``angle`` (radians), ``scale``, ``shift`` (N, 2) in [-1, 1]
-        units, ``background`` (the grey level's change in the model's [-1, 1] units)."""
+        units, and with background values ``background`` (N, C), the one picked."""
         dims = style.shape[1]
         u = torch.erf(style.float()[:, [k % dims for k in range(5)]] / math.sqrt(2))
         angle = math.radians(self.rotation) * u[:, 0]
         scale = torch.exp(math.log(self.scale) * u[:, 1])
-        # affine_grid's coordinates span 2 per side, so a fraction f of the side is 2 f there;
-        # likewise a fraction f of the intensity range is 2 f in [-1, 1]
+        # affine_grid's coordinates span 2 per side, so a fraction f of the side is 2 f there
         shift = 2 * self.shift * u[:, 2:4]
-        background = 2 * self.background * u[:, 4]
-        return {"angle": angle, "scale": scale, "shift": shift, "background": background}
+        result = {"angle": angle, "scale": scale, "shift": shift}
+        if self.backgrounds is not None:
+            count = self.backgrounds.shape[0]
+            index = ((u[:, 4] + 1) / 2 * count).long().clamp(0, count - 1).cpu()
+            result["background"] = self.backgrounds[index].to(style.device)
+        return result
 
     def forward(self, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """The geometric part: ``image`` turned, scaled and shifted."""
@@ -542,20 +568,21 @@ class RangeWarp(nn.Module):
         return _similarity_resample(image, self.parameters_from_style(style))
 
     def draw(self, image: torch.Tensor, style: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """The whole draw: the background change of ``reference`` (the input ``image`` was drawn from) added to
-        ``image``, then the geometric part.
+        """The whole draw: the change that recolouring ``reference``'s flat background (the input ``image`` was
+        drawn from) makes, added to ``image``; then the geometric part.
 
         The change is measured on the reference because a decoded or restyled
         image no longer has an exactly flat background to find.
         """
-        if self.background != 0:
-            change = self.parameters_from_style(style)["background"].to(reference.device)
+        if self.backgrounds is not None:
+            level = self.parameters_from_style(style)["background"].to(reference.device)
             x = reference.float()
-            image = (image.float() + recolor_background(x, change) - x).clamp(-1, 1).to(image.dtype)
+            image = (image.float() + recolor_background(x, level) - x).clamp(-1, 1).to(image.dtype)
         return self(image, style)
 
     def extra_repr(self) -> str:
-        return f"rotation={self.rotation:g}, scale={self.scale:g}, shift={self.shift:g}, background={self.background:g}"
+        count = 0 if self.backgrounds is None else self.backgrounds.shape[0]
+        return f"rotation={self.rotation:g}, scale={self.scale:g}, shift={self.shift:g}, backgrounds={count}"
 
 
 #: Pixels within this distance of an image's background value (in [-1, 1] units: half a grey level
@@ -580,29 +607,29 @@ def background_mask(image: torch.Tensor) -> torch.Tensor:
     return mask & flat.view(-1, 1, 1, 1)
 
 
-def recolor_background(image: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
-    """``image`` (N, C, H, W in [-1, 1]) with its flat background's grey level moved by ``change`` (N,).
+def recolor_background(image: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """``image`` (N, C, H, W in [-1, 1]) with its flat background set to ``level`` (N, C), one value per channel.
 
-    The background value is the median of the outermost ring of pixels
-    (:func:`_background`); every pixel of the flat background
-    (:func:`background_mask`) takes the new value. A change that would leave
-    [-1, 1] is taken the other way, so every change is seen. An image with
-    no flat background (a photograph) is returned as it is.
+    Every pixel of the flat background (:func:`background_mask`: the pixels
+    at the border's value) takes the new value. An image with no flat
+    background (a photograph) is returned as it is.
 
     Example::
 
         >>> x = -torch.ones(1, 1, 4, 4); x[0, 0, 1, 1] = 1.0
-        >>> recolor_background(x, torch.tensor([0.5]))[0, 0].tolist()[1][:2]
+        >>> recolor_background(x, torch.tensor([[-0.5]]))[0, 0].tolist()[1][:2]
         [-0.5, 1.0]
     """
-    if change.dim() != 1 or change.shape[0] != image.shape[0]:
-        raise ValueError(f"change must have shape ({image.shape[0]},), got {tuple(change.shape)}")
-    level = _background(image)
-    mask = background_mask(image)
-    change = change.to(image.dtype).view(-1, 1, 1, 1)
-    target = level + change
-    target = torch.where((target > 1) | (target < -1), level - change, target).clamp(-1, 1)
-    return torch.where(mask, target.expand_as(image), image)
+    if level.dim() != 2 or tuple(level.shape) != tuple(image.shape[:2]):
+        raise ValueError(f"level must have shape {tuple(image.shape[:2])} (one value per image and channel), got {tuple(level.shape)}")
+    target = level.to(image.device, image.dtype)[:, :, None, None].expand_as(image)
+    return torch.where(background_mask(image), target, image)
+
+
+def background_values(image: torch.Tensor) -> torch.Tensor:
+    """(M, C): the flat-background value of each of the M images that have one (:func:`background_mask`)."""
+    flat = background_mask(image).flatten(1).any(1)
+    return _background(image[flat])[:, :, 0, 0]
 
 
 def _background(image: torch.Tensor) -> torch.Tensor:
@@ -697,7 +724,7 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         self.mlp = StyleMLP(config.style_dim, config.mlp_dim, self.decoder.num_adain_params(), config.n_mlp, config.activation)
         self.warp: nn.Module | None = None
         if config.warp == "affine":
-            self.warp = RangeWarp(config.warp_rotation, config.warp_scale, config.warp_shift, config.warp_background)
+            self.warp = RangeWarp(config.warp_rotation, config.warp_scale, config.warp_shift, config.warp_backgrounds)
         elif config.warp != "none":
             self.warp = StyleWarp(config.style_dim, config.mlp_dim, config.activation, kind=config.warp)
 

@@ -22,6 +22,7 @@ from gitaug.fit.nuisance_probe import (
     apply_affine,
     probe_nuisance,
 )
+from gitaug.fit.nuisance_probe import MAX_BACKGROUNDS, data_backgrounds
 from gitaug.generator import BACKGROUND_TOLERANCE, RangeWarp, _background, background_mask, recolor_background
 from gitaug.diagnostics import APPEARANCE_STATISTICS
 from gitaug.report import DRAW_CANDIDATES
@@ -86,72 +87,88 @@ def test_affine_config_fields_are_checked_and_old_config_files_still_load():
         FitConfig(dataset="digits-lt", warp_scale=0.5)
     with pytest.raises(ValueError, match="warp_shift=0.1: needs warp='auto' or 'affine'"):
         FitConfig(dataset="digits-lt", warp="none", warp_shift=0.1)
-    with pytest.raises(ValueError, match=r"warp_background must be a number in \[0.0, 1.0\], got 1.5"):
-        MUNITConfig(in_channels=1, image_size=16, warp="affine", warp_background=1.5)
-    with pytest.raises(ValueError, match="warp_background=-0.1: must be a number in"):
-        FitConfig(dataset="digits-lt", warp_background=-0.1)
+    with pytest.raises(ValueError, match=r"each of warp_backgrounds must be 1 number\(s\) in \[-1, 1\].*got \[1.5\]"):
+        MUNITConfig(in_channels=1, image_size=16, warp="affine", warp_backgrounds=[[1.5]])
+    with pytest.raises(ValueError, match=r"must be 3 number\(s\).*got \[0.0\]"):
+        MUNITConfig(in_channels=3, image_size=16, warp="affine", warp_backgrounds=[[0.0]])
+    with pytest.raises(ValueError, match="need warp='affine'"):
+        MUNITConfig(in_channels=1, image_size=16, warp_backgrounds=[[0.0]])
+    with pytest.raises(ValueError, match="warp_background='grey': must be one of"):
+        FitConfig(dataset="digits-lt", warp_background="grey")
+    # a JSON round trip gives lists; the config holds tuples and compares equal
+    swapping = MUNITConfig(in_channels=1, image_size=16, warp="affine", warp_backgrounds=[[-1.0], [-0.5]])
+    assert swapping.warp_backgrounds == ((-1.0,), (-0.5,))
+    assert MUNITConfig.from_dict(json.loads(json.dumps(swapping.to_dict()))) == swapping
 
 
 # --------------------------------------------------------------------------- the background
 
 
-def test_recolor_background_moves_the_flat_background_only_and_reflects_at_the_ends():
+def test_recolor_background_sets_the_flat_background_only():
     x = -torch.ones(3, 1, 6, 6)
     x[:, :, 2:4, 2:4] = 0.6  # an object on black
     x[2] = 0.9  # the third image: background near white
     x[2, :, 2:4, 2:4] = -0.5
-    out = recolor_background(x, torch.tensor([0.4, -0.4, 0.4]))
+    out = recolor_background(x, torch.tensor([[-0.6], [0.2], [-1.0]]))
     object_ = torch.zeros(6, 6, dtype=torch.bool)
     object_[2:4, 2:4] = True
     assert torch.equal(out[:, :, object_], x[:, :, object_])  # the object is untouched
     assert torch.allclose(out[0, :, ~object_], torch.tensor(-0.6))
-    # -0.4 from -1 would leave the range: the change is taken the other way, not clipped away
-    assert torch.allclose(out[1, :, ~object_], torch.tensor(-0.6))
-    assert torch.allclose(out[2, :, ~object_], torch.tensor(0.5))
+    assert torch.allclose(out[1, :, ~object_], torch.tensor(0.2))
+    assert torch.allclose(out[2, :, ~object_], torch.tensor(-1.0))
     # an image without a flat background (noise: a few pixels match its border value by chance) is kept whole
     noise = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     noise[:, :, 5, 5:8] = _background(noise)[:, :, 0, 0].view(2, 1, 1)
     assert int(((noise - _background(noise)).abs() <= BACKGROUND_TOLERANCE).sum()) >= 6
-    assert torch.equal(recolor_background(noise, torch.tensor([0.5, 0.5])), noise)
+    assert torch.equal(recolor_background(noise, torch.full((2, 1), 0.5)), noise)
     assert not background_mask(noise).any() and bool(background_mask(x).any(dim=(1, 2, 3)).all())
     assert BACKGROUND_TOLERANCE < 2 / 255  # less than one grey level of an 8-bit image
-    with pytest.raises(ValueError, match=r"change must have shape \(3,\), got \(2,\)"):
+    with pytest.raises(ValueError, match=r"level must have shape \(3, 1\).*got \(2,\)"):
         recolor_background(x, torch.zeros(2))
 
 
-def test_range_warp_draws_a_background_grey_within_its_range_and_only_in_draws():
+def test_data_backgrounds_are_the_values_the_data_holds_and_none_for_one_value_or_photographs():
+    greys = glyphs(300, 0, rotated=False, background=True)  # random greys in [0, 0.5) of the range
+    values = torch.tensor(data_backgrounds(greys))
+    assert values.shape == (MAX_BACKGROUNDS, 1)
+    assert float(values.min()) < -0.9 and -0.1 < float(values.max()) < 0.0  # about 0 and 0.5 of the range
+    assert bool((values[1:] >= values[:-1]).all())  # evenly spaced quantiles, in order
+    assert data_backgrounds(glyphs(300, 0, rotated=False)) == []  # all black: nothing to swap
+    assert data_backgrounds(torch.rand(64, 1, 16, 16) * 2 - 1) == []  # no flat backgrounds
+
+
+def test_range_warp_swaps_the_background_for_one_of_its_values_and_only_in_draws():
     images = glyphs(1, 0, rotated=False).repeat(400, 1, 1, 1)  # a glyph on black
-    images = recolor_background(images, torch.full((400,), 0.6))  # ... on a grey of 0.3 of the range
-    warp = RangeWarp(background=0.2)
+    images = recolor_background(images, torch.full((400, 1), -0.4))  # ... on a grey of 0.3 of the range
+    values = [[-1.0], [-0.8], [-0.6]]
+    warp = RangeWarp(backgrounds=values)
     styles = torch.randn(400, 8, generator=torch.Generator().manual_seed(0))
     drawn = warp.draw(images, styles, reference=images)
-    corner = (drawn[:, 0, 0, 0] + 1) / 2  # the background grey, as a fraction of the range
-    assert float(corner.min()) >= 0.1 - 1e-5 and float(corner.max()) <= 0.5 + 1e-5
-    assert float(corner.std()) == pytest.approx(0.2 / math.sqrt(3), rel=0.1)  # uniform in 0.3 +- 0.2
+    corner = drawn[:, 0, 0, 0]
+    counts = [int(torch.isclose(corner, torch.tensor(v[0])).sum()) for v in values]
+    assert sum(counts) == 400 and min(counts) > 100  # each value about a third of the time
     glyph = images[0, 0] > 0.5
     assert torch.equal(drawn[:, 0][:, glyph], images[:, 0][:, glyph])
-    # a fit's fakes go through the geometric part alone: a background range is not a geometric transform
+    # a fit's fakes go through the geometric part alone: a background swap is not a geometric transform
     assert warp(images, styles) is images
-    # the sample grid shows the draws users get: its decoded columns vary the background too
+    # the sample grid shows the draws users get: its decoded columns swap the background too
     from gitaug.fit.grid import sample_grid
 
     small = MUNITConfig(in_channels=1, image_size=16, dim=8, mlp_dim=16, n_res=1, warp="affine")
     with torch.no_grad():
         plain = MUNITGenerator(small)
-        recoloured = MUNITGenerator(dataclasses.replace(small, warp_background=0.3))
-        recoloured.load_state_dict(plain.state_dict())
+        swapping = MUNITGenerator(dataclasses.replace(small, warp_backgrounds=values))
+        swapping.load_state_dict(plain.state_dict())
         uint8 = ((images[:2] + 1) * 127.5).round().to(torch.uint8)
-        grids = [sample_grid(g, uint8, variants=4, seed=0) for g in (plain, recoloured)]
+        grids = [sample_grid(g, uint8, variants=4, seed=0) for g in (plain, swapping)]
     assert torch.equal(grids[0][:, :16, :16], grids[1][:, :16, :16])  # the first row's real input
     assert float((grids[0] - grids[1]).abs().max()) > 0.05
-    # a generator with a background range draws it in every draw, decoded or residual
-    generator = MUNITGenerator(MUNITConfig(in_channels=1, image_size=16, dim=8, mlp_dim=16, n_res=1, warp="affine",
-                                           warp_background=0.2)).eval()
-    assert generator.has_warp
+    # a generator with background values swaps them in every draw, decoded or residual
+    assert swapping.has_warp and not plain.has_warp
     with torch.no_grad():
         for residual in (True, False):
-            a = generator.redraw(images[:8], styles[:8], residual=residual)
-            b = generator.redraw(images[:8], styles[8:16], residual=residual)
+            a = swapping.eval().redraw(images[:8], styles[:8], residual=residual)
+            b = swapping.redraw(images[:8], styles[8:16], residual=residual)
             assert float((a[:, 0, 0, 0] - b[:, 0, 0, 0]).abs().mean()) > 0.05
 
 
@@ -165,25 +182,25 @@ def test_the_test_finds_a_wide_rotation_range_on_turned_glyphs_and_a_narrow_one_
     assert wide > 120, turned.power
     assert narrow < 30, upright.power
     # untested families get no range
-    assert turned.ranges["shift"] == 0.0 and turned.ranges["log_scale"] == 0.0 and turned.ranges["background"] == 0.0
+    assert turned.ranges["shift"] == 0.0 and turned.ranges["log_scale"] == 0.0 and turned.backgrounds == []
     assert len(turned.power["rotation"]) == 8 and all(0 <= p <= 1 for p in upright.power["rotation"])
 
 
-def test_the_test_finds_a_background_range_on_random_greys_and_almost_none_on_black():
+def test_the_test_swaps_random_grey_backgrounds_and_leaves_black_ones_and_photographs_alone():
     grey = probe_nuisance(glyphs(600, 0, rotated=False, background=True), steps=150, families=("background",), seed=0)
-    black = probe_nuisance(glyphs(600, 0, rotated=False), steps=150, families=("background",), seed=0)
-    # the data's greys span half the range: shifts of a tenth stay inside it for most images
-    assert grey.ranges["background"] > 0.1, grey.power
-    assert black.ranges["background"] < 0.03, black.power
-    # without flat backgrounds (noise) there is nothing to recolour: the family is not tested, its range is 0
-    noise = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    untested = probe_nuisance(noise, steps=5, families=("background",), seed=0)
-    assert untested.ranges["background"] == 0.0 and untested.power["background"] == []
-    # the pair of a background test: the untouched images are the images themselves
-    images = glyphs(4, 0, rotated=False)
-    untouched, transformed = _pair(images, "background", torch.full((4,), 0.25), torch.Generator().manual_seed(0))
-    assert untouched is images
-    assert torch.allclose(transformed[:, 0, 0, 0], torch.tensor(-0.5))
+    assert grey.power["background"][0] < DETECTION_THRESHOLD and len(grey.backgrounds) == MAX_BACKGROUNDS
+    # backgrounds that follow the content: each glyph has its own grey, so a swap is plain to see
+    shapes = glyphs(600, 2, rotated=False)
+    # 0 for an L, 1 for an F (a top bar), 2 for a T (a top bar that starts a column further left)
+    kind = (shapes[:, 0, 3, 9:12] > 0).any(1).long() + (shapes[:, 0, 3, 4] > 0).long()
+    assert kind.unique().tolist() == [0, 1, 2]
+    tied = recolor_background(shapes, (kind.float() * 0.4 - 0.9).view(-1, 1))
+    seen = probe_nuisance(tied, steps=150, families=("background",), seed=0)
+    assert seen.power["background"][0] >= DETECTION_THRESHOLD and seen.backgrounds == [], seen.power
+    # one background value (black), or no flat backgrounds (noise): nothing to swap, nothing tested
+    for images in (glyphs(200, 0, rotated=False), torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1):
+        untested = probe_nuisance(images, steps=5, families=("background",), seed=0)
+        assert untested.backgrounds == [] and untested.power["background"] == []
 
 
 def test_rotation_is_judged_inside_the_inscribed_disc_and_the_other_families_on_the_whole_image():
@@ -220,7 +237,7 @@ def test_the_test_checks_its_arguments():
         probe_nuisance(torch.zeros(4, 1, 8, 8), steps=0)
     with pytest.raises(ValueError, match="families must be among"):
         probe_nuisance(torch.zeros(4, 1, 8, 8), families=("shear",))
-    assert set(FAMILY_MAX) == {"rotation", "log_scale", "shift", "background"}
+    assert set(FAMILY_MAX) == {"rotation", "log_scale", "shift"}
 
 
 # --------------------------------------------------------------------------- the default fit
@@ -254,7 +271,7 @@ def test_default_fit_stores_and_reports_what_it_learned(tmp_path):
     assert nuisance["rotation_degrees"] == config.warp_rotation and nuisance["scale"] == config.warp_scale
     assert nuisance["spread"] > 0
     assert set(nuisance["test"]) == {"rotation", "log_scale", "shift", "background"}
-    assert nuisance["background"] == config.warp_background
+    assert nuisance["backgrounds"] == [] == list(config.warp_backgrounds)  # turned glyphs on black: one value
     # what each draw changes in appearance, beside the data's own variation
     appearance = nuisance["appearance"]
     assert list(appearance) == [name for name, _ in DRAW_CANDIDATES]

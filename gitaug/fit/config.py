@@ -37,6 +37,8 @@ SAMPLING_MODES = ("auto", "balanced", "instance")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 #: gitaug-fit's warp modes: "auto" (test the data for its geometric nuisance) or a generator warp.
 WARP_MODES = ("auto", *WARPS)
+#: --warp-background: test the background swap (auto) or never recolour (keep).
+WARP_BACKGROUND_MODES = ("auto", "keep")
 #: Experiment trackers besides TensorBoard (gitaug.fit.trackers), each through its official client.
 TRACKERS = ("wandb", "mlflow")
 
@@ -118,11 +120,12 @@ class FitConfig:
     n_res: int | None = _setting(None, "networks", "residual blocks in the content encoder and decoder "
                                  "(default: the preset's)")
     warp: str = _setting("auto", "networks", "the tested part of the nuisance. auto: before training, a small "
-                         "detector learns which rotations, scalings, shifts and background grey levels of a real image "
-                         "it can tell from untouched ones (gitaug.fit.nuisance_probe), and the generator turns, scales, "
-                         "shifts and recolours the background of its draws uniformly within the ranges it cannot see "
-                         "(RangeWarp); affine: the same warp with the ranges of --warp-rotation/--warp-scale/"
-                         "--warp-shift/--warp-background; none: no warp (the paper); "
+                         "detector learns which rotations, scalings and shifts of a real image it can tell from "
+                         "untouched ones (gitaug.fit.nuisance_probe), and the generator turns, scales and shifts its "
+                         "draws uniformly within the ranges it cannot see (RangeWarp), and swaps their flat "
+                         "background for one of the data's when it cannot see that either (--warp-background); "
+                         "affine: the same warp with the ranges of --warp-rotation/--warp-scale/--warp-shift "
+                         "(no background swap); none: no warp (the paper); "
                          "rotation/similarity: an older unbounded warp learned from the style code, for "
                          "--weight-warp-diversity", choices=WARP_MODES)
     warp_rotation: float | None = _setting(None, "networks", "fix the largest turn (degrees, <= 180) instead of "
@@ -131,9 +134,10 @@ class FitConfig:
                                         metavar="FACTOR")
     warp_shift: float | None = _setting(None, "networks", "fix the largest shift per axis (a fraction of the side, "
                                         "<= 0.5) instead of testing it", metavar="FRACTION")
-    warp_background: float | None = _setting(None, "networks", "fix the largest change of a flat background's grey "
-                                             "level (a fraction of the intensity range, <= 1) instead of testing it",
-                                             metavar="FRACTION")
+    warp_background: str = _setting("auto", "networks", "with --warp auto: auto tests whether swapping an image's "
+                                    "flat background for another training image's goes unseen, and if so draws "
+                                    "swap it for one of the data's background values; keep: draws keep the "
+                                    "input's background", choices=WARP_BACKGROUND_MODES)
     probe_steps: int = _setting(200, "networks", "detector training steps per transform family in the --warp auto test")
     disc_dim: int | None = _setting(None, "networks", "discriminator base width (default: 64 for paper, 32 for small)")
     disc_layers: int = _setting(4, "networks", "stride-2 convolutions per discriminator scale, at most (fewer at a "
@@ -396,8 +400,9 @@ def _problems(config: FitConfig) -> list[str]:
         bad("warp", f"must be one of {WARP_MODES}")
     if config.warp not in ("rotation", "similarity") and _is_number(config.weight_warp_diversity) and config.weight_warp_diversity > 0:
         bad("weight_warp_diversity", "needs a learned warp (warp='rotation' or 'similarity'); there is none to reward")
-    ranges = (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5), ("warp_background", 0.0, 1.0))
-    for name, low, high in ranges:
+    if config.warp_background not in WARP_BACKGROUND_MODES:
+        bad("warp_background", f"must be one of {WARP_BACKGROUND_MODES}")
+    for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
         value = getattr(config, name)
         if value is not None and (not _is_number(value) or not low <= value <= high):
             bad(name, f"must be a number in [{low:g}, {high:g}] or None")

@@ -3,8 +3,9 @@
 A transformation belongs to the data's nuisance when applying it to a real
 image gives another image the data could have held: then no network can tell
 a transformed real image from an untouched one. :func:`probe_nuisance`
-measures exactly that for four families -- rotation, scaling, translation
-and the grey level of a flat background. For each family a small network is trained to detect whether a
+measures exactly that for three families -- rotation, scaling and
+translation -- and for one swap, of an image's flat background for another
+image's. For each family a small network is trained to detect whether a
 real image was transformed by a random member of the family (magnitudes up to
 the family's largest), then its detection power is read off on held-out
 images, magnitude by magnitude. The learned range of a family is the
@@ -14,17 +15,24 @@ largest magnitude the detector cannot see: where its power,
 magnitude 0; the family's largest magnitude when it never does). Upright
 digits give a rotation range of a few degrees (a 15 degree turn is already
 visible); digits turned uniformly at random give the full 180 degrees.
-Clothing on black gives a background range of about 1 % of the intensity
-range (any grey is seen); the same clothing on backgrounds of random grey
-levels up to 39 % gives about 20 %, where shifted backgrounds start leaving
-the range the data holds.
 
-The background family is there because an AdaIN decoder cannot change a
+The background swap is there because an AdaIN decoder cannot change a
 background alone: its style statistics act on every pixel, so a fitted
 decoder that re-colours the background changes the object with it (measured
 on Fashion-MNIST-LT with random backgrounds: draws that varied the
 background as much as the data did changed the garment as much, and the
 classifier became less invariant to the background than without GIT).
+A flat background is the pixels at the image's border value
+(:func:`gitaug.generator.background_mask`). The swap gives an image the
+background value of another training image with a flat background; when no
+detector can tell swapped images from untouched ones, the background is a
+nuisance independent of the content, and draws swap it for one of the
+values the data holds (:func:`data_backgrounds`). Where the flat
+backgrounds all have one value (black digits and clothing) there is nothing
+to swap and nothing is tested; where fewer than :data:`MIN_FLAT_SHARE` of
+the images have one (photographs), neither. The swap is tested on the
+images with a flat background only: on the others it does nothing, and
+counting them would dilute its power.
 
 A threshold rather than an average of the undetectability: a detector
 trained for a few hundred steps rarely reaches full power even on a
@@ -43,15 +51,6 @@ multiples of 90 degrees; outside the disc a detector tells 45 degree turns of
 such data apart (power 0.45 on Fashion-MNIST-LT with rotation, against 0.07
 inside it) although the content's orientation is uniform.
 
-The background family changes the grey level of the pixels that equal the
-image's border value (:func:`gitaug.generator.recolor_background`); no
-resampling is involved, so the pair needs none. It is trained and measured
-on the images that have a flat background only (see
-:func:`gitaug.generator.background_mask`): on the others the change does
-nothing, and counting them would dilute the power of a change that is plain
-on every image it touches. Where fewer than :data:`MIN_FLAT_SHARE` of the
-images have one (photographs), the family is not tested and its range is 0.
-
 The generator then draws its warp uniformly within the ranges
 (:class:`gitaug.generator.RangeWarp`).
 
@@ -62,7 +61,7 @@ Example::
     >>> images = torch.rand(64, 1, 16, 16) * 2 - 1
     >>> result = probe_nuisance(images, steps=2, eval_images=16, seed=0)
     >>> sorted(result.ranges)
-    ['background', 'log_scale', 'rotation', 'shift']
+    ['log_scale', 'rotation', 'shift']
 """
 
 from __future__ import annotations
@@ -75,17 +74,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..generator import background_mask, recolor_background
+from ..generator import background_mask, background_values, recolor_background
 
-__all__ = ["DETECTION_THRESHOLD", "FAMILY_MAX", "MIN_FLAT_SHARE", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance"]
+__all__ = ["DETECTION_THRESHOLD", "FAMILY_MAX", "MIN_FLAT_SHARE", "MAX_BACKGROUNDS", "data_backgrounds", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance"]
 
 #: The largest magnitude tested per family: rotation in radians (a full turn either way),
-#: log-scale (x1.5 either way), shift as a fraction of the image side (a quarter either way) and
-#: background grey level as a fraction of the intensity range (all of it).
-FAMILY_MAX: dict[str, float] = {"rotation": math.pi, "log_scale": math.log(1.5), "shift": 0.25, "background": 1.0}
+#: log-scale (x1.5 either way) and shift as a fraction of the image side (a quarter either way).
+FAMILY_MAX: dict[str, float] = {"rotation": math.pi, "log_scale": math.log(1.5), "shift": 0.25}
 
-#: The share of the images that must have a flat background for the background family to be tested.
+#: The share of the images that must have a flat background for the background swap to be tested.
 MIN_FLAT_SHARE = 0.1
+
+#: At most this many background values are stored (evenly spaced quantiles of the data's).
+MAX_BACKGROUNDS = 64
 
 #: Detection power at which a magnitude counts as seen: the detector ranks a transformed image
 #: above an untouched one 60 % of the time. Power measured on 256 held-out images of a transform
@@ -100,8 +101,7 @@ class NuisanceProbe:
 
     Attributes:
         ranges: per family, the learned range (rotation in radians, log-scale,
-            shift as a fraction of the image side, background grey level as a
-            fraction of the intensity range).
+            shift as a fraction of the image side).
         magnitudes: per family, the magnitudes at which detection was measured.
         power: per family, the detector's power (0 = cannot tell, 1 = always
             tells) at each magnitude.
@@ -110,13 +110,16 @@ class NuisanceProbe:
     ranges: dict[str, float]
     magnitudes: dict[str, list[float]] = field(default_factory=dict)
     power: dict[str, list[float]] = field(default_factory=dict)
+    #: The flat-background values draws give their inputs (one list per value, a number per channel, in
+    #: [-1, 1]); empty when the swap was seen, not tested, or there is one value only.
+    backgrounds: list[list[float]] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: the ranges in readable units."""
         r = self.ranges
         return (
             f"rotation +-{math.degrees(r['rotation']):.1f} deg, scale x{math.exp(-r['log_scale']):.2f}..x{math.exp(r['log_scale']):.2f}, "
-            f"shift +-{100 * r['shift']:.1f} % of the side, background grey +-{100 * r.get('background', 0.0):.1f} %"
+            f"shift +-{100 * r['shift']:.1f} % of the side; {describe_backgrounds(self.backgrounds)}"
         )
 
 
@@ -168,13 +171,8 @@ def _pair(images: torch.Tensor, family: str, magnitude: torch.Tensor, generator:
     """(untouched, transformed) versions of ``images``, each resampled twice through a random intermediate transform.
 
     For rotation both are cut to the inscribed disc (see the module's docstring).
-    The background family changes grey levels only: the untouched images are ``images``.
     """
     n = images.shape[0]
-    if family == "background":
-        sign = torch.randint(0, 2, (n,), generator=generator) * 2 - 1
-        # a fraction f of the intensity range is 2 f in [-1, 1]
-        return images, recolor_background(images, 2 * sign * magnitude)
     first = _family_matrix(family, torch.rand(n, generator=generator) * FAMILY_MAX[family], generator)
     tested = _family_matrix(family, magnitude, generator)
     inverse = torch.linalg.inv(first)
@@ -218,6 +216,65 @@ def _auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
     return float((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean())
 
 
+def describe_backgrounds(backgrounds: list[list[float]]) -> str:
+    """``backgrounds`` in words: how many values, from which to which (as a share of the intensity range)."""
+    if not backgrounds:
+        return "background kept"
+    means = [(sum(v) / len(v) + 1) / 2 for v in backgrounds]
+    return f"background swapped for the data's own ({len(backgrounds)} values, {100 * min(means):.0f}-{100 * max(means):.0f} % grey)"
+
+
+def data_backgrounds(images: torch.Tensor, max_values: int = MAX_BACKGROUNDS) -> list[list[float]]:
+    """The flat-background values ``images`` (in [-1, 1]) hold: evenly spaced quantiles (by mean over channels).
+
+    Empty when fewer than :data:`MIN_FLAT_SHARE` of the images have a flat
+    background, or when they all have one value (within a grey level).
+    """
+    values = background_values(images)
+    if values.shape[0] < max(2, MIN_FLAT_SHARE * images.shape[0]):
+        return []
+    if float((values.amax(0) - values.amin(0)).max()) <= 2 / 255:
+        return []
+    ordered = values[values.mean(1).argsort()]
+    pick = torch.linspace(0, ordered.shape[0] - 1, min(max_values, ordered.shape[0])).round().long()
+    return [[round(float(v), 5) for v in row] for row in ordered[pick]]
+
+
+def _swap_pair(images: torch.Tensor, pool: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(untouched, swapped): each image's flat background set to a value drawn from ``pool`` (M, C)."""
+    level = pool[torch.randint(0, pool.shape[0], (images.shape[0],), generator=generator)]
+    return images, recolor_background(images, level)
+
+
+def _test_background_swap(
+    train: torch.Tensor, held_out: torch.Tensor, *, steps: int, batch_size: int, seed: int, generator: torch.Generator
+) -> tuple[list[list[float]], list[float]]:
+    """The values draws may give a flat background (empty if the swap is seen or untestable), and the swap's power."""
+    if not data_backgrounds(train):
+        return [], []
+    flat_train, flat_held_out = (background_mask(x).flatten(1).any(1) for x in (train, held_out))
+    train, held_out = train[flat_train], held_out[flat_held_out]
+    if held_out.shape[0] == 0:
+        return [], []
+    pool = background_values(train)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        detector = _Detector(train.shape[1])
+    optimizer = torch.optim.Adam(detector.parameters(), lr=1e-3)
+    targets = torch.cat([torch.zeros(batch_size), torch.ones(batch_size)])
+    for _ in range(steps):
+        untouched, swapped = _swap_pair(train[torch.randint(0, train.shape[0], (batch_size,), generator=generator)], pool, generator)
+        loss = F.binary_cross_entropy_with_logits(detector(torch.cat([untouched, swapped])), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    detector.eval()
+    with torch.no_grad():
+        untouched, swapped = _swap_pair(held_out, pool, generator)
+        power = max(0.0, 2 * _auc(detector(swapped), detector(untouched)) - 1)
+    return (data_backgrounds(train) if power < DETECTION_THRESHOLD else []), [power]
+
+
 def _range_from_power(magnitudes: list[float], power: list[float], largest: float, threshold: float = DETECTION_THRESHOLD) -> float:
     """The magnitude at which ``power`` first reaches ``threshold``: linear between measurements, from (0, 0)."""
     previous_m, previous_p = 0.0, 0.0
@@ -253,7 +310,8 @@ def probe_nuisance(
     seed: int = 0,
     families: tuple[str, ...] = ("rotation", "log_scale", "shift", "background"),
 ) -> NuisanceProbe:
-    """Learn the ranges of rotation, scale, shift and background grey that the images' distribution does not notice.
+    """Learn the ranges of rotation, scale and shift, and whether a background swap, that the images' distribution
+    does not notice.
 
     Args:
         images: real images in [-1, 1], float (N, C, H, W); at least 2.
@@ -265,8 +323,9 @@ def probe_nuisance(
         max_side: images larger than this are downsampled to it first (the test
             is about geometry and grey levels, not fine detail, and stays cheap).
         seed: seeds the split, the transforms and the detectors.
-        families: which of ``"rotation"``, ``"log_scale"``, ``"shift"``,
-            ``"background"`` to test (the others get range 0).
+        families: which of ``"rotation"``, ``"log_scale"``, ``"shift"`` and
+            ``"background"`` (the swap) to test (the others get range 0, or no
+            background values).
 
     Example::
 
@@ -278,9 +337,9 @@ def probe_nuisance(
     for name, value in (("steps", steps), ("batch_size", batch_size), ("eval_images", eval_images), ("levels", levels), ("max_side", max_side)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    unknown = [f for f in families if f not in FAMILY_MAX]
+    unknown = [f for f in families if f not in (*FAMILY_MAX, "background")]
     if unknown:
-        raise ValueError(f"families must be among {sorted(FAMILY_MAX)}, got {unknown}")
+        raise ValueError(f"families must be among {sorted([*FAMILY_MAX, 'background'])}, got {unknown}")
     images = images.detach().float().cpu()
     if images.shape[-1] > max_side:
         images = F.interpolate(images, size=(max_side, max_side), mode="area")
@@ -292,14 +351,13 @@ def probe_nuisance(
     ranges: dict[str, float] = {name: 0.0 for name in FAMILY_MAX}
     magnitudes: dict[str, list[float]] = {}
     power: dict[str, list[float]] = {}
+    backgrounds: list[list[float]] = []
     for family in families:
-        family_train, family_held_out = train, held_out
         if family == "background":
-            flat_train, flat_held_out = (background_mask(x).flatten(1).any(1) for x in (train, held_out))
-            if flat_train.float().mean() < MIN_FLAT_SHARE or int(flat_train.sum()) < 2 or int(flat_held_out.sum()) < 1:
-                magnitudes[family], power[family] = [], []  # no flat backgrounds to recolour: range 0
-                continue
-            family_train, family_held_out = train[flat_train], held_out[flat_held_out]
+            backgrounds, power[family] = _test_background_swap(train, held_out, steps=steps, batch_size=batch_size,
+                                                               seed=seed, generator=generator)
+            magnitudes[family] = [1.0] if power[family] else []  # one swap, not a range of magnitudes
+            continue
         # The detector's initial weights come from the seed, without touching the caller's random state.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -307,7 +365,7 @@ def probe_nuisance(
         optimizer = torch.optim.Adam(detector.parameters(), lr=1e-3)
         targets = torch.cat([torch.zeros(batch_size), torch.ones(batch_size)])
         for _ in range(steps):
-            batch = family_train[torch.randint(0, family_train.shape[0], (batch_size,), generator=generator)]
+            batch = train[torch.randint(0, train.shape[0], (batch_size,), generator=generator)]
             magnitude = torch.rand(batch_size, generator=generator) * FAMILY_MAX[family]
             untouched, transformed = _pair(batch, family, magnitude, generator)
             logits = detector(torch.cat([untouched, transformed]))
@@ -315,9 +373,9 @@ def probe_nuisance(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        magnitudes[family], power[family] = _measure(detector, family_held_out, family, levels, generator)
+        magnitudes[family], power[family] = _measure(detector, held_out, family, levels, generator)
         ranges[family] = _range_from_power(magnitudes[family], power[family], FAMILY_MAX[family])
-    return NuisanceProbe(ranges=ranges, magnitudes=magnitudes, power=power)
+    return NuisanceProbe(ranges=ranges, magnitudes=magnitudes, power=power, backgrounds=backgrounds)
 
 
 # --------------------------------------------------------------------------- use in a fit
@@ -328,9 +386,9 @@ def run_probe(config: Any, data: Any) -> NuisanceProbe:
     from .._seeding import derive_seed
     from .data import to_model_range
 
-    fixed = {"rotation": config.warp_rotation, "log_scale": config.warp_scale, "shift": config.warp_shift,
-             "background": config.warp_background}
+    fixed = {"rotation": config.warp_rotation, "log_scale": config.warp_scale, "shift": config.warp_shift}
     families = tuple(name for name in FAMILY_MAX if fixed[name] is None)
+    families += ("background",) if config.warp_background == "auto" else ()
     return probe_nuisance(
         to_model_range(data.images), steps=config.probe_steps, seed=derive_seed(config.seed, "probe"), families=families
     )
@@ -344,13 +402,12 @@ def warp_ranges(config: Any, probe: NuisanceProbe | None) -> dict[str, Any]:
     rotation = config.warp_rotation if config.warp_rotation is not None else math.degrees(tested.get("rotation", 0.0))
     scale = config.warp_scale if config.warp_scale is not None else math.exp(tested.get("log_scale", 0.0))
     shift = config.warp_shift if config.warp_shift is not None else tested.get("shift", 0.0)
-    background = config.warp_background if config.warp_background is not None else tested.get("background", 0.0)
     return {
         "warp": "affine",
         "warp_rotation": round(min(float(rotation), 180.0), 3),
         "warp_scale": round(min(float(scale), 4.0), 4),
         "warp_shift": round(min(float(shift), 0.5), 4),
-        "warp_background": round(min(float(background), 1.0), 4),
+        "warp_backgrounds": [list(v) for v in probe.backgrounds] if probe is not None else [],
     }
 
 
@@ -379,7 +436,7 @@ def learned_nuisance(generator: nn.Module, data: Any, probe: NuisanceProbe | Non
         "rotation_std_degrees": arch.warp_rotation / math.sqrt(3) if arch.warp == "affine" else None,
         "scale": arch.warp_scale if arch.warp == "affine" else None,
         "shift": arch.warp_shift if arch.warp == "affine" else None,
-        "background": arch.warp_background if arch.warp == "affine" else None,
+        "backgrounds": [list(v) for v in arch.warp_backgrounds] if arch.warp == "affine" else None,
         "spread": float((first.float() - second.float()).abs().mean() / 2),
     }
     if probe is not None:
@@ -397,5 +454,5 @@ def describe_nuisance(nuisance: dict[str, Any]) -> str:
     return (
         f"rotation +-{nuisance['rotation_degrees']:.1f} deg (std {nuisance['rotation_std_degrees']:.1f}), "
         f"scale x{1 / nuisance['scale']:.2f}..x{nuisance['scale']:.2f}, shift +-{100 * nuisance['shift']:.1f} % of the side, "
-        f"background grey +-{100 * (nuisance.get('background') or 0.0):.1f} %; {spread}"
+        f"{describe_backgrounds(nuisance.get('backgrounds') or [])}; {spread}"
     )
