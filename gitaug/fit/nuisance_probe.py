@@ -257,22 +257,32 @@ def _test_background_swap(
     if held_out.shape[0] == 0:
         return [], []
     pool = background_values(train)
+    detector = _train_detector(train, lambda batch: _swap_pair(batch, pool, generator), steps=steps,
+                               batch_size=batch_size, seed=seed, generator=generator)
+    detector.eval()
+    with torch.no_grad():
+        untouched, swapped = _swap_pair(held_out, pool, generator)
+        power = max(0.0, 2 * _auc(detector(swapped), detector(untouched)) - 1)
+    return (data_backgrounds(train) if power < DETECTION_THRESHOLD else []), [power]
+
+
+def _train_detector(
+    train: torch.Tensor, make_pair: Any, *, steps: int, batch_size: int, seed: int, generator: torch.Generator
+) -> _Detector:
+    """A detector trained to tell the second of ``make_pair(batch)`` (transformed) from the first (untouched)."""
+    # The detector's initial weights come from the seed, without touching the caller's random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         detector = _Detector(train.shape[1])
     optimizer = torch.optim.Adam(detector.parameters(), lr=1e-3)
     targets = torch.cat([torch.zeros(batch_size), torch.ones(batch_size)])
     for _ in range(steps):
-        untouched, swapped = _swap_pair(train[torch.randint(0, train.shape[0], (batch_size,), generator=generator)], pool, generator)
-        loss = F.binary_cross_entropy_with_logits(detector(torch.cat([untouched, swapped])), targets)
+        untouched, transformed = make_pair(train[torch.randint(0, train.shape[0], (batch_size,), generator=generator)])
+        loss = F.binary_cross_entropy_with_logits(detector(torch.cat([untouched, transformed])), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    detector.eval()
-    with torch.no_grad():
-        untouched, swapped = _swap_pair(held_out, pool, generator)
-        power = max(0.0, 2 * _auc(detector(swapped), detector(untouched)) - 1)
-    return (data_backgrounds(train) if power < DETECTION_THRESHOLD else []), [power]
+    return detector
 
 
 def _range_from_power(magnitudes: list[float], power: list[float], largest: float, threshold: float = DETECTION_THRESHOLD) -> float:
@@ -358,21 +368,12 @@ def probe_nuisance(
                                                                seed=seed, generator=generator)
             magnitudes[family] = [1.0] if power[family] else []  # one swap, not a range of magnitudes
             continue
-        # The detector's initial weights come from the seed, without touching the caller's random state.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            detector = _Detector(images.shape[1])
-        optimizer = torch.optim.Adam(detector.parameters(), lr=1e-3)
-        targets = torch.cat([torch.zeros(batch_size), torch.ones(batch_size)])
-        for _ in range(steps):
-            batch = train[torch.randint(0, train.shape[0], (batch_size,), generator=generator)]
-            magnitude = torch.rand(batch_size, generator=generator) * FAMILY_MAX[family]
-            untouched, transformed = _pair(batch, family, magnitude, generator)
-            logits = detector(torch.cat([untouched, transformed]))
-            loss = F.binary_cross_entropy_with_logits(logits, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+
+        def make_pair(batch: torch.Tensor, family: str = family) -> tuple[torch.Tensor, torch.Tensor]:
+            magnitude = torch.rand(batch.shape[0], generator=generator) * FAMILY_MAX[family]
+            return _pair(batch, family, magnitude, generator)
+
+        detector = _train_detector(train, make_pair, steps=steps, batch_size=batch_size, seed=seed, generator=generator)
         magnitudes[family], power[family] = _measure(detector, held_out, family, levels, generator)
         ranges[family] = _range_from_power(magnitudes[family], power[family], FAMILY_MAX[family])
     return NuisanceProbe(ranges=ranges, magnitudes=magnitudes, power=power, backgrounds=backgrounds)
