@@ -40,9 +40,8 @@ import reproduce_digits as shared
 from _report import update_section
 
 ROOT = shared.ROOT
+#: Results-file variants: the --fit-flags variants, and "background", the re-run written with --output-suffix _background.
 VARIANTS = ("paper", "recipes", "default", "background")
-#: What a variant's results file carries after the benchmark's name.
-FILE_SUFFIX = {"paper": "_paper", "recipes": "_recipes", "default": "", "background": "_background"}
 #: Table rows: (fit variant, GIT method of its benchmark run).
 ROWS = (("paper", "git"), ("recipes", "git"), ("default", "git"), ("default", "git-residual"), ("default", "git-data"),
         ("default", "git-auto"), ("default", "git-val"), ("background", "git"), ("background", "git-auto"))
@@ -144,7 +143,7 @@ def main() -> None:
     loaded, missing = {}, []
     for family, stem in SOURCES.items():
         for variant in VARIANTS:
-            path = args.results / f"{stem}{FILE_SUFFIX[variant]}.json"
+            path = args.results / f"{stem}{shared.variant_suffix(variant)}.json"
             if path.exists():
                 loaded[family, variant] = json.loads(path.read_text())
             else:

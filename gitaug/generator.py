@@ -499,6 +499,10 @@ class StyleWarp(nn.Module):
     def forward(self, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return _similarity_resample(image, self.parameters_from_style(style))
 
+    def draw(self, image: torch.Tensor, style: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """The warp's part of a draw (as :meth:`RangeWarp.draw`): this warp only moves ``image``."""
+        return self(image, style)
+
 
 class RangeWarp(nn.Module):
     """Rotation, scaling and shift drawn uniformly within fixed ranges, and a background value, driven by the style code.
@@ -574,11 +578,13 @@ class RangeWarp(nn.Module):
         The change is measured on the reference because a decoded or restyled
         image no longer has an exactly flat background to find.
         """
+        if self.is_identity:
+            return image
+        p = self.parameters_from_style(style)  # once for both parts: a draw is on the augmentation's hot path
         if self.backgrounds is not None:
-            level = self.parameters_from_style(style)["background"].to(reference.device)
             x = reference.float()
-            image = (image.float() + recolor_background(x, level) - x).clamp(-1, 1).to(image.dtype)
-        return self(image, style)
+            image = (image.float() + recolor_background(x, p["background"].to(x.device)) - x).clamp(-1, 1).to(image.dtype)
+        return image if self.is_geometric_identity else _similarity_resample(image, p)
 
     def extra_repr(self) -> str:
         count = 0 if self.backgrounds is None else self.backgrounds.shape[0]
@@ -602,9 +608,15 @@ def background_mask(image: torch.Tensor) -> torch.Tensor:
     image has a flat background when at least :data:`MIN_BACKGROUND_SHARE`
     of its pixels are.
     """
-    mask = (image - _background(image)).abs().amax(dim=1, keepdim=True) <= BACKGROUND_TOLERANCE
+    return _flat_background(image)[1]
+
+
+def _flat_background(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's border value (N, C, 1, 1) and its flat-background pixels (:func:`background_mask`)."""
+    level = _background(image)
+    mask = (image - level).abs().amax(dim=1, keepdim=True) <= BACKGROUND_TOLERANCE
     flat = mask.float().mean(dim=(1, 2, 3)) >= MIN_BACKGROUND_SHARE
-    return mask & flat.view(-1, 1, 1, 1)
+    return level, mask & flat.view(-1, 1, 1, 1)
 
 
 def recolor_background(image: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
@@ -628,8 +640,8 @@ def recolor_background(image: torch.Tensor, level: torch.Tensor) -> torch.Tensor
 
 def background_values(image: torch.Tensor) -> torch.Tensor:
     """(M, C): the flat-background value of each of the M images that have one (:func:`background_mask`)."""
-    flat = background_mask(image).flatten(1).any(1)
-    return _background(image[flat])[:, :, 0, 0]
+    level, mask = _flat_background(image)
+    return level[mask.flatten(1).any(1), :, 0, 0]
 
 
 def _background(image: torch.Tensor) -> torch.Tensor:
@@ -902,10 +914,8 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         return self._warp_draw(image, style, x)
 
     def _warp_draw(self, image: torch.Tensor, style: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The warp's part of a draw of ``x``: a range warp also recolours ``x``'s background."""
-        if isinstance(self.warp, RangeWarp):
-            return self.warp.draw(image, style, reference=x)
-        return self.warp(image, style) if self.warp is not None else image
+        """The warp's part of a draw of ``x`` (a range warp also recolours ``x``'s background)."""
+        return self.warp.draw(image, style, reference=x) if self.warp is not None else image
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction of ``x`` from its own content and style (without the warp)."""

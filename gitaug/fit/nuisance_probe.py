@@ -230,8 +230,12 @@ def data_backgrounds(images: torch.Tensor, max_values: int = MAX_BACKGROUNDS) ->
     Empty when fewer than :data:`MIN_FLAT_SHARE` of the images have a flat
     background, or when they all have one value (within a grey level).
     """
-    values = background_values(images)
-    if values.shape[0] < max(2, MIN_FLAT_SHARE * images.shape[0]):
+    return _summarize_backgrounds(background_values(images), images.shape[0], max_values)
+
+
+def _summarize_backgrounds(values: torch.Tensor, num_images: int, max_values: int = MAX_BACKGROUNDS) -> list[list[float]]:
+    """:func:`data_backgrounds` from the background values (M, C) of the flat-background images among ``num_images``."""
+    if values.shape[0] < max(2, MIN_FLAT_SHARE * num_images):
         return []
     if float((values.amax(0) - values.amin(0)).max()) <= 2 / 255:
         return []
@@ -250,20 +254,19 @@ def _test_background_swap(
     train: torch.Tensor, held_out: torch.Tensor, *, steps: int, batch_size: int, seed: int, generator: torch.Generator
 ) -> tuple[list[list[float]], list[float]]:
     """The values draws may give a flat background (empty if the swap is seen or untestable), and the swap's power."""
-    if not data_backgrounds(train):
-        return [], []
-    flat_train, flat_held_out = (background_mask(x).flatten(1).any(1) for x in (train, held_out))
-    train, held_out = train[flat_train], held_out[flat_held_out]
-    if held_out.shape[0] == 0:
-        return [], []
     pool = background_values(train)
+    values = _summarize_backgrounds(pool, train.shape[0])
+    flat_held_out = background_mask(held_out).flatten(1).any(1)
+    if not values or not bool(flat_held_out.any()):
+        return [], []
+    train, held_out = train[background_mask(train).flatten(1).any(1)], held_out[flat_held_out]
     detector = _train_detector(train, lambda batch: _swap_pair(batch, pool, generator), steps=steps,
                                batch_size=batch_size, seed=seed, generator=generator)
     detector.eval()
     with torch.no_grad():
         untouched, swapped = _swap_pair(held_out, pool, generator)
         power = max(0.0, 2 * _auc(detector(swapped), detector(untouched)) - 1)
-    return (data_backgrounds(train) if power < DETECTION_THRESHOLD else []), [power]
+    return (values if power < DETECTION_THRESHOLD else []), [power]
 
 
 def _train_detector(
