@@ -593,17 +593,19 @@ def recommend_draw(
     tolerance: float = TOLERANCE,
     **test_options: Any,
 ) -> dict[str, Any] | None:
-    """The draw to use a fitted generator with: the most varied one a classifier learns as much from as from the best.
+    """The draw to use a fitted generator with: the least varied one a classifier learns as much from as from the best.
 
     Every draw of :data:`DRAW_CANDIDATES` (the paper's decoded draws, residual
     draws with the data's own styles at full and half strength, the warp
     alone) goes through :func:`gitaug.transfer.transfer_test`: small
     classifiers are trained on the head classes, a third of them cut down to a
     few images that the draw re-draws half the time, and scored on held-out
-    images of the data. The most varied draw whose score is within
-    ``tolerance`` standard errors of the best is recommended: where the test
-    cannot tell two draws apart, the one that varies more teaches more
-    invariance than held-out images of the head can show.
+    images of the data. The least varied draw whose score is within
+    ``tolerance`` standard errors of the best is recommended
+    (:data:`gitaug.transfer.TOLERANCE` says why): the warp alone moves an
+    input only as the fit's nuisance test found the data varies, and the
+    decoder's further change must earn its place by scoring better beyond
+    the test's noise.
 
     Why not class preservation alone (the rule before this one): a reference
     classifier trained on real images changes its prediction on decoded draws

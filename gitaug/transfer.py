@@ -48,12 +48,14 @@ logger = logging.getLogger(__name__)
 #: The floor every draw is compared with: the pseudo-tail images as they are.
 NO_DRAW = "no draw"
 
-#: A draw is recommended over a better-scoring one when it falls short of the best by at most this many
-#: standard errors of a difference between two draws: the test cannot tell them apart, and the more varied
-#: draw teaches invariance the held-out images can only partly show. One standard error, as in the
-#: one-standard-error rule of model selection (the simplest model within one error of the best; here the
-#: most varied draw): where the decoder loses the class it costs more than a less varied draw, so the
-#: benefit of the doubt stays small.
+#: A less varied draw is recommended over a better-scoring one when it falls short of the best by at most
+#: this many standard errors of a difference between two draws: the test cannot tell them apart, and the
+#: less varied draw's change has more evidence behind it. The warp alone moves an input only as far as the
+#: fit's nuisance test found the data itself varies (a detector could not tell those moves from the data);
+#: what the decoder adds on top passed no such test, and can change the class-relevant content with the
+#: nuisance (a garment's shade with its background). So the decoder's variation must earn its place by
+#: scoring better beyond the test's noise. One standard error, as in the one-standard-error rule of model
+#: selection (the simplest model within one error of the best).
 TOLERANCE = 1.0
 
 
@@ -109,12 +111,12 @@ class TransferTest:
         return max(self.names, key=self.mean)
 
     def recommended(self, tolerance: float = TOLERANCE) -> str:
-        """The most varied draw (the first of ``names``) within ``tolerance`` standard errors of the best."""
+        """The least varied draw (the last of ``names``) within ``tolerance`` standard errors of the best."""
         error = self.difference_error()
         best = self.mean(self.best())
         if math.isnan(error):
             return self.best()
-        return next(n for n in self.names if self.mean(n) >= best - tolerance * error)
+        return next(n for n in reversed(self.names) if self.mean(n) >= best - tolerance * error)
 
     def summary(self, tolerance: float = TOLERANCE) -> str:
         """One line: every draw's mean score, the error, and the recommendation with why."""
@@ -129,13 +131,37 @@ class TransferTest:
         line += f": {chosen}"
         if chosen != self.best():
             errors = "one standard error" if tolerance == 1 else f"{tolerance:g} standard errors"
-            line += f" (the most varied draw within {errors} of the best, {self.best()})"
+            line += f" (the least varied draw within {errors} of the best, {self.best()})"
         if not math.isnan(error) and self.mean(self.best()) < self.mean(NO_DRAW) - tolerance * error:
             line += "; warning: no draw beats training without one, this generator would harm GIT"
         return line
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, figures: dict[str, Any]) -> "TransferTest":
+        """The test :meth:`to_dict` wrote (a generator's ``training.draw_test``), checked.
+
+        To recommend again from stored figures, e.g. under another tolerance, without training anything.
+        """
+        if not isinstance(figures, dict):
+            raise ValueError(f"transfer-test figures must be a mapping, got {type(figures).__name__}")
+        missing = sorted({"names", "settings", "balanced_accuracy", "tail_accuracy", "head_classes"} - set(figures))
+        if missing:
+            raise ValueError(f"transfer-test figures lack {missing}")
+        unknown = sorted(set(figures) - {f for f in cls.__dataclass_fields__})
+        if unknown:
+            raise ValueError(f"transfer-test figures have unknown keys {unknown}")
+        test = cls(**figures)
+        draws = [NO_DRAW, *test.names]
+        if not test.names or any(name not in test.balanced_accuracy or name not in test.tail_accuracy for name in draws) \
+                or any(name not in test.settings for name in test.names):
+            raise ValueError(f"transfer-test figures must give settings and scores for every draw of {test.names} "
+                             f"(and scores for {NO_DRAW!r})")
+        if len({len(test.balanced_accuracy[name]) for name in draws}) != 1 or not test.balanced_accuracy[NO_DRAW]:
+            raise ValueError("transfer-test figures must give every draw the same number (at least one) of scores")
+        return test
 
     def __str__(self) -> str:
         width = max(len(n) for n in [NO_DRAW, *self.names])

@@ -10,15 +10,26 @@ from gitaug.datasets import ImageDataset
 from gitaug.fit.data import read_training_data
 
 
-def parse_args(description: str, data_help: str) -> argparse.Namespace:
-    """``FOLDER`` and the images it was fitted on: ``--dataset NAME [--seed S]`` or ``--data PATH``."""
+def parse_args(description: str, data_help: str, images_optional_with: str | None = None,
+               optional_help: str = "") -> argparse.Namespace:
+    """``FOLDER`` and the images it was fitted on: ``--dataset NAME [--seed S]`` or ``--data PATH``.
+
+    ``images_optional_with``: a flag (``store_true``) that makes the images unnecessary.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("folder", type=Path, help="the generator folder (with config.json and model.safetensors)")
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", help="the built-in dataset it was fitted on (training split)")
     source.add_argument("--data", help=data_help)
     parser.add_argument("--seed", type=int, default=0, help="the built-in dataset's seed (default 0)")
-    return parser.parse_args()
+    if images_optional_with:
+        parser.add_argument(images_optional_with, action="store_true", help=optional_help)
+    args = parser.parse_args()
+    optional = images_optional_with and getattr(args, images_optional_with.removeprefix("--").replace("-", "_"))
+    if not optional and args.dataset is None and args.data is None:
+        parser.error("one of the arguments --dataset --data is required"
+                     + (f" (or {images_optional_with})" if images_optional_with else ""))
+    return args
 
 
 def load(args: argparse.Namespace) -> tuple[Path, MUNITGenerator, ImageDataset]:

@@ -1,7 +1,7 @@
 """Store the recommended draw (``training.draw``) in a generator folder: one exported without it, or an older rule's.
 
 ``gitaug fit`` stores it at export when its data has labels
-(``gitaug.report.recommend_draw``: the most varied draw that a small
+(``gitaug.report.recommend_draw``: the least varied draw that a small
 classifier learns about as much from as from the best one, by a pseudo-tail
 transfer test on the head classes), with the test's figures
 (``training.draw_test``); ``GITAugment.from_pretrained`` then draws that way
@@ -9,9 +9,12 @@ unless told otherwise. Generators exported before that, or fitted with
 ``--no-report``, have none, and older ones have an older rule's (class
 preservation against the warp alone). This computes it the same way on the
 same labelled images (and the style statistics first, when the folder has
-none), then rewrites the folder's ``config.json`` atomically.
+none), then rewrites the folder's ``config.json`` atomically. With
+``--stored-test`` it trains nothing: it applies the current rule to the
+figures the folder already stores (a fit before the rule changed).
 
     python scripts/recommend_draw.py runs/mine/generator --dataset fmnist-rot-lt --seed 0
+    python scripts/recommend_draw.py runs/mine/generator --stored-test
 """
 
 from __future__ import annotations
@@ -22,11 +25,45 @@ from _generator_folder import load, parse_args  # the scripts folder is on sys.p
 from gitaug._files import write_json
 from gitaug.fit.data import to_model_range
 from gitaug.report import draw_transfer_test, recommendation
+from gitaug.transfer import TransferTest
+
+
+def rechoose(config_path) -> None:
+    """Apply the current rule to the transfer-test figures the folder stores (``training.draw_test``)."""
+    config = json.loads(config_path.read_text())
+    figures = config.get("training", {}).get("draw_test")
+    if figures is None:
+        raise SystemExit(f"error: {config_path} stores no transfer test (training.draw_test): "
+                         "run without --stored-test, with the images it was fitted on")
+    try:
+        test = TransferTest.from_dict(figures)
+    except (TypeError, ValueError) as err:
+        raise SystemExit(f"error: {config_path}: training.draw_test cannot be read ({err})") from err
+    report(config, config_path, test)
+
+
+def report(config: dict, config_path, test: TransferTest) -> None:
+    training = config.setdefault("training", {})
+    before = {k: v for k, v in training.get("draw", {}).items() if k != "chosen"}
+    training["draw"] = draw = recommendation(test)
+    training["draw_test"] = test.to_dict()
+    write_json(config_path, config)
+    after = {k: v for k, v in draw.items() if k != "chosen"}
+    print(f"stored the recommended draw in {config_path}: {after}" + ("" if before == after else f" (was {before or None})"))
+    print(f"  {draw['chosen']}")
 
 
 def main() -> None:
     args = parse_args(__doc__.split("\n\n")[0],
-                      "the labelled images it was fitted on (a class-per-folder tree or an .npz with labels)")
+                      "the labelled images it was fitted on (a class-per-folder tree or an .npz with labels)",
+                      images_optional_with="--stored-test",
+                      optional_help="apply the current rule to the stored test figures; trains nothing, needs no images")
+    if args.stored_test:
+        config_path = args.folder / "config.json"
+        if not config_path.is_file():
+            raise SystemExit(f"error: no generator folder at {args.folder} (no config.json)")
+        rechoose(config_path)
+        return
     config_path, generator, data = load(args)
     if not data.labelled:
         raise SystemExit("error: the images have no labels: the recommended draw is judged by a classifier trained on them")
@@ -39,11 +76,7 @@ def main() -> None:
     if test is None:
         raise SystemExit("error: no draw can be recommended for this generator (it has no warp, or the images "
                          "have fewer than two classes with enough images for the transfer test)")
-    training["draw"] = draw = recommendation(test)
-    training["draw_test"] = test.to_dict()
-    write_json(config_path, config)
-    print(f"stored the recommended draw in {config_path}: {({k: v for k, v in draw.items() if k != 'chosen'})}")
-    print(f"  {draw['chosen']}")
+    report(config, config_path, test)
 
 
 if __name__ == "__main__":

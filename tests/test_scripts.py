@@ -1,0 +1,51 @@
+"""The scripts that complete a generator folder (``scripts/``), run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from gitaug.transfer import TransferTest
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED = ROOT / "gitaug" / "pretrained"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "recommend_draw.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_recommend_draw_applies_the_current_rule_to_a_folder_s_stored_test_without_training(tmp_path):
+    folder = tmp_path / "fmnist-rot-lt"
+    shutil.copytree(PRETRAINED / "fmnist-rot-lt", folder)
+    before = json.loads((folder / "config.json").read_text())["training"]
+    expected = TransferTest.from_dict(before["draw_test"])
+    done = _run(str(folder), "--stored-test")
+    assert done.returncode == 0, done.stderr
+    after = json.loads((folder / "config.json").read_text())["training"]
+    assert after["draw_test"] == before["draw_test"]  # the figures stay; only the choice is made again
+    chosen = expected.recommended()
+    assert {k: v for k, v in after["draw"].items() if k != "chosen"} == expected.settings[chosen]
+    assert after["draw"]["chosen"] == expected.summary()
+    assert "stored the recommended draw" in done.stdout
+    # Run again: nothing changes, and nothing says it did.
+    again = _run(str(folder), "--stored-test")
+    assert again.returncode == 0 and "(was" not in again.stdout
+    assert json.loads((folder / "config.json").read_text())["training"] == after
+
+
+def test_recommend_draw_names_what_is_missing(tmp_path):
+    folder = tmp_path / "digits-rot-lt"
+    shutil.copytree(PRETRAINED / "digits-rot-lt", folder)  # fitted before the transfer test: no figures stored
+    config = (folder / "config.json").read_text()
+    done = _run(str(folder), "--stored-test")
+    assert done.returncode != 0 and "stores no transfer test" in done.stderr
+    assert (folder / "config.json").read_text() == config  # left as it was
+    done = _run(str(folder))
+    assert done.returncode == 2 and "--dataset --data is required (or --stored-test)" in done.stderr
+    done = _run(str(tmp_path / "nothing"), "--stored-test")
+    assert done.returncode != 0 and "no generator folder" in done.stderr
