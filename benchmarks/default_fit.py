@@ -12,6 +12,11 @@ Reads what the reproduction benchmarks wrote (nothing is trained here):
   _background``). On the sets with black backgrounds there is one background value,
   nothing to swap and nothing tested, so their fits and draws are those of the
   ``default`` rows unchanged.
+* ``results/reproduce_*_rule.json``: the current default, the background swap
+  and the recommended draw chosen as the least varied one within one standard
+  error of the best (``gitaug.transfer.TOLERANCE``), re-run with
+  ``--output-suffix _rule``. Generators fitted before the rule changed get it
+  from their stored test figures (``scripts/recommend_draw.py --stored-test``).
 
 For each nuisance set and fit it reports, on the seeds that GIT, CE+DRS and the
 oracle all finished, GIT's share of the oracle's gain over CE+DRS:
@@ -40,18 +45,21 @@ import reproduce_digits as shared
 from _report import update_section
 
 ROOT = shared.ROOT
-#: Results-file variants: the --fit-flags variants, and "background", the re-run written with --output-suffix _background.
-VARIANTS = ("paper", "recipes", "default", "background")
+#: Results-file variants: the --fit-flags variants; "background" and "rule", the re-runs written with
+#: --output-suffix _background and _rule.
+VARIANTS = ("paper", "recipes", "default", "background", "rule")
 #: Table rows: (fit variant, GIT method of its benchmark run).
 ROWS = (("paper", "git"), ("recipes", "git"), ("default", "git"), ("default", "git-residual"), ("default", "git-data"),
-        ("default", "git-auto"), ("default", "git-val"), ("background", "git"), ("background", "git-auto"))
+        ("default", "git-auto"), ("default", "git-val"), ("background", "git"), ("background", "git-auto"),
+        ("rule", "git-auto"))
 ROW_LABELS = {("paper", "git"): "paper objective", ("recipes", "git"): "per-nuisance recipe", ("default", "git"): "default fit",
               ("default", "git-residual"): "default fit, residual draws",
               ("default", "git-data"): "default fit, residual draws, data styles",
               ("default", "git-auto"): "default fit, the fit's recommended draw",
               ("default", "git-val"): "default fit, the draw chosen on validation",
               ("background", "git"): "default fit with the background swap",
-              ("background", "git-auto"): "default fit with the background swap, the fit's recommended draw"}
+              ("background", "git-auto"): "default fit with the background swap, the fit's recommended draw",
+              ("rule", "git-auto"): "current default fit, the recommended draw (the least varied within one error of the best)"}
 #: The generator diagnostic's class preservation for each GIT method's draw; the recommended and validated draws
 #: differ from seed to seed, so the diagnostic (one draw per key) has no figure for them.
 KEEP_KEYS = {"git": "generator_keep", "git-residual": "generator_keep_residual", "git-data": "generator_keep_data"}
@@ -189,7 +197,7 @@ def main() -> None:
                 f"{', '.join(f'{d * 100:+.1f}' for d in result['accuracy_git_minus_drs_per_seed'])} | "
                 f"{'' if preservation is None else f'{preservation * 100:.0f} %'} | {'; '.join(result.get('learned', []))} |"
             )
-    for variant, method in [row for row in ROWS if row[0] in ("default", "background")]:
+    for variant, method in [row for row in ROWS if row[0] in ("default", "background", "rule")]:
         defaults = {d: c[f"{variant}/{method}"] for d, c in comparison.items() if f"{variant}/{method}" in c}
         if defaults:
             reached = [d for d, r in defaults.items() if all(s is not None and s >= BAR for s in (r["accuracy_share"], r["ekld_share"]))]
