@@ -12,11 +12,12 @@ Reads what the reproduction benchmarks wrote (nothing is trained here):
   _background``). On the sets with black backgrounds there is one background value,
   nothing to swap and nothing tested, so their fits and draws are those of the
   ``default`` rows unchanged.
-* ``results/reproduce_*_rule.json``: the current default, the background swap
-  and the recommended draw chosen as the least varied one within one standard
-  error of the best (``gitaug.transfer.TOLERANCE``), re-run with
-  ``--output-suffix _rule``. Generators fitted before the rule changed get it
-  from their stored test figures (``scripts/recommend_draw.py --stored-test``).
+* ``results/reproduce_*_rule.json``: the current default, re-run with
+  ``--output-suffix _rule``: the background swap, and the recommended draw judged
+  by the pseudo-tail classes' true-class probability, the least varied one
+  within one standard error of the best (``gitaug.transfer``). Generators
+  fitted before the transfer test stored that probability are tested again
+  (``scripts/recommend_draw.py FOLDER --dataset NAME --seed S``).
 
 For each nuisance set and fit it reports, on the seeds that GIT, CE+DRS and the
 oracle all finished, GIT's share of the oracle's gain over CE+DRS:
@@ -59,7 +60,7 @@ ROW_LABELS = {("paper", "git"): "paper objective", ("recipes", "git"): "per-nuis
               ("default", "git-val"): "default fit, the draw chosen on validation",
               ("background", "git"): "default fit with the background swap",
               ("background", "git-auto"): "default fit with the background swap, the fit's recommended draw",
-              ("rule", "git-auto"): "current default fit, the recommended draw (the least varied within one error of the best)"}
+              ("rule", "git-auto"): "current default fit, the fit's recommended draw"}
 #: The generator diagnostic's class preservation for each GIT method's draw; the recommended and validated draws
 #: differ from seed to seed, so the diagnostic (one draw per key) has no figure for them.
 KEEP_KEYS = {"git": "generator_keep", "git-residual": "generator_keep_residual", "git-data": "generator_keep_data"}

@@ -600,7 +600,8 @@ def recommend_draw(
     alone) goes through :func:`gitaug.transfer.transfer_test`: small
     classifiers are trained on the head classes, a third of them cut down to a
     few images that the draw re-draws half the time, and scored on held-out
-    images of the data. The least varied draw whose score is within
+    images of those classes (the mean probability of the true class,
+    :attr:`gitaug.transfer.TransferTest.scores`). The least varied draw whose score is within
     ``tolerance`` standard errors of the best is recommended
     (:data:`gitaug.transfer.TOLERANCE` says why): the warp alone moves an
     input only as the fit's nuisance test found the data varies, and the

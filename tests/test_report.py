@@ -199,6 +199,17 @@ def test_the_recommended_draw_is_the_least_varied_one_the_test_cannot_tell_from_
         TransferTest.from_dict({**far.to_dict(), "balanced_accuracy": {**far.balanced_accuracy, "warp": [0.8]}})
     with pytest.raises(ValueError, match="unknown keys"):
         TransferTest.from_dict({**far.to_dict(), "tolerance": 2})
+    # With the pseudo-tail classes' true-class probability stored, draws are judged by it (older figures
+    # have none and are judged by balanced accuracy, as above).
+    probability = {NO_DRAW: [0.50, 0.60, 0.55], "decoded": [0.70, 0.78, 0.74], "residual": [0.62, 0.70, 0.66],
+                   "warp": [0.60, 0.69, 0.65]}
+    judged = TransferTest.from_dict({**far.to_dict(), "tail_probability": probability})
+    assert judged.scores is judged.tail_probability and judged.recommended() == "decoded"
+    assert "mean probability of the true class on held-out images of the pseudo-tail classes" in judged.summary()
+    assert far.scores is far.balanced_accuracy and "held-out balanced accuracy over 3 head classes" in far.summary()
+    assert "pseudo-tail true-class prob." in str(judged) and str(far)
+    with pytest.raises(ValueError, match="same number"):
+        TransferTest.from_dict({**far.to_dict(), "tail_probability": {**probability, "warp": [0.6]}})
     # Every draw well below no draw at all: the summary says the generator would harm GIT.
     harmful = _figures({NO_DRAW: [0.90, 0.91, 0.89], "decoded": [0.60, 0.62, 0.61], "warp": [0.70, 0.71, 0.69]})
     assert "would harm GIT" in harmful.summary()
