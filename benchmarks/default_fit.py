@@ -19,6 +19,11 @@ Reads what the reproduction benchmarks wrote (nothing is trained here):
   fitted before the transfer test stored that probability are tested again
   (``scripts/recommend_draw.py FOLDER --dataset NAME --seed S``).
 
+A variant's file may be completed by re-runs of some of its datasets, e.g. with
+more seeds, written beside it with a longer suffix
+(``results/reproduce_digits_rule_seeds.json`` from ``--output-suffix
+_rule_seeds``): their rows replace those datasets' rows.
+
 For each nuisance set and fit it reports, on the seeds that GIT, CE+DRS and the
 oracle all finished, GIT's share of the oracle's gain over CE+DRS:
 
@@ -98,6 +103,16 @@ def share_error(gain: list[float], oracle_gain: list[float]) -> float | None:
     return float((gain - ratio * oracle_gain).std(ddof=1) / np.sqrt(len(gain)) / oracle_gain.mean())
 
 
+def overlay(base: dict, extra: dict) -> None:
+    """Put the datasets of ``extra`` (a re-run of some of ``base``'s datasets) in place of ``base``'s rows."""
+    for dataset, rows in extra["table"].items():
+        base["table"][dataset] = {method: {"seeds": seeds_of(extra, row), **row} for method, row in rows.items()}
+        if dataset in extra.get("diagnostics", {}):
+            base.setdefault("diagnostics", {})[dataset] = {"seeds": seeds_of(extra, {}), **extra["diagnostics"][dataset]}
+        elif dataset in base.get("diagnostics", {}):
+            del base["diagnostics"][dataset]
+
+
 def compare(summary: dict, dataset: str, git_method: str = "git") -> dict | None:
     """GIT (``git_method``'s runs) against CE+DRS and the oracle on the seeds all three finished, from one benchmark run."""
     rows = summary["table"].get(dataset, {})
@@ -152,9 +167,12 @@ def main() -> None:
     loaded, missing = {}, []
     for family, stem in SOURCES.items():
         for variant in VARIANTS:
-            path = args.results / f"{stem}{shared.variant_suffix(variant)}.json"
+            suffix = shared.variant_suffix(variant)
+            path = args.results / f"{stem}{suffix}.json"
             if path.exists():
                 loaded[family, variant] = json.loads(path.read_text())
+                for extra in sorted(args.results.glob(f"{stem}{suffix}_*.json")) if suffix else ():
+                    overlay(loaded[family, variant], json.loads(extra.read_text()))
             else:
                 missing.append(shared.shown(path))
 

@@ -157,3 +157,22 @@ def test_git_auto_reuses_the_run_of_the_draw_its_fit_recommends_and_no_other(tmp
     _run(data, K200, bench.GIT_DRAWS["git-data"].flags)
     bench.reuse_recommended_run(args, "set", 0, K200, bench.select_tag("git-auto", K200), out)
     assert out.read_text() == data.read_text() and out.with_suffix(".other-setting.json").exists()
+
+
+def test_the_default_fit_table_takes_a_re_run_of_some_datasets_in_place_of_their_rows(tmp_path):
+    import default_fit
+
+    def summary(seeds, scale):
+        rows = {m: {"balanced_accuracy": [scale * v for v in values][:len(seeds)], "ekld_tail": [0.1] * len(seeds)}
+                for m, values in (("drs", [0.90] * 4), ("git-auto", [0.92] * 4), ("oracle", [0.93] * 4))}
+        return {"seeds": seeds, "table": {"a": rows, "b": json.loads(json.dumps(rows))},
+                "diagnostics": {"a": {"true_keep": [1.0] * len(seeds)}}}
+
+    base, extra = summary([0, 1], 1.0), summary([0, 1, 2, 3], 1.0)
+    del extra["table"]["b"]
+    extra["table"]["a"]["git-auto"]["balanced_accuracy"] = [0.93, 0.93, 0.90, 0.90]
+    default_fit.overlay(base, extra)
+    a, b = default_fit.compare(base, "a", "git-auto"), default_fit.compare(base, "b", "git-auto")
+    assert a["seeds"] == [0, 1, 2, 3] and a["accuracy_share"] == pytest.approx(0.5)  # the re-run's rows, all its seeds
+    assert b["seeds"] == [0, 1] and b["accuracy_share"] == pytest.approx(2 / 3)  # the other dataset keeps its own
+    assert base["diagnostics"]["a"]["seeds"] == [0, 1, 2, 3]
