@@ -11,7 +11,9 @@ preservation against the warp alone). This computes it the same way on the
 same labelled images (and the style statistics first, when the folder has
 none), then rewrites the folder's ``config.json`` atomically. With
 ``--stored-test`` it trains nothing: it applies the current rule to the
-figures the folder already stores (a fit before the rule changed).
+figures the folder already stores (a fit before the rule changed). Figures
+stored before the test measured the pseudo-tail classes' true-class
+probability are judged by balanced accuracy; test again for the current score.
 
     python scripts/recommend_draw.py runs/mine/generator --dataset fmnist-rot-lt --seed 0
     python scripts/recommend_draw.py runs/mine/generator --stored-test
@@ -20,6 +22,7 @@ figures the folder already stores (a fit before the rule changed).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from _generator_folder import load, parse_args  # the scripts folder is on sys.path when a script runs
 from gitaug._files import write_json
@@ -28,7 +31,7 @@ from gitaug.report import draw_transfer_test, recommendation
 from gitaug.transfer import TransferTest
 
 
-def rechoose(config_path) -> None:
+def rechoose(config_path: Path) -> None:
     """Apply the current rule to the transfer-test figures the folder stores (``training.draw_test``)."""
     config = json.loads(config_path.read_text())
     figures = config.get("training", {}).get("draw_test")
@@ -39,14 +42,16 @@ def rechoose(config_path) -> None:
         test = TransferTest.from_dict(figures)
     except (TypeError, ValueError) as err:
         raise SystemExit(f"error: {config_path}: training.draw_test cannot be read ({err})") from err
-    report(config, config_path, test)
+    store(config, config_path, test, new_test=False)
 
 
-def report(config: dict, config_path, test: TransferTest) -> None:
+def store(config: dict, config_path: Path, test: TransferTest, new_test: bool) -> None:
+    """Write the test's recommendation (and a new test's figures) into the folder's config; say what changed."""
     training = config.setdefault("training", {})
     before = {k: v for k, v in training.get("draw", {}).items() if k != "chosen"}
     training["draw"] = draw = recommendation(test)
-    training["draw_test"] = test.to_dict()
+    if new_test:
+        training["draw_test"] = test.to_dict()
     write_json(config_path, config)
     after = {k: v for k, v in draw.items() if k != "chosen"}
     print(f"stored the recommended draw in {config_path}: {after}" + ("" if before == after else f" (was {before or None})"))
@@ -76,7 +81,7 @@ def main() -> None:
     if test is None:
         raise SystemExit("error: no draw can be recommended for this generator (it has no warp, or the images "
                          "have fewer than two classes with enough images for the transfer test)")
-    report(config, config_path, test)
+    store(config, config_path, test, new_test=True)
 
 
 if __name__ == "__main__":
