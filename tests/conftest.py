@@ -5,7 +5,7 @@ import pytest
 
 from gitaug import GITAugment
 
-from helpers import tiny_generator
+from helpers import digits_16, tiny_generator
 
 
 @pytest.fixture(autouse=True)
@@ -47,4 +47,13 @@ def npz(tmp_path) -> Path:
     path = tmp_path / "held_out.npz"
     labels = np.array([0] * 12 + [1] * 6 + [2] * 3)
     np.savez(path, images=rng.integers(0, 256, (len(labels), 16, 16), dtype=np.uint8), labels=labels)
+    return path
+
+
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory) -> Path:
+    """The long-tailed handful of real digits (``helpers.COUNTS``) as a training .npz, one per test module."""
+    images, labels = digits_16()
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, images=images, labels=labels)
     return path

@@ -15,7 +15,7 @@ import pytest
 from gitaug._files import atomic_write
 from gitaug.fit import FitConfig, fit
 from gitaug.fit.data import read_training_data
-from test_fit import checkpoint_state, digits_npz, tiny  # noqa: F401  (digits_npz is a fixture used below)
+from test_fit import checkpoint_state, tiny
 
 
 def _write(path: Path, **arrays: np.ndarray) -> Path:

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from gitaug import GITAugment, MUNITGenerator
 from gitaug.fit import FitConfig, FitInterrupted, NonFiniteLossError, fit
@@ -24,31 +23,9 @@ from gitaug.fit.grid import grid_rows
 from gitaug.hub import load_generator
 from gitaug.report import DRAW_CANDIDATES
 
+from helpers import COUNTS, digits_16
+
 PIL = pytest.importorskip("PIL.Image")
-
-# A long-tailed handful of real digits: class c keeps COUNTS[c] images.
-COUNTS = [24, 14, 8, 5, 3, 2]
-
-
-def digits_16(counts=COUNTS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Real handwritten digits (scikit-learn), upsampled to 16x16 uint8, long-tailed by ``counts``."""
-    sklearn_datasets = pytest.importorskip("sklearn.datasets")
-    bunch = sklearn_datasets.load_digits()
-    rng = np.random.default_rng(seed)
-    picks = np.concatenate(
-        [rng.choice(np.flatnonzero(bunch.target == c), size=n, replace=False) for c, n in enumerate(counts)]
-    )
-    small = torch.as_tensor(bunch.images[picks], dtype=torch.float32)[:, None] * (255 / 16)
-    images = F.interpolate(small, size=(16, 16), mode="bilinear", align_corners=False)
-    return images.round().clamp(0, 255).to(torch.uint8)[:, 0].numpy(), bunch.target[picks].astype(np.int64)
-
-
-@pytest.fixture(scope="module")
-def digits_npz(tmp_path_factory) -> Path:
-    images, labels = digits_16()
-    path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, images=images, labels=labels)
-    return path
 
 
 def tiny(data: Path, out: Path, **changes) -> FitConfig:

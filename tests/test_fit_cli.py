@@ -19,7 +19,7 @@ import torch
 from gitaug import GITAugment
 from gitaug.fit import FitConfig, fit
 from gitaug.fit.cli import build_parser, config_from_args, main
-from test_fit import digits_npz, read_log, tiny  # noqa: F401  (digits_npz is a fixture used below)
+from test_fit import read_log, tiny
 
 # Every FitConfig field has a plain default.
 DEFAULTS = {field.name: field.default for field in dataclasses.fields(FitConfig)}

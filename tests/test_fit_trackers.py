@@ -13,7 +13,7 @@ import pytest
 from gitaug.fit import FitConfig, fit, trackers
 from gitaug.fit.cli import build_parser, config_from_args, main
 from gitaug.fit.run_folder import RunFolder
-from test_fit import digits_npz, read_log, tiny  # noqa: F401  (digits_npz is a fixture used below)
+from test_fit import read_log, tiny
 
 
 class FakeWandb(types.ModuleType):

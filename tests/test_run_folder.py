@@ -11,7 +11,7 @@ import torch
 from gitaug.fit import fit
 from gitaug.fit.cli import build_parser, config_from_args
 from gitaug.hub import is_generator_folder
-from test_fit import checkpoint_state, digits_npz, tiny  # noqa: F401  (digits_npz is a fixture used below)
+from test_fit import checkpoint_state, tiny
 
 
 def test_overwrite_removes_only_what_the_run_wrote(digits_npz, tmp_path):
