@@ -458,10 +458,48 @@ def reference_classifier(dataset: str, seed: int, epochs: int = 15) -> torch.nn.
     return model.eval()
 
 
+def recommended_diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict | None:
+    """Class preservation and spread of the draw the fit recommends (``training.draw``), ``None`` if it stores none.
+
+    The true nuisance's keep rate is measured again under the same reference classifier, so the two
+    form a pair whatever reference an earlier diagnostic of this seed was trained with.
+    """
+    from gitaug import GITAugment
+    from gitaug.datasets import load, nuisance_of, plain_version
+    from gitaug.evaluation.diagnostics import class_preservation, variant_spread
+
+    aug = GITAugment.from_pretrained(generator_dir(args.work, dataset, seed))
+    if not aug.metadata.get("draw"):
+        return None
+    torch.set_num_threads(max(1, args.workers))
+    started = time.time()
+    reference = reference_classifier(dataset, seed)
+    train = load(dataset, split="train", seed=seed)
+    plain = load(plain_version(dataset), split="train", seed=seed)
+    keep = class_preservation(aug, reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
+    true = class_preservation(nuisance_of(dataset), reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
+    spread = variant_spread(aug, train.images, train.targets, train.num_classes, seed=seed)
+    true_spread = variant_spread(nuisance_of(dataset), plain.images, plain.targets, plain.num_classes, seed=seed)
+    print(f"  diagnostic {dataset} seed {seed}: the recommended draw keeps {keep.mean:.3f}, the true nuisance "
+          f"{true.mean:.3f} (same reference)", flush=True)
+    return {
+        "draw": {k: v for k, v in aug.metadata["draw"].items() if k != "chosen"},
+        "keep_rate": keep.per_class.tolist(),
+        "true_nuisance_keep_rate": true.per_class.tolist(),
+        "spread": spread.tolist(),
+        "true_nuisance_spread": true_spread.tolist(),
+        "seconds": time.time() - started,
+    }
+
+
 def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
     out = args.work / "diagnostics" / f"{dataset}-seed{seed}.json"
     if out.exists():
-        return json.loads(out.read_text())
+        result = json.loads(out.read_text())
+        if "recommended" not in result:  # stored before the recommended draw was measured: add it
+            result["recommended"] = recommended_diagnostic(args, dataset, seed)
+            out.write_text(json.dumps(result, indent=2))
+        return result
     from gitaug import GITAugment
     from gitaug.datasets import load, nuisance_of, plain_version
     from gitaug.evaluation.diagnostics import class_preservation, variant_spread
@@ -503,6 +541,7 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
            if data_styles is not None else {}),
         "true_nuisance_spread": true_spread.tolist(),
         "seconds": time.time() - started,
+        "recommended": recommended_diagnostic(args, dataset, seed),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -510,6 +549,19 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
           f"true nuisance keeps {true.mean:.3f}; "
           f"spread {generated_spread.nanmean():.3f} vs {true_spread.nanmean():.3f}", flush=True)
     return result
+
+
+def recommended_summary(results: list[dict]) -> dict:
+    """Per seed, the recommended draw's keep rate and spread, with the true nuisance's under the same reference.
+
+    Empty unless every seed's diagnostic measured a recommended draw.
+    """
+    if not all(r.get("recommended") for r in results):
+        return {}
+    rec = [r["recommended"] for r in results]
+    return {"generator_keep_recommended": [float(np.nanmean(r["keep_rate"])) for r in rec],
+            "true_keep_recommended": [float(np.nanmean(r["true_nuisance_keep_rate"])) for r in rec],
+            "generator_spread_recommended": [float(np.nanmean(r["spread"])) for r in rec]}
 
 
 def learned(args: argparse.Namespace, dataset: str, seed: int) -> dict:
@@ -758,6 +810,7 @@ def summarize(args: argparse.Namespace, selection: dict, started: float) -> dict
             **({"generator_keep_data": [float(np.nanmean(r["generator_keep_rate_data"])) for r in results],
                 "generator_spread_data": [float(np.nanmean(r["generator_spread_data"])) for r in results]}
                if all("generator_keep_rate_data" in r for r in results) else {}),
+            **recommended_summary(results),
             "learned": [learned(args, dataset, seed) for seed in args.seeds],
             "true_spread": [float(np.nanmean(r["true_nuisance_spread"])) for r in results],
             "per_seed": results,

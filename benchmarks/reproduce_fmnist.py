@@ -283,6 +283,7 @@ def diagnostics(args: argparse.Namespace) -> dict:
             **({"generator_keep_data": [float(np.nanmean(d["generator_keep_rate_data"])) for _, d, _ in entries],
                 "generator_spread_data": [float(np.nanmean(d["generator_spread_data"])) for _, d, _ in entries]}
                if all("generator_keep_rate_data" in d for _, d, _ in entries) else {}),
+            **shared.recommended_summary([d for _, d, _ in entries]),
             "true_spread": [float(np.nanmean(d["true_nuisance_spread"])) for _, d, _ in entries],
             "learned": [entry for _, _, entry in entries],
         }

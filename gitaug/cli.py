@@ -153,10 +153,8 @@ def _read_data(args: argparse.Namespace, aug) -> tuple[Any, Any, list[str] | Non
     return data.images, data.targets, list(data.classes), str(path)
 
 
-def _row_labels(labels, rows, class_names: list[str] | None, metadata: dict[str, Any]) -> list[str]:
-    """Class name and training count per row: the generator's training counts when they match these classes."""
-    from .fit.grid import class_row_labels
-
+def _training_counts(labels, class_names: list[str] | None, metadata: dict[str, Any]) -> list[int] | None:
+    """The generator's training count per class, when its classes are those of ``labels``; else ``None``."""
     trained_counts = metadata.get("class_counts")
     trained_names = metadata.get("class_names")
     same_classes = (
@@ -164,7 +162,15 @@ def _row_labels(labels, rows, class_names: list[str] | None, metadata: dict[str,
         and (class_names is None or trained_names is None or list(trained_names) == list(class_names))
         and int(labels.max()) < len(trained_counts)
     )
-    if not same_classes:
+    return [int(c) for c in trained_counts] if same_classes else None
+
+
+def _row_labels(labels, rows, class_names: list[str] | None, metadata: dict[str, Any]) -> list[str]:
+    """Class name and training count per row: the generator's training counts when they match these classes."""
+    from .fit.grid import class_row_labels
+
+    trained_counts = _training_counts(labels, class_names, metadata)
+    if trained_counts is None:
         return class_row_labels(labels, rows, class_names)  # counts in the data given
     labelled = []
     for cls in labels[rows].tolist():
@@ -188,7 +194,9 @@ def _preview(args: argparse.Namespace) -> int:
 
     aug = _load_generator(args.generator)
     images, labels, class_names, source = _read_data(args, aug)
-    rows = grid_rows(labels, len(images), max_rows=args.rows, seed=args.seed)
+    # Smallest class first, by the generator's training counts where it has them: held-out splits are balanced.
+    sizes = _training_counts(labels, class_names, aug.metadata) if labels is not None else None
+    rows = grid_rows(labels, len(images), max_rows=args.rows, seed=args.seed, class_sizes=sizes)
     row_labels = _row_labels(labels, rows, class_names, aug.metadata) if labels is not None else None
     out = save_sample_grid(args.out, aug.generator, images[rows], variants=args.variants, seed=args.seed,
                            row_labels=row_labels, residual=aug.residual, styles=aug.styles,

@@ -36,26 +36,23 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = ROOT / "gitaug" / "pretrained"
 
 #: name -> the built-in dataset it is fitted on and the ``gitaug fit`` flags beyond the defaults.
-#: Rotation is not an AdaIN statistic, so the rotation set gets the style-driven warp and the term
-#: that rewards its use; background and dilation get the mode-seeking term, without which the
-#: fitted style code is ignored (see README, "Fit a generator on your own images").
+#: Every generator is the default fit: no flag names the nuisance; the fit's nuisance test finds it.
 FITS: dict[str, dict] = {
+    # The digits: gitaug fit's defaults (1,500 steps), the seed-0 fits of benchmarks/reproduce_digits.py.
     "digits-rot-lt": {
         "dataset": "digits-rot-lt",
-        "flags": ["--warp", "rotation", "--weight-warp-diversity", "10"],
-        "description": "rotation uniform in [-180, 180] degrees, learned with the style-driven warp",
+        "flags": [],
+        "description": "rotation uniform in [-180, 180] degrees, found by the default fit",
     },
-    # 800 steps rather than the default 1500 keep these two fits cheap; the background and the
-    # stroke width are AdaIN statistics, which the generator picks up early.
     "digits-bg-lt": {
         "dataset": "digits-bg-lt",
-        "flags": ["--weight-diversity", "10", "--steps", "800"],
-        "description": "background intensity in [0, 100) of 255",
+        "flags": [],
+        "description": "background intensity in [0, 100) of 255, found by the default fit",
     },
     "digits-dil-lt": {
         "dataset": "digits-dil-lt",
-        "flags": ["--weight-diversity", "10", "--steps", "800"],
-        "description": "stroke dilation (kernel 2-4) or erosion (kernel 1-2)",
+        "flags": [],
+        "description": "stroke dilation (kernel 2-4) or erosion (kernel 1-2), found by the default fit",
     },
     # Fashion-MNIST-LT: gitaug fit's defaults (no flag names the nuisance), 800 steps as in
     # benchmarks/reproduce_fmnist.py, whose seed-0 fits these are.

@@ -176,3 +176,22 @@ def test_the_default_fit_table_takes_a_re_run_of_some_datasets_in_place_of_their
     assert a["seeds"] == [0, 1, 2, 3] and a["accuracy_share"] == pytest.approx(0.5)  # the re-run's rows, all its seeds
     assert b["seeds"] == [0, 1] and b["accuracy_share"] == pytest.approx(2 / 3)  # the other dataset keeps its own
     assert base["diagnostics"]["a"]["seeds"] == [0, 1, 2, 3]
+
+
+def test_the_recommended_draw_s_class_preservation_is_set_against_the_true_nuisance_under_the_same_reference():
+    import default_fit
+
+    results = [{"recommended": {"keep_rate": [0.9, 0.7], "true_nuisance_keep_rate": [1.0, 0.8], "spread": [0.1, 0.3]}},
+               {"recommended": {"keep_rate": [0.6, 0.6], "true_nuisance_keep_rate": [0.8, 0.8], "spread": [0.2, 0.2]}}]
+    diag = bench.recommended_summary(results)
+    assert diag["generator_keep_recommended"] == pytest.approx([0.8, 0.6])
+    assert diag["true_keep_recommended"] == pytest.approx([0.9, 0.8])
+    # A seed whose diagnostic measured no recommended draw (its fit stored none): no figure for any seed.
+    assert bench.recommended_summary([results[0], {"recommended": None}]) == {}
+    rows = {m: {"balanced_accuracy": [0.90, 0.91], "ekld_tail": [0.2, 0.2]} for m in ("drs", "git-auto", "git", "git-val", "oracle")}
+    # The other draws are set against the first reference's true-nuisance figure (here a lower one).
+    summary = {"seeds": [0, 1], "table": {"set": rows},
+               "diagnostics": {"set": {**diag, "generator_keep": [0.5, 0.5], "true_keep": [0.5, 0.5]}}}
+    assert default_fit.compare(summary, "set", "git-auto")["class_preservation_ratio"] == pytest.approx(0.7 / 0.85)
+    assert default_fit.compare(summary, "set", "git")["class_preservation_ratio"] == pytest.approx(1.0)
+    assert "class_preservation_ratio" not in default_fit.compare(summary, "set", "git-val")  # chosen on validation

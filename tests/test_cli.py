@@ -71,7 +71,7 @@ def test_preview_writes_a_labelled_png(generator_folder, npz, tmp_path):
 
 
 def test_preview_reads_an_image_folder_and_names_its_classes(generator_folder, tmp_path):
-    from gitaug.cli import _row_labels
+    from gitaug.cli import _row_labels, _training_counts
     from gitaug.fit.grid import grid_rows
 
     root = tmp_path / "folder"
@@ -92,6 +92,11 @@ def test_preview_reads_an_image_folder_and_names_its_classes(generator_folder, t
     # The same classes as in training: the training counts.
     assert _row_labels(labels, rows, ["cat", "dog"], {"class_names": ["cat", "dog"], "class_counts": [50, 5]}) == [
         "dog\n5 in training", "cat\n50 in training"]
+    # Balanced held-out images of the training classes: the rows follow the training counts, smallest first.
+    balanced = torch.tensor([0, 0, 1, 1])
+    sizes = _training_counts(balanced, ["cat", "dog"], {"class_names": ["cat", "dog"], "class_counts": [50, 5]})
+    assert sizes == [50, 5] and balanced[grid_rows(balanced, 4, class_sizes=sizes)].tolist() == [1, 0]
+    assert _training_counts(balanced, ["cat", "dog"], {"class_names": ["a", "b"], "class_counts": [50, 5]}) is None
 
 
 def test_eval_flags_an_untrained_generator_and_writes_json(generator_folder, npz, tmp_path):

@@ -134,6 +134,13 @@ def test_sample_grid_rows_put_the_smallest_classes_first(digits_npz):
     data = read_training_data(data=digits_npz)
     rows = grid_rows(data.targets, len(data), max_rows=4, seed=0)
     assert data.targets[rows].tolist() == [5, 4, 3, 2]
+    # Held-out images of balanced classes, ordered by the training counts given (here the reverse of the index).
+    balanced = torch.arange(6).repeat(3)
+    rows = grid_rows(balanced, len(balanced), max_rows=3, seed=0, class_sizes=[60, 50, 40, 30, 20, 10])
+    assert balanced[rows].tolist() == [5, 4, 3]
+    assert balanced[grid_rows(balanced, len(balanced), max_rows=3, seed=0)].tolist() == [0, 1, 2]  # all equal: index order
+    with pytest.raises(ValueError, match="class_sizes has 2 entries, but labels go up to class 5"):
+        grid_rows(balanced, len(balanced), class_sizes=[1, 2])
 
 
 def test_reconstruction_loss_falls_on_real_digits(digits_npz, tmp_path):

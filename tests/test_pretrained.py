@@ -43,13 +43,10 @@ def test_a_name_loads_the_packaged_folder_offline(name, monkeypatch, tmp_path):
     assert out.shape == images.shape and not torch.equal(out, images)
     card = (pretrained_path(name) / "README.md").read_text()
     assert f'from_pretrained("{name}"' in card
-    # The Fashion-MNIST generators carry the draw their fit recommended, and loading by name uses it.
+    # Every generator carries the draw its fit recommended, and loading by name uses it.
     draw = aug.metadata.get("draw")
-    if name.startswith("fmnist"):
-        assert draw is not None and aug.residual is draw["residual"]
-        assert aug.appearance_scale == draw.get("appearance_scale", 1.0) and aug.styles == draw.get("styles", "prior")
-    else:
-        assert draw is None and aug.residual is False  # fitted before draws were recommended: the paper's draw
+    assert draw is not None and aug.residual is draw["residual"]
+    assert aug.appearance_scale == draw.get("appearance_scale", 1.0) and aug.styles == draw.get("styles", "prior")
 
 
 def test_a_local_folder_of_the_same_name_wins_with_a_warning(tmp_path, monkeypatch):

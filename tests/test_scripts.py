@@ -40,7 +40,12 @@ def test_recommend_draw_applies_the_current_rule_to_a_folder_s_stored_test_witho
 
 def test_recommend_draw_names_what_is_missing(tmp_path):
     folder = tmp_path / "digits-rot-lt"
-    shutil.copytree(PRETRAINED / "digits-rot-lt", folder)  # fitted before the transfer test: no figures stored
+    shutil.copytree(PRETRAINED / "digits-rot-lt", folder)
+    # As a generator fitted before the transfer test existed stores it: no figures, no recommended draw.
+    stored = json.loads((folder / "config.json").read_text())
+    for key in ("draw_test", "draw"):
+        del stored["training"][key]
+    (folder / "config.json").write_text(json.dumps(stored, indent=2))
     config = (folder / "config.json").read_text()
     done = _run(str(folder), "--stored-test")
     assert done.returncode != 0 and "stores no transfer test" in done.stderr

@@ -28,6 +28,8 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import math
 import os
 from typing import Any
@@ -50,12 +52,17 @@ _PADDING = 2
 _LABEL_WIDTH = 112  # the left margin that holds each row's label, in pixels
 
 
-def grid_rows(labels: torch.Tensor | None, num_images: int, *, max_rows: int = 10, seed: int = 0) -> torch.Tensor:
+def grid_rows(
+    labels: torch.Tensor | None, num_images: int, *, max_rows: int = 10, seed: int = 0,
+    class_sizes: Sequence[int] | None = None,
+) -> torch.Tensor:
     """Indices of the real inputs shown in a grid.
 
     With labels: one image per class (drawn with ``seed``), classes ordered
-    by size, smallest first, up to ``max_rows`` classes. Without labels:
-    ``max_rows`` images drawn with ``seed``.
+    by size, smallest first, up to ``max_rows`` classes. The size is the
+    class's count in ``labels``, or ``class_sizes[c]`` when given (a
+    generator's training counts, for a grid of held-out images whose classes
+    are balanced). Without labels: ``max_rows`` images drawn with ``seed``.
     """
     rng = torch.Generator().manual_seed(derive_seed(seed, "grid-rows"))
     if labels is None:
@@ -63,8 +70,14 @@ def grid_rows(labels: torch.Tensor | None, num_images: int, *, max_rows: int = 1
     labels = labels.cpu()
     counts = torch.bincount(labels)
     present = torch.nonzero(counts).flatten()
+    if class_sizes is not None:
+        if len(class_sizes) < len(counts):
+            raise ValueError(f"class_sizes has {len(class_sizes)} entries, but labels go up to class {len(counts) - 1}")
+        sizes = torch.as_tensor(list(class_sizes), dtype=torch.long)[present]
+    else:
+        sizes = counts[present]
     # Stable sort: classes of equal size keep their index order.
-    by_size = present[torch.argsort(counts[present], stable=True)][:max_rows]
+    by_size = present[torch.argsort(sizes, stable=True)][:max_rows]
     rows = []
     for cls in by_size.tolist():
         members = torch.nonzero(labels == cls).flatten()

@@ -58,10 +58,9 @@ class PretrainedInfo:
 _REGISTRY = {
     info.name: info
     for info in (
-        PretrainedInfo("digits-rot-lt", "digits-rot-lt",
-                       "rotation of long-tailed digits (28x28 gray), learned with the style-driven warp"),
-        PretrainedInfo("digits-bg-lt", "digits-bg-lt", "background intensity of long-tailed digits (28x28 gray)"),
-        PretrainedInfo("digits-dil-lt", "digits-dil-lt", "stroke dilation and erosion of long-tailed digits (28x28 gray)"),
+        PretrainedInfo("digits-rot-lt", "digits-rot-lt", "rotation of long-tailed digits (28x28 gray), found by the default fit"),
+        PretrainedInfo("digits-bg-lt", "digits-bg-lt", "background intensity of long-tailed digits (28x28 gray), found by the default fit"),
+        PretrainedInfo("digits-dil-lt", "digits-dil-lt", "stroke dilation and erosion of long-tailed digits (28x28 gray), found by the default fit"),
         PretrainedInfo("fmnist-rot-lt", "fmnist-rot-lt", "rotation of long-tailed Fashion-MNIST (28x28 gray), found by the default fit"),
         PretrainedInfo("fmnist-bg-lt", "fmnist-bg-lt", "background intensity of long-tailed Fashion-MNIST (28x28 gray), found by the default fit"),
         PretrainedInfo("fmnist-dil-lt", "fmnist-dil-lt", "dilation and erosion of long-tailed Fashion-MNIST (28x28 gray), found by the default fit"),
