@@ -57,7 +57,7 @@ VARIANTS = ("paper", "recipes", "default", "background", "rule")
 #: Table rows: (fit variant, GIT method of its benchmark run).
 ROWS = (("paper", "git"), ("recipes", "git"), ("default", "git"), ("default", "git-residual"), ("default", "git-data"),
         ("default", "git-auto"), ("default", "git-val"), ("background", "git"), ("background", "git-auto"),
-        ("rule", "git-auto"))
+        ("rule", "git"), ("rule", "git-auto"))
 ROW_LABELS = {("paper", "git"): "paper objective", ("recipes", "git"): "per-nuisance recipe", ("default", "git"): "default fit",
               ("default", "git-residual"): "default fit, residual draws",
               ("default", "git-data"): "default fit, residual draws, data styles",
@@ -65,6 +65,7 @@ ROW_LABELS = {("paper", "git"): "paper objective", ("recipes", "git"): "per-nuis
               ("default", "git-val"): "default fit, the draw chosen on validation",
               ("background", "git"): "default fit with the background swap",
               ("background", "git-auto"): "default fit with the background swap, the fit's recommended draw",
+              ("rule", "git"): "current default fit, the paper's decoded draws (for comparison)",
               ("rule", "git-auto"): "current default fit, the fit's recommended draw"}
 #: The generator diagnostic's class preservation for each GIT method's draw, and the true nuisance's figure it is
 #: set against. The recommended draw (which differs from seed to seed) is measured per seed with its own pair,
