@@ -135,6 +135,15 @@ def test_data_backgrounds_are_the_values_the_data_holds_and_none_for_one_value_o
     assert bool((values[1:] >= values[:-1]).all())  # evenly spaced quantiles, in order
     assert data_backgrounds(glyphs(300, 0, rotated=False)) == []  # all black: nothing to swap
     assert data_backgrounds(torch.rand(64, 1, 16, 16) * 2 - 1) == []  # no flat backgrounds
+    # Black backgrounds but for two white-bordered images: the outliers are not values the data holds.
+    outliers = glyphs(300, 0, rotated=False)
+    outliers[:2] = -outliers[:2]
+    assert data_backgrounds(outliers) == []
+    # A quarter of the images on white: a value the data holds, drawn for about a quarter of the draws.
+    quarter = glyphs(300, 0, rotated=False)
+    quarter[:75] = -quarter[:75]
+    values = torch.tensor(data_backgrounds(quarter)).flatten()
+    assert set(values.tolist()) == {-1.0, 1.0} and abs(float((values == 1).float().mean()) - 0.25) <= 1 / MAX_BACKGROUNDS
 
 
 def test_range_warp_swaps_the_background_for_one_of_its_values_and_only_in_draws():

@@ -225,7 +225,7 @@ def describe_backgrounds(backgrounds: list[list[float]]) -> str:
 
 
 def data_backgrounds(images: torch.Tensor, max_values: int = MAX_BACKGROUNDS) -> list[list[float]]:
-    """The flat-background values ``images`` (in [-1, 1]) hold: evenly spaced quantiles (by mean over channels).
+    """The flat-background values ``images`` (in [-1, 1]) hold: evenly spaced mid-quantiles (by mean over channels).
 
     Empty when fewer than :data:`MIN_FLAT_SHARE` of the images have a flat
     background, or when they all have one value (within a grey level).
@@ -234,14 +234,22 @@ def data_backgrounds(images: torch.Tensor, max_values: int = MAX_BACKGROUNDS) ->
 
 
 def _summarize_backgrounds(values: torch.Tensor, num_images: int, max_values: int = MAX_BACKGROUNDS) -> list[list[float]]:
-    """:func:`data_backgrounds` from the background values (M, C) of the flat-background images among ``num_images``."""
+    """:func:`data_backgrounds` from the background values (M, C) of the flat-background images among ``num_images``.
+
+    The values are mid-quantiles (ranks ``(i + 1/2) / L`` of the M values, L of them): each stands for an
+    equal share of the images. A lone outlier -- one white-bordered garment among thousands on black -- is
+    never picked, where the extremes would have given it one draw in L; and values that differ only by such
+    outliers count as one value (nothing to swap).
+    """
     if values.shape[0] < max(2, MIN_FLAT_SHARE * num_images):
         return []
-    if float((values.amax(0) - values.amin(0)).max()) <= 2 / 255:
-        return []
     ordered = values[values.mean(1).argsort()]
-    pick = torch.linspace(0, ordered.shape[0] - 1, min(max_values, ordered.shape[0])).round().long()
-    return [[round(float(v), 5) for v in row] for row in ordered[pick]]
+    count = min(max_values, ordered.shape[0])
+    pick = ((torch.arange(count, dtype=torch.float64) + 0.5) * ordered.shape[0] / count).long()
+    chosen = ordered[pick.clamp(max=ordered.shape[0] - 1)]
+    if float((chosen.amax(0) - chosen.amin(0)).max()) <= 2 / 255:
+        return []
+    return [[round(float(v), 5) for v in row] for row in chosen]
 
 
 def _swap_pair(images: torch.Tensor, pool: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
