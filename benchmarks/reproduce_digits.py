@@ -44,7 +44,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -458,6 +458,14 @@ def reference_classifier(dataset: str, seed: int, epochs: int = 15) -> torch.nn.
     return model.eval()
 
 
+def write_json(path: Path, value: Any) -> None:
+    """``value`` as JSON at ``path``, whole or not at all: written beside it, then moved into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
 def recommended_diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict | None:
     """Class preservation and spread of the draw the fit recommends (``training.draw``), ``None`` if it stores none.
 
@@ -498,7 +506,7 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
         result = json.loads(out.read_text())
         if "recommended" not in result:  # stored before the recommended draw was measured: add it
             result["recommended"] = recommended_diagnostic(args, dataset, seed)
-            out.write_text(json.dumps(result, indent=2))
+            write_json(out, result)
         return result
     from gitaug import GITAugment
     from gitaug.datasets import load, nuisance_of, plain_version
@@ -543,8 +551,7 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
         "seconds": time.time() - started,
         "recommended": recommended_diagnostic(args, dataset, seed),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_json(out, result)
     print(f"  diagnostic {dataset} seed {seed}: generator keeps {generated.mean:.3f} (residual draws {generated_residual.mean:.3f}), "
           f"true nuisance keeps {true.mean:.3f}; "
           f"spread {generated_spread.nanmean():.3f} vs {true_spread.nanmean():.3f}", flush=True)
