@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from _report import update_section
+from gitaug._files import write_json
 from gitaug.hub import is_generator_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -458,19 +459,15 @@ def reference_classifier(dataset: str, seed: int, epochs: int = 15) -> torch.nn.
     return model.eval()
 
 
-def write_json(path: Path, value: Any) -> None:
-    """``value`` as JSON at ``path``, whole or not at all: written beside it, then moved into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
-
-
-def recommended_diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict | None:
+def recommended_diagnostic(
+    args: argparse.Namespace, dataset: str, seed: int, reference: torch.nn.Module | None = None,
+    true: Any = None, true_spread: torch.Tensor | None = None,
+) -> dict | None:
     """Class preservation and spread of the draw the fit recommends (``training.draw``), ``None`` if it stores none.
 
-    The true nuisance's keep rate is measured again under the same reference classifier, so the two
-    form a pair whatever reference an earlier diagnostic of this seed was trained with.
+    Set against the true nuisance's keep rate under the same reference classifier. :func:`diagnostic` passes
+    its own reference and true-nuisance figures; without them (a diagnostic stored before this one existed)
+    both are measured here, so the pair holds whatever reference the earlier file was made with.
     """
     from gitaug import GITAugment
     from gitaug.datasets import load, nuisance_of, plain_version
@@ -481,13 +478,17 @@ def recommended_diagnostic(args: argparse.Namespace, dataset: str, seed: int) ->
         return None
     torch.set_num_threads(max(1, args.workers))
     started = time.time()
-    reference = reference_classifier(dataset, seed)
     train = load(dataset, split="train", seed=seed)
-    plain = load(plain_version(dataset), split="train", seed=seed)
+    if reference is None:
+        reference = reference_classifier(dataset, seed)
+        true = true_spread = None  # figures of another reference do not pair with this one
+    if true is None:
+        true = class_preservation(nuisance_of(dataset), reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
+    if true_spread is None:
+        plain = load(plain_version(dataset), split="train", seed=seed)
+        true_spread = variant_spread(nuisance_of(dataset), plain.images, plain.targets, plain.num_classes, seed=seed)
     keep = class_preservation(aug, reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
-    true = class_preservation(nuisance_of(dataset), reference, train.images, train.targets, train.num_classes, m_per_input=10, seed=seed)
     spread = variant_spread(aug, train.images, train.targets, train.num_classes, seed=seed)
-    true_spread = variant_spread(nuisance_of(dataset), plain.images, plain.targets, plain.num_classes, seed=seed)
     print(f"  diagnostic {dataset} seed {seed}: the recommended draw keeps {keep.mean:.3f}, the true nuisance "
           f"{true.mean:.3f} (same reference)", flush=True)
     return {
@@ -506,7 +507,7 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
         result = json.loads(out.read_text())
         if "recommended" not in result:  # stored before the recommended draw was measured: add it
             result["recommended"] = recommended_diagnostic(args, dataset, seed)
-            write_json(out, result)
+            write_json(out, result)  # whole or not at all
         return result
     from gitaug import GITAugment
     from gitaug.datasets import load, nuisance_of, plain_version
@@ -549,8 +550,9 @@ def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
            if data_styles is not None else {}),
         "true_nuisance_spread": true_spread.tolist(),
         "seconds": time.time() - started,
-        "recommended": recommended_diagnostic(args, dataset, seed),
+        "recommended": recommended_diagnostic(args, dataset, seed, reference, true, true_spread),
     }
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)
     print(f"  diagnostic {dataset} seed {seed}: generator keeps {generated.mean:.3f} (residual draws {generated_residual.mean:.3f}), "
           f"true nuisance keeps {true.mean:.3f}; "

@@ -28,10 +28,9 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 from pathlib import Path
 
