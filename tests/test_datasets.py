@@ -17,8 +17,10 @@ from gitaug.datasets import (
     NUISANCES,
     ImageDataset,
     RandomBackground,
+    RandomContrast,
     RandomDilationErosion,
     RandomRotation,
+    RandomScale,
     exponential_profile,
     get_nuisance,
     grey_dilation,
@@ -277,15 +279,47 @@ def test_digits_background_and_draws_options():
         load("digits-lt", seed=-1)
 
 
+def test_scale_zooms_about_the_centre_within_its_factors():
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 10:18, 10:18] = 1.0
+    y = RandomScale(0.7, 1.3)(x, generator=torch.Generator().manual_seed(0))
+    # the ink's area scales with the factor squared; the square stays centred
+    area = y.sum(dim=(1, 2, 3)) / 64
+    assert 0.7**2 - 0.05 <= float(area.min()) and float(area.max()) <= 1.3**2 + 0.05
+    assert float(area.max() - area.min()) > 0.5  # the factors do vary
+    assert torch.allclose(y, y.flip(-1), atol=1e-5) and torch.allclose(y, y.flip(-2), atol=1e-5)
+    # factor 1: the image itself
+    assert torch.allclose(RandomScale(1.0, 1.0)(x), x, atol=1e-6)
+    for bad in ((0.0, 1.0), (1.2, 1.1), ("a", 1.0)):
+        with pytest.raises(ValueError, match="need factors 0 < low <= high"):
+            RandomScale(*bad)
+
+
+def test_contrast_fades_the_ink_and_keeps_black_black():
+    x = _strokes(200)
+    y = RandomContrast(0.3, 1.0)(x, generator=torch.Generator().manual_seed(0))
+    factor = y[:, 0, 10, 13] / x[:, 0, 10, 13]  # a pixel at 1.0 in every image
+    assert float(factor.min()) >= 0.3 - 1e-6 and float(factor.max()) <= 1.0 + 1e-6
+    assert float(factor.max() - factor.min()) > 0.5
+    assert torch.allclose(y, x * factor.view(-1, 1, 1, 1)) and bool((y[x == 0] == 0).all())
+    for bad in ((0.5, 0.4), (-0.1, 1.0), (0.2, 1.5)):
+        with pytest.raises(ValueError, match="need factors 0 <= low <= high <= 1"):
+            RandomContrast(*bad)
+
+
 def test_registry():
     names = datasets.available()
-    assert {"digits-lt", "digits-rot-lt", "digits-bg-lt", "digits-dil-lt", "cifar10-lt", "image-folder"} <= set(names)
+    assert {"digits-lt", "digits-rot-lt", "digits-bg-lt", "digits-dil-lt", "digits-scale-lt", "digits-contrast-lt",
+            "cifar10-lt", "image-folder"} <= set(names)
     with pytest.raises(ValueError, match="'mnist-lt'"):
         load("mnist-lt")
     with pytest.raises(ValueError, match="root"):
         load("cifar10-lt")
     assert datasets.plain_version("digits-dil-lt") == "digits-lt"
     assert isinstance(datasets.nuisance_of("digits-rot-lt"), RandomRotation)
+    assert isinstance(datasets.nuisance_of("digits-scale-lt"), RandomScale)
+    assert isinstance(datasets.nuisance_of("fmnist-contrast-lt"), RandomContrast)
+    assert datasets.plain_version("digits-contrast-lt") == "digits-lt"
     assert datasets.nuisance_of("digits-lt") is None
 
 

@@ -313,3 +313,19 @@ def test_default_fit_turns_turned_glyphs_leaves_upright_ones_and_varies_a_random
         draws = backdrop(x, generator=torch.Generator().manual_seed(0))
     corner = draws[:, 0, :3, :3].mean((1, 2)).view(8, 16)
     assert float(corner.std(1).mean()) > 0.04, corner
+
+
+def test_the_test_finds_a_scale_range_on_zoomed_glyphs_and_almost_none_on_glyphs_of_one_size():
+    from gitaug.datasets import RandomScale
+
+    upright = glyphs(600, 0, rotated=False)
+    zoomed = RandomScale(0.6, 1.4)((upright + 1) / 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    wide = probe_nuisance(zoomed, steps=150, families=("log_scale",), seed=0)
+    narrow = probe_nuisance(upright, steps=150, families=("log_scale",), seed=0)
+    # Zoom is no group the data is closed under (rotation by any angle is): a further zoom by x1.1 moves
+    # the data's sizes, x0.6..x1.4, by a tenth of their spread, which a detector already half sees. So the
+    # range is a fraction of the data's spread, yet ten times that of glyphs that all have one size.
+    assert math.exp(wide.ranges["log_scale"]) > 1.07, wide.power
+    assert math.exp(narrow.ranges["log_scale"]) < 1.03, narrow.power
+    assert wide.ranges["log_scale"] > 4 * narrow.ranges["log_scale"]
+    assert wide.ranges["rotation"] == 0.0 and wide.ranges["shift"] == 0.0

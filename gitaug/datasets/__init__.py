@@ -3,10 +3,12 @@
 ``load(name, split, seed, **kwargs)`` builds a registered dataset;
 ``available()`` lists the names:
 
-* ``digits-lt``, ``digits-rot-lt``, ``digits-bg-lt``, ``digits-dil-lt`` --
+* ``digits-lt``, ``digits-rot-lt``, ``digits-bg-lt``, ``digits-dil-lt``,
+  ``digits-scale-lt``, ``digits-contrast-lt`` --
   built from scikit-learn's digits (``pip install gitaug[digits]``); see
   :mod:`gitaug.datasets.digits` for the exact counts.
-* ``fmnist-lt``, ``fmnist-rot-lt``, ``fmnist-bg-lt``, ``fmnist-dil-lt`` --
+* ``fmnist-lt``, ``fmnist-rot-lt``, ``fmnist-bg-lt``, ``fmnist-dil-lt``,
+  ``fmnist-scale-lt``, ``fmnist-contrast-lt`` --
   Fashion-MNIST-LT, built from the standard idx files found on this machine
   (keyword ``root=``, or see :mod:`gitaug.datasets.fashion_mnist`).
 * ``cifar10-lt``, ``cifar100-lt`` -- need ``root=`` (the extracted python
@@ -44,6 +46,8 @@ from .nuisances import (
     NUISANCES,
     RandomBackground,
     RandomDilationErosion,
+    RandomScale,
+    RandomContrast,
     RandomRotation,
     get_nuisance,
     grey_dilation,
@@ -65,6 +69,8 @@ __all__ = [
     "RandomRotation",
     "RandomBackground",
     "RandomDilationErosion",
+    "RandomScale",
+    "RandomContrast",
     "grey_dilation",
     "grey_erosion",
     "load_digits_lt",

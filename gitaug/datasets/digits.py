@@ -25,7 +25,9 @@ analogues of the paper's K49-LT sets:
 
 Names: ``digits-lt`` (no nuisance), ``digits-rot-lt`` (rotation),
 ``digits-bg-lt`` (background intensity), ``digits-dil-lt`` (dilation or
-erosion). A split is a deterministic function of (name, split, seed) and
+erosion), and two nuisances beyond the paper's, for checks on what a method
+was not tuned on: ``digits-scale-lt`` (zoom x0.7 to x1.3) and
+``digits-contrast-lt`` (ink faded by a factor 0.3 to 1). A split is a deterministic function of (name, split, seed) and
 builds in well under a second on a CPU.
 
 Example::
@@ -56,6 +58,8 @@ DIGITS_DATASETS: dict[str, str | None] = {
     "digits-rot-lt": "rot",
     "digits-bg-lt": "bg",
     "digits-dil-lt": "dil",
+    "digits-scale-lt": "scale",
+    "digits-contrast-lt": "contrast",
 }
 """Built-in digits dataset names and the nuisance each applies."""
 
@@ -126,7 +130,7 @@ def load_digits_lt(
     """One split of a long-tailed digits dataset (see the module docstring for the counts).
 
     Args:
-        nuisance: ``None``, ``"rot"``, ``"bg"`` or ``"dil"``.
+        nuisance: ``None`` or a name of :data:`~gitaug.datasets.NUISANCES` (``"rot"``, ``"bg"``, ``"dil"``, ``"scale"``, ``"contrast"``).
         split: ``"train"`` (long-tailed), ``"val"`` or ``"test"`` (balanced).
         seed: seeds the base split, the class order, the training choice and
             the nuisance draws; the same seed gives matching, disjoint splits.
