@@ -55,8 +55,8 @@ import reproduce_digits as shared
 from _report import update_section
 
 ROOT = shared.ROOT
-#: Results-file variants: the --fit-flags variants; "background" and "rule", the re-runs written with
-#: --output-suffix _background and _rule.
+#: Results-file variants: the --fit-flags variants; "background", "rule" and "heldout", the re-runs written with
+#: --output-suffix _background, _rule and _heldout.
 VARIANTS = ("paper", "recipes", "default", "background", "rule", "heldout")
 #: Table rows: (fit variant, GIT method of its benchmark run).
 ROWS = (("paper", "git"), ("recipes", "git"), ("default", "git"), ("default", "git-residual"), ("default", "git-data"),
