@@ -27,8 +27,9 @@ Names: ``digits-lt`` (no nuisance), ``digits-rot-lt`` (rotation),
 ``digits-bg-lt`` (background intensity), ``digits-dil-lt`` (dilation or
 erosion), and two nuisances beyond the paper's, for checks on what a method
 was not tuned on: ``digits-scale-lt`` (zoom x0.7 to x1.3) and
-``digits-contrast-lt`` (ink faded by a factor 0.3 to 1). A split is a deterministic function of (name, split, seed) and
-builds in well under a second on a CPU.
+``digits-contrast-lt`` (ink faded by a factor 0.3 to 1). A split is a
+deterministic function of (name, split, seed) and builds in well under a
+second on a CPU.
 
 Example::
 

@@ -73,6 +73,20 @@ def _draw_device(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
 
 
+def _uniform(n: int, low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:
+    """``n`` float64 draws uniform in ``[low, high]``, on the generator's device."""
+    u = torch.rand(n, generator=generator, device=_draw_device(generator), dtype=torch.float64)
+    return low + (high - low) * u
+
+
+def _resample(batch: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
+    """``batch`` resampled through the (N, 2, 3) affine maps ``theta`` (output to input coordinates in [-1, 1],
+    aligned to pixel centres) with zero fill, clamped to [0, 1] (bicubic can overshoot)."""
+    grid = F.affine_grid(theta.to(batch.dtype), list(batch.shape), align_corners=False)
+    out = F.grid_sample(batch, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    return out.clamp_(0.0, 1.0)
+
+
 def _same_padding(kernel_size: int) -> tuple[int, int, int, int]:
     # Even kernels cannot be centred: put the extra row/column before the
     # pixel (anchor at k // 2, the usual convention), so the output keeps its size.
@@ -152,9 +166,7 @@ class RandomRotation:
         # affine_grid maps output coordinates to input coordinates in [-1, 1]
         # (aligned to pixel centres), a rotation about the image centre.
         theta = torch.stack([torch.stack([cos, -sin, zeros], 1), torch.stack([sin, cos, zeros], 1)], 1)
-        grid = F.affine_grid(theta.to(batch.dtype), list(batch.shape), align_corners=False)
-        out = F.grid_sample(batch, grid, mode=self.interpolation, padding_mode="zeros", align_corners=False)
-        out = out.clamp_(0.0, 1.0)
+        out = _resample(batch, theta, self.interpolation)
         return out[0] if single else out
 
 
@@ -273,15 +285,12 @@ class RandomScale:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         batch, single = _as_batch(images)
-        n = batch.shape[0]
-        u = torch.rand(n, generator=generator, device=_draw_device(generator), dtype=torch.float64)
-        factor = (self.low + (self.high - self.low) * u).to(batch.device)
-        # affine_grid maps output coordinates to input ones: a zoom by f reads the input at 1/f of the distance.
-        inverse = (1 / factor).to(batch.dtype)
+        factor = _uniform(batch.shape[0], self.low, self.high, generator).to(batch.device)
+        # the grid maps output coordinates to input ones: a zoom by f reads the input at 1/f of the distance
+        inverse = 1 / factor
         zeros = torch.zeros_like(inverse)
         theta = torch.stack([torch.stack([inverse, zeros, zeros], 1), torch.stack([zeros, inverse, zeros], 1)], 1)
-        grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
-        out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0.0, 1.0)
+        out = _resample(batch, theta, "bilinear")
         return out[0] if single else out
 
 
@@ -316,8 +325,7 @@ class RandomContrast:
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         batch, single = _as_batch(images)
         n = batch.shape[0]
-        u = torch.rand(n, generator=generator, device=_draw_device(generator), dtype=torch.float64)
-        factor = (self.low + (self.high - self.low) * u).to(batch.device, batch.dtype).view(n, 1, 1, 1)
+        factor = _uniform(n, self.low, self.high, generator).to(batch.device, batch.dtype).view(n, 1, 1, 1)
         out = batch * factor
         return out[0] if single else out
 
