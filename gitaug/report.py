@@ -81,7 +81,7 @@ from torch import nn
 from .augment import GITAugment, complete_draw
 from .diagnostics import APPEARANCE_STATISTICS, appearance_spread, class_preservation, variant_spread
 from .generator import MUNITGenerator
-from .transfer import TOLERANCE, TransferTest, transfer_test
+from .transfer import PREFER, TOLERANCE, TransferTest, transfer_test
 
 __all__ = ["GeneratorReport", "generator_report", "recommend_draw", "draw_appearance", "describe_appearance",
            "NEAR_IDENTITY", "NO_RECONSTRUCTION", "COLLAPSE", "CLASS_CHANGE", "WARP_CLASS_CHANGE",
@@ -591,6 +591,7 @@ def recommend_draw(
     seed: int = 0,
     repeats: int | None = None,
     tolerance: float = TOLERANCE,
+    prefer: str = PREFER,
     **test_options: Any,
 ) -> dict[str, Any] | None:
     """The draw to use a fitted generator with: the least varied one a classifier learns as much from as from the best.
@@ -627,6 +628,8 @@ def recommend_draw(
         repeats: pseudo-tail splits (at least 2 for the standard error;
             default :data:`RECOMMEND_REPEATS`).
         tolerance: in standard errors of a difference between two draws.
+        prefer: ``"least"`` or ``"most"`` varied among the draws within
+            ``tolerance`` of the best (:data:`gitaug.transfer.PREFER`).
         test_options: passed on to :func:`gitaug.transfer.transfer_test`
             (``tail_images``, ``steps`` (default :data:`RECOMMEND_STEPS`),
             ``head_min_count``, ...).
@@ -637,7 +640,7 @@ def recommend_draw(
         ``None`` without labels, warp, style statistics or two head classes.
     """
     test = draw_transfer_test(generator, images, labels, seed=seed, repeats=repeats, **test_options)
-    return None if test is None else recommendation(test, tolerance)
+    return None if test is None else recommendation(test, tolerance, prefer)
 
 
 def draw_transfer_test(
@@ -662,9 +665,9 @@ def draw_transfer_test(
         generator.train(was_training)
 
 
-def recommendation(test: TransferTest, tolerance: float = TOLERANCE) -> dict[str, Any]:
+def recommendation(test: TransferTest, tolerance: float = TOLERANCE, prefer: str = PREFER) -> dict[str, Any]:
     """The recommended draw of a transfer test, as ``training.draw`` stores it."""
-    return {**test.settings[test.recommended(tolerance)], "chosen": test.summary(tolerance)}
+    return {**test.settings[test.recommended(tolerance, prefer)], "chosen": test.summary(tolerance, prefer)}
 
 
 def draw_appearance(

@@ -42,7 +42,7 @@ import torch
 from .augment import GITAugment
 from .generator import MUNITGenerator
 
-__all__ = ["TransferTest", "transfer_test", "NO_DRAW", "TOLERANCE"]
+__all__ = ["TransferTest", "transfer_test", "NO_DRAW", "TOLERANCE", "PREFER", "PREFERENCES"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,12 @@ NO_DRAW = "no draw"
 #: scoring better beyond the test's noise. One standard error, as in the one-standard-error rule of model
 #: selection (the simplest model within one error of the best).
 TOLERANCE = 1.0
+
+#: Which of the draws within ``tolerance`` of the best is recommended: ``"least"`` varied (the default, for the
+#: reason above) or ``"most"`` varied (the one that moves the tail images furthest among those the test cannot
+#: tell from the best; ``benchmarks/draw_rules.py`` compares the two on full training runs).
+PREFERENCES = ("least", "most")
+PREFER = "least"
 
 
 @dataclass
@@ -139,15 +145,19 @@ class TransferTest:
         """The draw with the highest mean score."""
         return max(self.names, key=self.mean)
 
-    def recommended(self, tolerance: float = TOLERANCE) -> str:
-        """The least varied draw (the last of ``names``) within ``tolerance`` standard errors of the best."""
+    def recommended(self, tolerance: float = TOLERANCE, prefer: str = PREFER) -> str:
+        """The least (``prefer="least"``, the last of ``names``) or most (``"most"``, the first) varied draw
+        within ``tolerance`` standard errors of the best; the best itself with one repeat (no error estimate)."""
+        if prefer not in PREFERENCES:
+            raise ValueError(f"prefer must be one of {PREFERENCES}, got {prefer!r}")
         error = self.difference_error()
         best = self.mean(self.best())
         if math.isnan(error):
             return self.best()
-        return next(n for n in reversed(self.names) if self.mean(n) >= best - tolerance * error)
+        order = reversed(self.names) if prefer == "least" else iter(self.names)
+        return next(n for n in order if self.mean(n) >= best - tolerance * error)
 
-    def summary(self, tolerance: float = TOLERANCE) -> str:
+    def summary(self, tolerance: float = TOLERANCE, prefer: str = PREFER) -> str:
         """One line: every draw's mean score, the error, and the recommendation with why."""
         repeats = len(self.balanced_accuracy[self.names[0]])
         scores = "; ".join(f"{n} {self.mean(n):.1%}" for n in [NO_DRAW, *self.names])
@@ -156,11 +166,11 @@ class TransferTest:
                 f"class; {self.score_name}): {scores}")
         if not math.isnan(error):
             line += f"; standard error of a difference {error:.1%}"
-        chosen = self.recommended(tolerance)
+        chosen = self.recommended(tolerance, prefer)
         line += f": {chosen}"
         if chosen != self.best():
             errors = "one standard error" if tolerance == 1 else f"{tolerance:g} standard errors"
-            line += f" (the least varied draw within {errors} of the best, {self.best()})"
+            line += f" (the {prefer} varied draw within {errors} of the best, {self.best()})"
         if not math.isnan(error) and self.mean(self.best()) < self.mean(NO_DRAW) - tolerance * error:
             line += "; warning: no draw beats training without one, this generator would harm GIT"
         return line

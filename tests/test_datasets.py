@@ -21,6 +21,7 @@ from gitaug.datasets import (
     RandomDilationErosion,
     RandomRotation,
     RandomScale,
+    RandomShift,
     exponential_profile,
     get_nuisance,
     grey_dilation,
@@ -307,6 +308,27 @@ def test_contrast_fades_the_ink_and_keeps_black_black():
             RandomContrast(*bad)
 
 
+def test_shift_moves_the_ink_within_its_range_and_keeps_it_whole():
+    x = torch.zeros(400, 1, 28, 28)
+    x[:, :, 12:16, 12:16] = 1.0
+    y = RandomShift(0.15)(x, generator=torch.Generator().manual_seed(0))
+    # the square's centre of mass moves by up to 15 % of the side (4.2 pixels) along each axis, both ways
+    grid = torch.arange(28, dtype=torch.float32)
+    mass = y.sum(dim=(1, 2, 3))
+    dy = (y.sum(dim=3)[:, 0] * grid).sum(1) / mass - 13.5
+    dx = (y.sum(dim=2)[:, 0] * grid).sum(1) / mass - 13.5
+    for d in (dx, dy):
+        assert float(d.abs().max()) <= 0.15 * 28 + 1e-3
+        assert float(d.min()) < -3 and float(d.max()) > 3  # the offsets span the range
+    assert float(torch.corrcoef(torch.stack([dx, dy]))[0, 1].abs()) < 0.2  # the axes are drawn apart
+    assert torch.allclose(mass, torch.full_like(mass, 16.0), atol=1e-3)  # nothing cut off, nothing added
+    # offset 0: the image itself
+    assert torch.allclose(RandomShift(0.0)(x[:4]), x[:4], atol=1e-6)
+    for bad in (-0.1, 1.0, "a"):
+        with pytest.raises(ValueError, match="need 0 <= largest < 1"):
+            RandomShift(bad)
+
+
 def test_registry():
     names = datasets.available()
     assert {"digits-lt", "digits-rot-lt", "digits-bg-lt", "digits-dil-lt", "digits-scale-lt", "digits-contrast-lt",
@@ -320,6 +342,8 @@ def test_registry():
     assert isinstance(datasets.nuisance_of("digits-scale-lt"), RandomScale)
     assert isinstance(datasets.nuisance_of("fmnist-contrast-lt"), RandomContrast)
     assert datasets.plain_version("digits-contrast-lt") == "digits-lt"
+    assert isinstance(datasets.nuisance_of("digits-shift-lt"), RandomShift)
+    assert isinstance(datasets.nuisance_of("fmnist-shift-lt"), RandomShift)
     assert datasets.nuisance_of("digits-lt") is None
 
 

@@ -329,3 +329,17 @@ def test_the_test_finds_a_scale_range_on_zoomed_glyphs_and_almost_none_on_glyphs
     assert math.exp(narrow.ranges["log_scale"]) < 1.03, narrow.power
     assert wide.ranges["log_scale"] > 4 * narrow.ranges["log_scale"]
     assert wide.ranges["rotation"] == 0.0 and wide.ranges["shift"] == 0.0
+
+
+def test_the_test_finds_a_shift_range_on_moved_glyphs_and_almost_none_on_centred_ones():
+    from gitaug.datasets import RandomShift
+
+    centred = glyphs(600, 0, rotated=False)
+    moved = RandomShift(0.15)((centred + 1) / 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    wide = probe_nuisance(moved, steps=150, families=("shift",), seed=0)
+    narrow = probe_nuisance(centred, steps=150, families=("shift",), seed=0)
+    # As with zoom, a bounded range: the shift found is a fraction of the data's +-15 %, and several times
+    # that of glyphs that all sit in the middle.
+    assert wide.ranges["shift"] > 0.04, wide.power
+    assert narrow.ranges["shift"] < 0.03, narrow.power
+    assert wide.ranges["shift"] > 2.5 * narrow.ranges["shift"]

@@ -184,6 +184,12 @@ def test_the_recommended_draw_is_the_least_varied_one_the_test_cannot_tell_from_
     far = _figures({**base, "decoded": [0.81, 0.91, 0.845], "residual": [0.815, 0.895, 0.84],
                     "warp": [0.765, 0.845, 0.79]})
     assert far.recommended() == "residual"
+    # Preferring the most varied draw: the first within one error of the best, here the best itself; in the
+    # close case decoded, which the test cannot tell from the best either.
+    assert far.recommended(prefer="most") == "decoded" and close.recommended(prefer="most") == "decoded"
+    assert "(the most varied draw within one standard error of the best, residual)" in close.summary(prefer="most")
+    with pytest.raises(ValueError, match="prefer must be one of"):
+        far.recommended(prefer="medium")
     assert far.summary().endswith(": residual (the least varied draw within one standard error of the best, decoded)")
     error = far.difference_error()
     assert 0 < error < 0.02

@@ -4,11 +4,11 @@
 ``available()`` lists the names:
 
 * ``digits-lt``, ``digits-rot-lt``, ``digits-bg-lt``, ``digits-dil-lt``,
-  ``digits-scale-lt``, ``digits-contrast-lt`` --
+  ``digits-scale-lt``, ``digits-contrast-lt``, ``digits-shift-lt`` --
   built from scikit-learn's digits (``pip install gitaug[digits]``); see
   :mod:`gitaug.datasets.digits` for the exact counts.
 * ``fmnist-lt``, ``fmnist-rot-lt``, ``fmnist-bg-lt``, ``fmnist-dil-lt``,
-  ``fmnist-scale-lt``, ``fmnist-contrast-lt`` --
+  ``fmnist-scale-lt``, ``fmnist-contrast-lt``, ``fmnist-shift-lt`` --
   Fashion-MNIST-LT, built from the standard idx files found on this machine
   (keyword ``root=``, or see :mod:`gitaug.datasets.fashion_mnist`).
 * ``cifar10-lt``, ``cifar100-lt`` -- need ``root=`` (the extracted python
@@ -47,6 +47,7 @@ from .nuisances import (
     RandomBackground,
     RandomDilationErosion,
     RandomScale,
+    RandomShift,
     RandomContrast,
     RandomRotation,
     get_nuisance,
@@ -70,6 +71,7 @@ __all__ = [
     "RandomBackground",
     "RandomDilationErosion",
     "RandomScale",
+    "RandomShift",
     "RandomContrast",
     "grey_dilation",
     "grey_erosion",

@@ -25,9 +25,10 @@ analogues of the paper's K49-LT sets:
 
 Names: ``digits-lt`` (no nuisance), ``digits-rot-lt`` (rotation),
 ``digits-bg-lt`` (background intensity), ``digits-dil-lt`` (dilation or
-erosion), and two nuisances beyond the paper's, for checks on what a method
-was not tuned on: ``digits-scale-lt`` (zoom x0.7 to x1.3) and
-``digits-contrast-lt`` (ink faded by a factor 0.3 to 1). A split is a
+erosion), and three nuisances beyond the paper's, for checks on what a method
+was not tuned on: ``digits-scale-lt`` (zoom x0.7 to x1.3),
+``digits-contrast-lt`` (ink faded by a factor 0.3 to 1) and
+``digits-shift-lt`` (moved by up to 15 % of the side along each axis). A split is a
 deterministic function of (name, split, seed) and builds in well under a
 second on a CPU.
 
@@ -61,6 +62,7 @@ DIGITS_DATASETS: dict[str, str | None] = {
     "digits-dil-lt": "dil",
     "digits-scale-lt": "scale",
     "digits-contrast-lt": "contrast",
+    "digits-shift-lt": "shift",
 }
 """Built-in digits dataset names and the nuisance each applies."""
 
@@ -131,7 +133,7 @@ def load_digits_lt(
     """One split of a long-tailed digits dataset (see the module docstring for the counts).
 
     Args:
-        nuisance: ``None`` or a name of :data:`~gitaug.datasets.NUISANCES` (``"rot"``, ``"bg"``, ``"dil"``, ``"scale"``, ``"contrast"``).
+        nuisance: ``None`` or a name of :data:`~gitaug.datasets.NUISANCES` (``"rot"``, ``"bg"``, ``"dil"``, ``"scale"``, ``"contrast"``, ``"shift"``).
         split: ``"train"`` (long-tailed), ``"val"`` or ``"test"`` (balanced).
         seed: seeds the base split, the class order, the training choice and
             the nuisance draws; the same seed gives matching, disjoint splits.

@@ -1,0 +1,182 @@
+"""Which rule should pick a fitted generator's draw? Each rule's picks, scored by the full training runs.
+
+A default fit (``gitaug-fit`` with no flag) stores a pseudo-tail transfer test
+of every candidate draw (``training.draw_test``: :data:`gitaug.report.DRAW_CANDIDATES`,
+the most varied first) and recommends one of them. The test's differences are
+often within its noise, so the rule that breaks a tie decides a lot. This
+script replays rules on the stored tests and looks each pick up in the
+reproduction benchmarks' finished runs (nothing is trained here):
+
+* ``least``: the least varied draw within one standard error of the best
+  (the rule the fit applies: :meth:`gitaug.transfer.TransferTest.recommended`);
+* ``most``: the most varied draw within one standard error of the best;
+* ``best``: the best-scoring draw.
+
+A pick is scored by the run of the same generator and seed that drew with the
+same settings: the fit's recommended draw (``git-auto``) when the pick is the
+fit's own, else the matching draw's run (``git`` decoded, ``git-data``
+residual with data styles, ``git-half`` the same at half strength,
+``git-warp`` the warp alone), each with its own K and p chosen on validation
+by the benchmark. A pick without a run is listed as missing, and its set's
+figures for that rule left out. Per set it reports, as ``default_fit.py``
+does, the share of the oracle's gain over CE+DRS in balanced accuracy and in
+tail eKLD, with the ratio estimator's standard error over seeds.
+
+It reads the benchmarks' work folders (``benchmarks/_work*``: the generators'
+configs and the per-run JSON files), which the reproduction benchmarks leave
+behind; writes ``results/draw_rules.json`` and the ``draw_rules`` section of
+``benchmarks/RESULTS.md``.
+
+    python benchmarks/draw_rules.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+import default_fit
+import reproduce_digits as shared
+from _report import update_section
+from gitaug.report import complete_draw
+from gitaug.transfer import TransferTest
+
+ROOT = shared.ROOT
+#: The rules, in the order reported.
+RULES = ("least", "most", "best")
+RULE_NAMES = {"least": "least varied within 1 SE of the best (the fit's rule)",
+              "most": "most varied within 1 SE of the best", "best": "the best score"}
+#: Runs that may score a pick, in the order tried: the fit's own recommendation first.
+DRAW_RUNS = ("git-auto", "git", "git-data", "git-half", "git-warp")
+SHORT = {"the decoded draws": "decoded", "residual draws with data styles": "residual",
+         "residual draws with data styles at half strength": "half", "the warp alone": "warp"}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, nargs="+", default=None,
+                        help="benchmark work folders (default: every benchmarks/_work*)")
+    parser.add_argument("--tolerance", type=float, default=1.0, help="in standard errors of a difference")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    return parser.parse_args()
+
+
+def pick(test: TransferTest, rule: str, tolerance: float) -> str:
+    """The draw ``rule`` picks from a transfer test."""
+    return test.best() if rule == "best" else test.recommended(tolerance, prefer=rule)
+
+
+def generator_config(work: Path, dataset: str, seed: int) -> dict | None:
+    folder = shared.generator_dir(work, dataset, seed)
+    for path in (folder / "generator" / "config.json", folder / "config.json"):
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
+
+
+def load_run(work: Path, dataset: str, seed: int, tag: str) -> dict | None:
+    path = work / "runs" / f"{dataset}-seed{seed}-{tag}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def figures(run: dict) -> tuple[float, float]:
+    return run["test_balanced_accuracy"], run["ekld_summary"]["tail_mean"]
+
+
+def same_draw(run: dict, settings: dict) -> bool:
+    drawn = run.get("draw") or {}
+    return all(drawn.get(k) == v for k, v in complete_draw(settings).items())
+
+
+def main() -> None:
+    args = parse_args()
+    works = args.work or sorted(p for p in (ROOT / "benchmarks").glob("_work*") if (p / "runs").is_dir())
+    found: dict = {}  # dataset -> seed -> {"drs", "oracle", "picks", rule: (acc, ekld) or None}
+    missing: list[str] = []
+    for work in works:
+        seeds_of = {}
+        for path in (work / "runs").glob("*-seed*-drs.json"):
+            dataset, seed = re.fullmatch(r"(.+)-seed(\d+)-drs\.json", path.name).groups()
+            seeds_of.setdefault(dataset, set()).add(int(seed))
+        for dataset, seeds in seeds_of.items():
+            for seed in sorted(seeds):
+                config = generator_config(work, dataset, seed)
+                drs, oracle = load_run(work, dataset, seed, "drs"), load_run(work, dataset, seed, "oracle")
+                test_figures = (config or {}).get("training", {}).get("draw_test")
+                if not test_figures or drs is None or oracle is None:
+                    continue
+                test = TransferTest.from_dict(test_figures)
+                entry = {"drs": figures(drs), "oracle": figures(oracle), "picks": {}, "runs": {}}
+                runs = {tag: run for tag in DRAW_RUNS if (run := load_run(work, dataset, seed, tag)) is not None}
+                for rule in RULES:
+                    name = pick(test, rule, args.tolerance)
+                    entry["picks"][rule] = SHORT.get(name, name)
+                    tag = next((t for t, run in runs.items() if same_draw(run, test.settings[name])), None)
+                    entry["runs"][rule] = tag
+                    entry[rule] = figures(runs[tag]) if tag else None
+                    if tag is None:
+                        missing.append(f"{dataset} seed {seed}: {name} ({rule})")
+                found.setdefault(dataset, {})[seed] = entry
+
+    summary: dict = {}
+    lines = [
+        "## Which rule picks the draw",
+        "",
+        "Produced by `python benchmarks/draw_rules.py` from the reproduction benchmarks' finished runs (nothing trained). "
+        "Each rule is replayed on the pseudo-tail transfer test every default fit stores, and its pick is scored by that "
+        "seed's full training run with the same draw (the fit's recommended draw's run when the pick is the fit's own, "
+        "else the draw's own run; each with K and p chosen on validation). Share of the oracle's gain over CE+DRS, "
+        "mean over the seeds with every run, ± the ratio estimator's standard error over seeds. Rules: "
+        + "; ".join(f"`{r}`: {RULE_NAMES[r]}" for r in RULES) + ".",
+        "",
+        "| set | seeds | rule | picks per seed | balanced acc. CE+DRS / GIT / oracle (%) | share | tail eKLD share | GIT - CE+DRS per seed (points) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset in sorted(found, key=lambda d: (not d.startswith("digits"), d)):
+        seeds = found[dataset]
+        for rule in RULES:
+            usable = [s for s in sorted(seeds) if seeds[s][rule] is not None]
+            if not usable:
+                continue
+            acc = {k: np.array([seeds[s][k][0] if k != "git" else seeds[s][rule][0] for s in usable]) for k in ("drs", "git", "oracle")}
+            ekld = {k: np.array([seeds[s][k][1] if k != "git" else seeds[s][rule][1] for s in usable]) for k in ("drs", "git", "oracle")}
+            acc_gain, acc_oracle = acc["git"] - acc["drs"], acc["oracle"] - acc["drs"]
+            ekld_gain, ekld_oracle = ekld["drs"] - ekld["git"], ekld["drs"] - ekld["oracle"]
+            result = {
+                "seeds": usable, "picks": [seeds[s]["picks"][rule] for s in usable],
+                "runs": [seeds[s]["runs"][rule] for s in usable],
+                "balanced_accuracy": {k: float(v.mean()) for k, v in acc.items()},
+                "ekld_tail": {k: float(v.mean()) for k, v in ekld.items()},
+                "accuracy_share": float(acc_gain.mean() / acc_oracle.mean()) if acc_oracle.mean() > 0 else None,
+                "ekld_share": float(ekld_gain.mean() / ekld_oracle.mean()) if ekld_oracle.mean() > 0 else None,
+                "accuracy_share_error": default_fit.share_error(list(acc_gain), list(acc_oracle)),
+                "ekld_share_error": default_fit.share_error(list(ekld_gain), list(ekld_oracle)),
+                "accuracy_git_minus_drs_per_seed": [float(g) for g in acc_gain],
+                "complete": len(usable) == len(seeds),
+            }
+            summary.setdefault(dataset, {})[rule] = result
+            a = result["balanced_accuracy"]
+            lines.append(
+                f"| {dataset} | {', '.join(map(str, usable))}{'' if result['complete'] else ' (of ' + ', '.join(map(str, sorted(seeds))) + ')'} "
+                f"| {rule} | {', '.join(result['picks'])} | {a['drs'] * 100:.1f} / {a['git'] * 100:.1f} / {a['oracle'] * 100:.1f} "
+                f"| {default_fit.share(result['accuracy_share'], result['accuracy_share_error'])} "
+                f"| {default_fit.share(result['ekld_share'], result['ekld_share_error'])} "
+                f"| {', '.join(f'{d * 100:+.1f}' for d in result['accuracy_git_minus_drs_per_seed'])} |")
+    if missing:
+        lines += ["", "Picks without a finished run (their seeds are left out of that rule's row): " + "; ".join(missing) + "."]
+    out = args.results / "draw_rules.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"tolerance": args.tolerance, "rules": summary, "missing": missing}, indent=2))
+    os.replace(tmp, out)
+    update_section(args.report, "draw_rules", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
