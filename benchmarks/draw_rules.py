@@ -90,8 +90,8 @@ def figures(run: dict) -> tuple[float, float]:
 
 
 def same_draw(run: dict, settings: dict) -> bool:
-    drawn = run.get("draw") or {}
-    return all(drawn.get(k) == v for k, v in complete_draw(settings).items())
+    """Whether a run drew with ``settings`` (a setting a run does not record is one from before it existed: its default)."""
+    return complete_draw(run.get("draw") or {}) == complete_draw(settings)
 
 
 def main() -> None:

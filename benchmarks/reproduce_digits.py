@@ -270,11 +270,12 @@ def stale(out: Path, method: str, setting: dict, generator: Path) -> str | None:
             return f"the draw {used_draw} (wanted {wanted_draw})"
     config = generator / "generator" / "config.json"
     if method == "git-auto" and config.exists():
-        from gitaug.augment import DRAW_SETTINGS, complete_draw, recommended_draw
+        from gitaug.augment import complete_draw, recommended_draw
 
         # What from_pretrained draws with: the stored draw over GITAugment's own defaults.
         expected = complete_draw(recommended_draw(json.loads(config.read_text()).get("training", {})))
-        if {key: run.get("draw", {}).get(key) for key in DRAW_SETTINGS} != expected:
+        # Runs from before a draw setting existed drew with its default.
+        if complete_draw(run.get("draw") or {}) != expected:
             return f"the draw {run.get('draw')} (the fit now recommends {expected})"
     if method in GIT_DRAWS and run.get("draw") is not None and used.get("bank_draws"):
         # The example's default (no --bank-draws): every draw live. Runs from before it served a bank.
@@ -375,8 +376,9 @@ def reuse_recommended_run(args: argparse.Namespace, dataset: str, seed: int, set
     wanted = complete_draw(recommended_draw(json.loads(config.read_text()).get("training", {})))
     for method in LADDER:
         values = flag_values(GIT_DRAWS[method].flags)
+        # the ladder's rows draw within the fitted ranges (no --warp-extent)
         draw = {"residual": values["draw"] == "residual", "styles": values["styles"],
-                "appearance_scale": values["appearance_scale"]}
+                "appearance_scale": values["appearance_scale"], "warp_extent": 1.0}
         if draw != wanted:
             continue
         source_tag = method if tag == "git-auto" else select_tag(method, setting)
@@ -601,6 +603,9 @@ def describe_learned(entry: dict) -> str:
         return f"warp {n.get('warp')}"
     text = (f"rotation +-{n['rotation_degrees']:.0f} deg, scale x{1 / n['scale']:.2f}..x{n['scale']:.2f}, "
             f"shift +-{100 * n['shift']:.0f} % of the side")
+    if (drawn := n.get("drawn")) and drawn.get("extent", 1) != 1:  # fits whose recommended draw reaches further
+        text += (f" (draws x{drawn['extent']:g}: +-{drawn['rotation_degrees']:.0f} deg, "
+                 f"x{1 / drawn['scale']:.2f}..x{drawn['scale']:.2f}, +-{100 * drawn['shift']:.0f} %)")
     # only fits whose background swap went unseen draw the data's backgrounds
     return text + ", background swapped for the data's own" if n.get("backgrounds") else text
 

@@ -94,6 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     method.add_argument("--appearance-scale", type=float, default=1.0, metavar="S",
                         help="with --draw residual, how much of the decoder's appearance change a draw applies "
                              "(GITAugment(appearance_scale=S); 0: the generator's warp alone)")
+    method.add_argument("--warp-extent", type=float, default=None, metavar="E",
+                        help="multiply the generator's warp ranges by E in every draw (GITAugment(warp_extent=E)); "
+                             "default: the draw's own (a recommended draw's stored extent, else 1); applies to "
+                             "--draw recommended too")
     method.add_argument("--bank-draws", type=int, default=0, metavar="V",
                         help="GIT serves each replaced sample from a gitaug.bank.TailBank of V draws per tail "
                         "image, drawn when GIT starts (faster; 0, the default as in GITDataset: live draws, "
@@ -269,10 +273,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.method == "git":
         draw = {} if args.draw == "recommended" else {
             "residual": args.draw == "residual", "styles": args.styles, "appearance_scale": args.appearance_scale}
+        if args.warp_extent is not None:
+            draw["warp_extent"] = args.warp_extent
         augment = GITAugment.from_pretrained(args.generator, sampler=selection, enabled=False, device=device, **draw)
         if args.draw == "recommended" and "draw" not in augment.metadata:
             raise SystemExit(f"--draw recommended: the generator {args.generator} stores no recommended draw")
-        drawn_with = {"residual": augment.residual, "styles": augment.styles, "appearance_scale": augment.appearance_scale}
+        drawn_with = {"residual": augment.residual, "styles": augment.styles, "appearance_scale": augment.appearance_scale,
+                      "warp_extent": augment.warp_extent}
         if args.bank_draws:  # V precomputed draws per tail image, drawn on the bank's first call (when GIT starts)
             augment = TailBank(augment, train.float_images(), train.targets, draws=args.bank_draws, enabled=False)
     elif args.method == "oracle":

@@ -17,7 +17,7 @@ from torch import nn
 from torchvision import tv_tensors
 
 from ._threads import warn_if_cpu_oversubscribed
-from .generator import MUNITGenerator, _check_appearance_scale
+from .generator import MUNITGenerator, _check_appearance_scale, _check_warp_extent
 from .sampler import ClassThresholdSampler, SelectionRule, class_indices
 
 __all__ = ["GITAugment", "default_inference_dtype"]
@@ -27,7 +27,7 @@ _INFERENCE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 #: Where the decoder's style code comes from: the N(0, I) prior, or the training images' own style distribution.
 STYLE_SOURCES = ("prior", "data")
 #: The constructor arguments a generator folder may recommend (``training.draw`` in its config).
-DRAW_SETTINGS = ("residual", "styles", "appearance_scale")
+DRAW_SETTINGS = ("residual", "styles", "appearance_scale", "warp_extent")
 _SMALLEST_BUCKET = 8
 
 
@@ -212,6 +212,15 @@ class GITAugment(nn.Module):
             (decode(c, drawn) - decode(c, own))``, then the warp. 1 (the
             default) is the whole change; 0 keeps the input's appearance and
             draws only the generator's warp, without running the decoder.
+        warp_extent: multiplies the geometric ranges of the generator's range
+            warp (rotation, log-scale, shift; :meth:`RangeWarp.ranges`) in
+            every draw. The fit's nuisance test finds the largest move a
+            detector cannot see, which on a bounded nuisance (sizes within
+            x0.7..x1.3, positions within a few pixels) is a fraction of the
+            data's spread; a generator folder's recommended draw stores the
+            extent that spread is estimated at
+            (:data:`gitaug.fit.nuisance_probe.DRAW_EXTENT`). 1 (the default)
+            draws within the fitted ranges; a style-driven warp is not affected.
 
     On CUDA the transform does not wait on the GPU when the labels are on the
     CPU, as a ``DataLoader`` yields them: the selection is drawn there and only
@@ -247,6 +256,7 @@ class GITAugment(nn.Module):
         residual: bool = False,
         styles: str = "prior",
         appearance_scale: float = 1.0,
+        warp_extent: float = 1.0,
     ) -> None:
         super().__init__()
         if not isinstance(generator, MUNITGenerator):
@@ -276,6 +286,7 @@ class GITAugment(nn.Module):
         if not isinstance(residual, bool):
             raise TypeError(f"residual must be True or False, got {residual!r}")
         appearance_scale = _check_appearance_scale(appearance_scale, residual)
+        warp_extent = _check_warp_extent(warp_extent)
         if styles not in STYLE_SOURCES:
             raise ValueError(f"styles must be one of {STYLE_SOURCES}, got {styles!r}")
         if styles == "data":  # read and checked once, here: fails now, naming the fix, if the folder stores none
@@ -285,6 +296,7 @@ class GITAugment(nn.Module):
         self.residual = residual
         self.styles = styles
         self.appearance_scale = appearance_scale
+        self.warp_extent = warp_extent
         self.dtype = dtype
         self.compile = compile
         # name -> weight in the inference dtype, and the key of the fp32 weights it was made from.
@@ -686,7 +698,8 @@ class GITAugment(nn.Module):
             if self._compiled is None:
                 self._compiled = torch.compile(_decode_with, dynamic=False)
             run = self._compiled
-        y = run(self.generator, weights, x.to(dtype), style, self.residual, appearance, self.appearance_scale).float()
+        y = run(self.generator, weights, x.to(dtype), style, self.residual, appearance, self.appearance_scale,
+                self.warp_extent).float()
 
         if (height, width) != (size, size):
             y = F.interpolate(y, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
@@ -704,21 +717,24 @@ class GITAugment(nn.Module):
         return (
             f"image_size={c.image_size}, in_channels={c.in_channels}, sampler={self.sampler!r}, "
             f"normalized={self.normalized}, enabled={self.enabled}, dtype={self.dtype}, compile={self.compile}, "
-            f"residual={self.residual}, styles={self.styles!r}, appearance_scale={self.appearance_scale}"
+            f"residual={self.residual}, styles={self.styles!r}, appearance_scale={self.appearance_scale}, "
+            f"warp_extent={self.warp_extent}"
         )
 
 
 class _SamplePass(nn.Module):
     """``generator.redraw(x, style, ...)`` as a module's forward, so ``functional_call`` can swap its weights."""
 
-    def __init__(self, generator: MUNITGenerator, residual: bool, appearance_scale: float) -> None:
+    def __init__(self, generator: MUNITGenerator, residual: bool, appearance_scale: float, warp_extent: float = 1.0) -> None:
         super().__init__()
         self.generator = generator
         self.residual = residual
         self.appearance_scale = appearance_scale
+        self.warp_extent = warp_extent
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, appearance: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generator.redraw(x, style, residual=self.residual, appearance=appearance, appearance_scale=self.appearance_scale)
+        return self.generator.redraw(x, style, residual=self.residual, appearance=appearance,
+                                     appearance_scale=self.appearance_scale, warp_extent=self.warp_extent)
 
 
 def _decode_with(
@@ -729,10 +745,13 @@ def _decode_with(
     residual: bool = False,
     appearance: torch.Tensor | None = None,
     appearance_scale: float = 1.0,
+    warp_extent: float = 1.0,
 ) -> torch.Tensor:
-    """``generator.redraw(x, style, residual=..., appearance=..., appearance_scale=...)``, run with ``weights`` (keys ``generator.<name>``) if given."""
+    """``generator.redraw(x, style, residual=..., appearance=..., appearance_scale=..., warp_extent=...)``, run with
+    ``weights`` (keys ``generator.<name>``) if given."""
     if weights is None:
-        return generator.redraw(x, style, residual=residual, appearance=appearance, appearance_scale=appearance_scale)
+        return generator.redraw(x, style, residual=residual, appearance=appearance, appearance_scale=appearance_scale,
+                                warp_extent=warp_extent)
     return torch.func.functional_call(
-        _SamplePass(generator, residual, appearance_scale), weights, (x, style, appearance), strict=True
+        _SamplePass(generator, residual, appearance_scale, warp_extent), weights, (x, style, appearance), strict=True
     )

@@ -200,7 +200,7 @@ def _preview(args: argparse.Namespace) -> int:
     row_labels = _row_labels(labels, rows, class_names, aug.metadata) if labels is not None else None
     out = save_sample_grid(args.out, aug.generator, images[rows], variants=args.variants, seed=args.seed,
                            row_labels=row_labels, residual=aug.residual, styles=aug.styles,
-                           appearance_scale=aug.appearance_scale)
+                           appearance_scale=aug.appearance_scale, warp_extent=aug.warp_extent)
     print(f"{PROG} preview: wrote {out} ({len(rows)} rows of {source}, {args.variants} variants each)")
     return 0
 

@@ -499,8 +499,9 @@ class StyleWarp(nn.Module):
     def forward(self, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return _similarity_resample(image, self.parameters_from_style(style))
 
-    def draw(self, image: torch.Tensor, style: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """The warp's part of a draw (as :meth:`RangeWarp.draw`): this warp only moves ``image``."""
+    def draw(self, image: torch.Tensor, style: torch.Tensor, reference: torch.Tensor, extent: float = 1.0) -> torch.Tensor:
+        """The warp's part of a draw (as :meth:`RangeWarp.draw`): this warp only moves ``image``, by the
+        transform it learned (``extent`` widens a range warp's ranges; a learned transform has none to widen)."""
         return self(image, style)
 
 
@@ -532,6 +533,11 @@ class RangeWarp(nn.Module):
         torch.Size([2, 1, 8, 8])
     """
 
+    #: The largest log-scale and shift (a fraction of the side) a draw may reach when ``extent`` widens the
+    #: ranges: those the fit's nuisance test tries (x1.5, a quarter of the side), as :class:`StyleWarp`'s.
+    max_log_scale = math.log(1.5)
+    max_shift = 0.25
+
     def __init__(
         self, rotation: float = 0.0, scale: float = 1.0, shift: float = 0.0,
         backgrounds: Sequence[Sequence[float]] = (),
@@ -549,15 +555,26 @@ class RangeWarp(nn.Module):
     def is_identity(self) -> bool:
         return self.is_geometric_identity and self.backgrounds is None
 
-    def parameters_from_style(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
+    def ranges(self, extent: float = 1.0) -> tuple[float, float, float]:
+        """The geometric ranges a draw uses, each multiplied by ``extent``: rotation in degrees, log-scale and
+        shift as a fraction of the side. A widened range stops at 180 degrees, :attr:`max_log_scale` and
+        :attr:`max_shift` (or at the fitted range, where that is already larger)."""
+        log_scale = math.log(self.scale)
+        return (min(self.rotation * extent, max(self.rotation, 180.0)),
+                min(log_scale * extent, max(log_scale, self.max_log_scale)),
+                min(self.shift * extent, max(self.shift, self.max_shift)))
+
+    def parameters_from_style(self, style: torch.Tensor, extent: float = 1.0) -> dict[str, torch.Tensor]:
         """The transform a style code stands for: ``angle`` (radians), ``scale``, ``shift`` (N, 2) in [-1, 1]
-        units, and with background values ``background`` (N, C), the one picked."""
+        units, and with background values ``background`` (N, C), the one picked. ``extent`` multiplies
+        the ranges (:meth:`ranges`)."""
         dims = style.shape[1]
         u = torch.erf(style.float()[:, [k % dims for k in range(5)]] / math.sqrt(2))
-        angle = math.radians(self.rotation) * u[:, 0]
-        scale = torch.exp(math.log(self.scale) * u[:, 1])
+        rotation, log_scale, shift_range = self.ranges(extent)
+        angle = math.radians(rotation) * u[:, 0]
+        scale = torch.exp(log_scale * u[:, 1])
         # affine_grid's coordinates span 2 per side, so a fraction f of the side is 2 f there
-        shift = 2 * self.shift * u[:, 2:4]
+        shift = 2 * shift_range * u[:, 2:4]
         result = {"angle": angle, "scale": scale, "shift": shift}
         if self.backgrounds is not None:
             count = self.backgrounds.shape[0]
@@ -571,16 +588,16 @@ class RangeWarp(nn.Module):
             return image
         return _similarity_resample(image, self.parameters_from_style(style))
 
-    def draw(self, image: torch.Tensor, style: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def draw(self, image: torch.Tensor, style: torch.Tensor, reference: torch.Tensor, extent: float = 1.0) -> torch.Tensor:
         """The whole draw: the change that recolouring ``reference``'s flat background (the input ``image`` was
-        drawn from) makes, added to ``image``; then the geometric part.
+        drawn from) makes, added to ``image``; then the geometric part, within the ranges times ``extent``.
 
         The change is measured on the reference because a decoded or restyled
         image no longer has an exactly flat background to find.
         """
         if self.is_identity:
             return image
-        p = self.parameters_from_style(style)  # once for both parts: a draw is on the augmentation's hot path
+        p = self.parameters_from_style(style, extent)  # once for both parts: a draw is on the augmentation's hot path
         if self.backgrounds is not None:
             x = reference.float()
             image = (image.float() + recolor_background(x, p["background"].to(x.device)) - x).clamp(-1, 1).to(image.dtype)
@@ -694,6 +711,13 @@ def _check_appearance_scale(scale: float, residual: bool) -> float:
             "generator's picture, with no input appearance to scale the change from"
         )
     return float(scale)
+
+
+def _check_warp_extent(extent: float) -> float:
+    """``extent`` as a float, checked: a finite number >= 0 (0 keeps the geometry, 1 the fitted ranges)."""
+    if isinstance(extent, bool) or not isinstance(extent, (int, float)) or not math.isfinite(extent) or extent < 0:
+        raise ValueError(f"warp_extent must be a finite number >= 0, got {extent!r}")
+    return float(extent)
 
 
 def _check_appearance(style: torch.Tensor, appearance: torch.Tensor | None) -> None:
@@ -870,6 +894,7 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         residual: bool = False,
         appearance: torch.Tensor | None = None,
         appearance_scale: float = 1.0,
+        warp_extent: float = 1.0,
     ) -> torch.Tensor:
         """``x`` (images in [-1, 1]) re-drawn with ``style``.
 
@@ -894,11 +919,15 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         change: ``x + appearance_scale * (decode(c, style) - decode(c, own
         style))``. 1 is the whole change, 0 keeps ``x``'s appearance and
         draws only the warp (the decoder is then not run at all).
+
+        ``warp_extent`` multiplies a range warp's geometric ranges
+        (:meth:`RangeWarp.ranges`; a style-driven warp is not affected).
         """
         scale = _check_appearance_scale(appearance_scale, residual)
+        extent = _check_warp_extent(warp_extent)
         if not residual:
             image = self.decode(self.encode_content(x), style, appearance=appearance, warp=False)
-            return self._warp_draw(image, style, x)
+            return self._warp_draw(image, style, x, extent)
         if style.dim() != 2 or style.shape != (x.shape[0], self.config.style_dim):
             raise ValueError(f"style must have shape ({x.shape[0]}, {self.config.style_dim}), got {tuple(style.shape)}")
         _check_appearance(style, appearance)
@@ -911,11 +940,11 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
             both = self.decoder(torch.cat([content, content]), self.mlp(torch.cat([drawn_code, own])))
             drawn, rebuilt = both.chunk(2)
             image = (x + scale * (drawn - rebuilt)).clamp(-1, 1)
-        return self._warp_draw(image, style, x)
+        return self._warp_draw(image, style, x, extent)
 
-    def _warp_draw(self, image: torch.Tensor, style: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _warp_draw(self, image: torch.Tensor, style: torch.Tensor, x: torch.Tensor, extent: float = 1.0) -> torch.Tensor:
         """The warp's part of a draw of ``x`` (a range warp also recolours ``x``'s background)."""
-        return self.warp.draw(image, style, reference=x) if self.warp is not None else image
+        return self.warp.draw(image, style, reference=x, extent=extent) if self.warp is not None else image
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction of ``x`` from its own content and style (without the warp)."""

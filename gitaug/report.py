@@ -81,6 +81,7 @@ from torch import nn
 from .augment import GITAugment, complete_draw
 from .diagnostics import APPEARANCE_STATISTICS, appearance_spread, class_preservation, variant_spread
 from .generator import MUNITGenerator
+from .fit.nuisance_probe import DRAW_EXTENT
 from .transfer import PREFER, TOLERANCE, TransferTest, transfer_test
 
 __all__ = ["GeneratorReport", "generator_report", "recommend_draw", "draw_appearance", "describe_appearance",
@@ -305,7 +306,7 @@ def generator_report(
     Args:
         aug_or_generator: a :class:`~gitaug.GITAugment` (its sampler is
             ignored: every input is re-drawn; its draw settings ``residual``,
-            ``styles`` and ``appearance_scale`` are the ones measured) or a
+            ``styles``, ``appearance_scale`` and ``warp_extent`` are the ones measured) or a
             :class:`~gitaug.MUNITGenerator` (its default draws).
         images: images of the data the generator is for (training or
             held-out), ``(N, C, H, W)``, float in [0, 1] or uint8; other sizes
@@ -330,7 +331,8 @@ def generator_report(
     elif isinstance(aug_or_generator, GITAugment):
         # every input re-drawn, in [0, 1], the way the given transform draws
         aug = GITAugment(aug_or_generator.generator, residual=aug_or_generator.residual,
-                         styles=aug_or_generator.styles, appearance_scale=aug_or_generator.appearance_scale)
+                         styles=aug_or_generator.styles, appearance_scale=aug_or_generator.appearance_scale,
+                         warp_extent=aug_or_generator.warp_extent)
     else:
         raise TypeError(f"aug_or_generator must be a GITAugment or a MUNITGenerator, got {type(aug_or_generator).__name__}")
     for name, value in (("head_min_count", head_min_count), ("n_per_class", n_per_class),
@@ -392,7 +394,7 @@ def generator_report(
                                                n_per_class, reference_steps, seed, rng)
         warp_alone = aug.residual and aug.appearance_scale == 0
         if measured is not None and generator.has_warp and not warp_alone:
-            warp_aug = GITAugment(generator, residual=True, appearance_scale=0)
+            warp_aug = GITAugment(generator, residual=True, appearance_scale=0, warp_extent=aug.warp_extent)
             reference_model, measured_images, measured_labels = measured
             result = class_preservation(lambda batch, generator=None: warp_aug(batch, generator=generator),
                                         reference_model, measured_images, measured_labels, int(labels.max()) + 1,
@@ -665,9 +667,15 @@ def draw_transfer_test(
         generator.train(was_training)
 
 
-def recommendation(test: TransferTest, tolerance: float = TOLERANCE, prefer: str = PREFER) -> dict[str, Any]:
-    """The recommended draw of a transfer test, as ``training.draw`` stores it."""
-    return {**test.settings[test.recommended(tolerance, prefer)], "chosen": test.summary(tolerance, prefer)}
+def recommendation(test: TransferTest, tolerance: float = TOLERANCE, prefer: str = PREFER,
+                   extent: float = DRAW_EXTENT) -> dict[str, Any]:
+    """The recommended draw of a transfer test, as ``training.draw`` stores it.
+
+    The test judges the draws within the ranges the fit's nuisance test found; the recommended one reaches
+    ``extent`` times further (``warp_extent``; :data:`gitaug.fit.nuisance_probe.DRAW_EXTENT` says why).
+    """
+    return {**test.settings[test.recommended(tolerance, prefer)], "warp_extent": extent,
+            "chosen": test.summary(tolerance, prefer)}
 
 
 def draw_appearance(

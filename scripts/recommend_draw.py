@@ -27,6 +27,8 @@ from pathlib import Path
 from _generator_folder import load, parse_args  # the scripts folder is on sys.path when a script runs
 from gitaug._files import write_json
 from gitaug.fit.data import to_model_range
+from gitaug.fit.nuisance_probe import drawn_ranges
+from gitaug.generator import RangeWarp
 from gitaug.report import draw_transfer_test, recommendation
 from gitaug.transfer import TransferTest
 
@@ -50,6 +52,11 @@ def store(config: dict, config_path: Path, test: TransferTest, new_test: bool) -
     training = config.setdefault("training", {})
     before = {k: v for k, v in training.get("draw", {}).items() if k != "chosen"}
     training["draw"] = draw = recommendation(test)
+    # How far that draw moves an input, as a fit reports it (a range warp's ranges times the draw's extent).
+    arch = config.get("generator", {})
+    if arch.get("warp") == "affine":
+        warp = RangeWarp(arch["warp_rotation"], arch["warp_scale"], arch["warp_shift"])
+        training.setdefault("nuisance", {})["drawn"] = drawn_ranges(warp, draw.get("warp_extent", 1.0))
     if new_test:
         training["draw_test"] = test.to_dict()
     write_json(config_path, config)

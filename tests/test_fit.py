@@ -21,6 +21,7 @@ from gitaug.fit.data import IndexStream, read_training_data
 from gitaug.fit.discriminator import MultiScaleDiscriminator
 from gitaug.fit.grid import grid_rows
 from gitaug.hub import load_generator
+from gitaug.fit.nuisance_probe import DRAW_EXTENT
 from gitaug.report import DRAW_CANDIDATES
 
 from helpers import COUNTS, digits_16
@@ -86,8 +87,16 @@ def test_a_fit_on_labelled_images_stores_the_draw_that_from_pretrained_uses(tmp_
     out = fit_run(tiny(tmp_path / "digits.npz", tmp_path / "run", steps=2, checkpoint_every=0, report=True))
     aug = GITAugment.from_pretrained(out)
     draw = aug.metadata["draw"]  # the default fit warps and the images have labels: a draw is recommended
-    settings = {k: v for k, v in draw.items() if k != "chosen"}
-    assert settings in [s for _, s in DRAW_CANDIDATES]
+    def judged(settings: dict) -> dict:  # the settings the transfer test compares (within the tested ranges)
+        return {k: v for k, v in settings.items() if k not in ("chosen", "warp_extent")}
+
+    assert judged(draw) in [judged(s) for _, s in DRAW_CANDIDATES]
+    # it reaches the data's estimated extent: the tested ranges times DRAW_EXTENT, and the fit says how far
+    assert draw["warp_extent"] == DRAW_EXTENT == aug.warp_extent
+    drawn, tested = aug.metadata["nuisance"]["drawn"], aug.generator.config
+    assert drawn["extent"] == DRAW_EXTENT
+    assert drawn["rotation_degrees"] == pytest.approx(min(180.0, DRAW_EXTENT * tested.warp_rotation), abs=1e-3)
+    assert drawn["shift"] == pytest.approx(min(0.25, DRAW_EXTENT * tested.warp_shift), abs=1e-4)
     assert draw["chosen"].startswith("pseudo-tail transfer test")
     figures = aug.metadata["draw_test"]  # the test's figures are stored beside it
     assert figures["head_classes"] == [0, 1, 2] and set(figures["balanced_accuracy"]) == {

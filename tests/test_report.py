@@ -145,10 +145,11 @@ class _UpsideDown(MUNITGenerator):
     limit = 0.0
     faithful_decoder = False
 
-    def redraw(self, x, style, *, residual=False, appearance=None, appearance_scale=1.0):
+    def redraw(self, x, style, *, residual=False, appearance=None, appearance_scale=1.0, warp_extent=1.0):
         if not residual and self.faithful_decoder:
-            return super().redraw(x, style, residual=True, appearance_scale=0.0)
-        drawn = super().redraw(x, style, residual=residual, appearance=appearance, appearance_scale=appearance_scale)
+            return super().redraw(x, style, residual=True, appearance_scale=0.0, warp_extent=warp_extent)
+        drawn = super().redraw(x, style, residual=residual, appearance=appearance, appearance_scale=appearance_scale,
+                               warp_extent=warp_extent)
         return drawn.flip(-2) if not residual or appearance_scale > self.limit else drawn
 
 
@@ -227,8 +228,9 @@ def test_the_recommended_draw_is_the_least_varied_one_the_test_cannot_tell_from_
 class _ClassSwap(MUNITGenerator):
     """Decoded draws that hand each input another input's picture: the batch reversed (class-ordered, so classes swap)."""
 
-    def redraw(self, x, style, *, residual=False, appearance=None, appearance_scale=1.0):
-        drawn = super().redraw(x, style, residual=residual, appearance=appearance, appearance_scale=appearance_scale)
+    def redraw(self, x, style, *, residual=False, appearance=None, appearance_scale=1.0, warp_extent=1.0):
+        drawn = super().redraw(x, style, residual=residual, appearance=appearance, appearance_scale=appearance_scale,
+                               warp_extent=warp_extent)
         return drawn if residual else x.flip(0)
 
 

@@ -15,7 +15,7 @@ from ..hub import push_folder_to_hub, save_generator
 from .config import FitConfig
 from .data import to_model_range
 from .grid import dataset_rows, save_sample_grid
-from .nuisance_probe import NuisanceProbe, describe_nuisance, learned_nuisance
+from .nuisance_probe import NuisanceProbe, describe_drawn, describe_nuisance, drawn_ranges, learned_nuisance
 from .objective import LossTerms
 from .run_folder import RunFolder
 from .state import FitState
@@ -75,6 +75,11 @@ def export_generator(
             metadata["draw_test"] = test.to_dict()
             logger.info("draws, pseudo-tail transfer test:\n%s", test)
             logger.info("recommended draw: %s", {k: v for k, v in draw.items() if k != "chosen"})
+            # How far the recommended draw moves an input: the tested ranges times its warp extent.
+            drawn = drawn_ranges(state.generator.warp, draw.get("warp_extent", 1.0))
+            if drawn is not None:
+                metadata["nuisance"]["drawn"] = drawn
+                logger.info("%s", describe_drawn(drawn))
     if tracker is not None:
         tracker.log_image("samples", grid, state.step)
         if "report" in metadata:

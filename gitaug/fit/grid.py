@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import make_grid, save_image
 
-from ..generator import MUNITGenerator, _check_appearance_scale
+from ..generator import MUNITGenerator, _check_appearance_scale, _check_warp_extent
 from .._seeding import derive_seed
 from .data import to_model_range
 
@@ -140,12 +140,13 @@ def sample_grid(
     residual: bool = False,
     styles: str = "prior",
     appearance_scale: float = 1.0,
+    warp_extent: float = 1.0,
 ) -> torch.Tensor:
     """A (3, H, W) float image in [0, 1]: each row a real uint8 input, then ``variants`` generated versions.
 
     With ``row_labels`` (one string per row, e.g. from :func:`class_row_labels`)
-    a margin on the left names each row. ``residual``, ``styles`` and
-    ``appearance_scale`` draw as :class:`~gitaug.GITAugment` does with them
+    a margin on the left names each row. ``residual``, ``styles``,
+    ``appearance_scale`` and ``warp_extent`` draw as :class:`~gitaug.GITAugment` does with them
     (column ``k`` of every row shares one style code). The generator is run in
     eval mode and left in the mode it was in; no global random state is touched.
     """
@@ -161,13 +162,15 @@ def sample_grid(
         if styles not in ("prior", "data"):
             raise ValueError(f"styles must be 'prior' or 'data', got {styles!r}")
         _check_appearance_scale(appearance_scale, residual)
+        _check_warp_extent(warp_extent)
         appearance = generator.data_style(variants, generator=rng).to(param.device) if styles == "data" else None
         columns = [real]
         for column in range(variants):
             code = codes[column].expand(len(real), -1)
             look = None if appearance is None else appearance[column].expand(len(real), -1)
             # redraw, as GITAugment draws: a range warp's background change is part of a decoded draw too
-            columns.append(generator.redraw(real, code, residual=residual, appearance=look, appearance_scale=appearance_scale))
+            columns.append(generator.redraw(real, code, residual=residual, appearance=look, appearance_scale=appearance_scale,
+                                            warp_extent=warp_extent))
     finally:
         generator.train(was_training)
     # (rows, columns, C, H, W) -> row-major list of cells

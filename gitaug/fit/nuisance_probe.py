@@ -76,7 +76,7 @@ from torch import nn
 
 from ..generator import background_mask, background_values, recolor_background
 
-__all__ = ["DETECTION_THRESHOLD", "FAMILY_MAX", "MIN_FLAT_SHARE", "MAX_BACKGROUNDS", "data_backgrounds", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance"]
+__all__ = ["DETECTION_THRESHOLD", "DRAW_EXTENT", "FAMILY_MAX", "MIN_FLAT_SHARE", "MAX_BACKGROUNDS", "data_backgrounds", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance", "drawn_ranges", "describe_drawn"]
 
 #: The largest magnitude tested per family: rotation in radians (a full turn either way),
 #: log-scale (x1.5 either way) and shift as a fraction of the image side (a quarter either way).
@@ -93,6 +93,17 @@ MAX_BACKGROUNDS = 64
 #: the data does contain stays below 0.08 (rotation on turned digits and clothing); 0.2 keeps
 #: clear of that noise while a plainly visible transform (power 0.6-1.0) is never counted.
 DETECTION_THRESHOLD = 0.2
+
+#: How far a fitted generator's draws reach, as a multiple of the tested ranges (``warp_extent`` of the draw the
+#: fit recommends). The test's range is the largest move a detector cannot see, not the data's spread: on a
+#: nuisance the data is closed under (any rotation of turned digits) the two agree, but on a bounded one (sizes
+#: within x0.7..x1.3, positions within a few pixels) a further move m shifts a spread of half-width a by
+#: m / (2 a) in total variation, which a detector sees at the threshold power once m reaches about
+#: 2 * DETECTION_THRESHOLD * a. The spread's half-width is then the range / (2 * DETECTION_THRESHOLD): 2.5 times
+#: it. Measured on glyphs zoomed uniformly within x0.9..x1.1 to x0.6..x1.4, the tested range was 0.24-0.5 of the
+#: half-width (from the theory's 0.4), and on digits moved within 15 % of the side 0.55. What drawing that far
+#: does to GIT, set by set: benchmarks/warp_extent.py. Capped by :meth:`gitaug.generator.RangeWarp.ranges` (half a turn, x1.5, a quarter of the side).
+DRAW_EXTENT = 1 / (2 * DETECTION_THRESHOLD)
 
 
 @dataclass
@@ -456,6 +467,25 @@ def learned_nuisance(generator: nn.Module, data: Any, probe: NuisanceProbe | Non
             name: {"magnitudes": probe.magnitudes[name], "detection_power": probe.power[name]} for name in probe.power
         }
     return result
+
+
+def drawn_ranges(warp: nn.Module | None, extent: float) -> dict[str, float] | None:
+    """The geometric ranges draws with ``warp_extent=extent`` reach (``None`` unless ``warp`` is a
+    :class:`~gitaug.generator.RangeWarp`): rotation in degrees (and the standard deviation of a uniform angle
+    within it), the largest zoom, the shift as a fraction of the side."""
+    if not hasattr(warp, "ranges"):
+        return None
+    rotation, log_scale, shift = warp.ranges(extent)
+    return {"extent": float(extent), "rotation_degrees": round(rotation, 3),
+            "rotation_std_degrees": round(rotation / math.sqrt(3), 3), "scale": round(math.exp(log_scale), 4),
+            "shift": round(shift, 4)}
+
+
+def describe_drawn(drawn: dict[str, float]) -> str:
+    """One line for the log: what :func:`drawn_ranges` returned."""
+    return (f"draws reach rotation +-{drawn['rotation_degrees']:.1f} deg (std {drawn['rotation_std_degrees']:.1f}), "
+            f"scale x{1 / drawn['scale']:.2f}..x{drawn['scale']:.2f}, shift +-{100 * drawn['shift']:.1f} % of the side "
+            f"(the tested ranges x{drawn['extent']:g})")
 
 
 def describe_nuisance(nuisance: dict[str, Any]) -> str:

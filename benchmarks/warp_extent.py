@@ -1,0 +1,164 @@
+"""Does drawing over the data's estimated extent beat drawing within the undetectable range? A paired ablation.
+
+The default fit's nuisance test (:mod:`gitaug.fit.nuisance_probe`) finds, per
+geometric family, the largest move a detector cannot see. On a nuisance the
+data is closed under (any rotation of turned digits) that is the whole range;
+on a bounded one (sizes x0.7..x1.3, positions within 15 % of the side) it is a
+fraction of the data's spread: a further zoom by m moves a uniform spread of
+width W by m / W in total variation, so a detector reaches the test's
+threshold power tau = 0.2 near m = 2 tau a, a the spread's half-width. The
+half-width is then about m / (2 tau) = 2.5 m, and a tail image redrawn across
+the data's spread needs moves of that size.
+
+For each finished run of the fit's recommended draw (``git-auto``) of the
+reproduction benchmarks, this trains the same classifier again (same data,
+seed, K, p and rule: the run's own arguments) with only ``--warp-extent E``
+added, and reports, beside CE+DRS and the oracle of the same seed, the balanced
+accuracy and tail eKLD of both, and per set the share of the oracle's gain each
+reaches (``default_fit.py``'s figures). Sets without a nuisance (``digits-lt``,
+``fmnist-lt``: the harm check) get accuracy only.
+
+    python benchmarks/warp_extent.py --extent 2.5 --sets digits-scale-lt digits-lt
+    python benchmarks/warp_extent.py --extent 2.5 --report-only
+
+Runs go to ``<work>/runs/<set>-seed<S>-git-auto-extent<E>.json`` beside the
+originals (resumable: a finished run is not trained again). Output:
+``results/warp_extent.json`` and the ``warp_extent`` section of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import default_fit
+import reproduce_digits as shared
+from _report import update_section
+
+ROOT = shared.ROOT
+#: train_longtail arguments a run stores that are not passed again (paths are given anew; the rest are defaults).
+NOT_PASSED = ("cifar", "out", "save_classifier", "imbalance")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--extent", type=float, default=2.5)
+    parser.add_argument("--sets", nargs="+", default=None, help="datasets to train (default: none, report only)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: every seed with a git-auto run")
+    parser.add_argument("--work", type=Path, nargs="+", default=None,
+                        help="benchmark work folders (default: every benchmarks/_work*)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel jobs, one thread each")
+    parser.add_argument("--report-only", action="store_true", help="train nothing, tabulate what exists")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    return parser.parse_args()
+
+
+def tag(extent: float) -> str:
+    return f"git-auto-extent{extent:g}"
+
+
+def job(work: Path, dataset: str, seed: int, extent: float):
+    """The command that repeats a git-auto run with ``--warp-extent``, its log and its output."""
+    run = json.loads((work / "runs" / f"{dataset}-seed{seed}-git-auto.json").read_text())
+    command = [sys.executable, str(shared.EXAMPLE)]
+    for key, value in run["args"].items():
+        if key in NOT_PASSED or value is None or value is False:
+            continue
+        command += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    out = work / "runs" / f"{dataset}-seed{seed}-{tag(extent)}.json"
+    command += ["--warp-extent", str(extent), "--out", str(out)]
+    return command, work / "logs" / f"{dataset}-seed{seed}-{tag(extent)}.log", out
+
+
+def figures(path: Path) -> tuple[float, float | None] | None:
+    if not path.exists():
+        return None
+    run = json.loads(path.read_text())
+    return run["test_balanced_accuracy"], (run.get("ekld_summary") or {}).get("tail_mean")
+
+
+def main() -> None:
+    args = parse_args()
+    works = args.work or sorted(p for p in (ROOT / "benchmarks").glob("_work*") if (p / "runs").is_dir())
+    pairs = []  # (work, dataset, seed) with a git-auto run
+    for work in works:
+        for path in sorted((work / "runs").glob("*-seed*-git-auto.json")):
+            dataset, seed = re.fullmatch(r"(.+)-seed(\d+)-git-auto\.json", path.name).groups()
+            if args.seeds is None or int(seed) in args.seeds:
+                pairs.append((work, dataset, int(seed)))
+    if not args.report_only and args.sets:
+        jobs = [job(w, d, s, args.extent) for w, d, s in pairs if d in args.sets]
+        ran = shared.run_all(jobs, args.workers)
+        print(f"trained {ran} runs ({len(jobs) - ran} found finished)", flush=True)
+
+    summary: dict = {}
+    lines = [
+        "## Drawing over the data's estimated extent",
+        "",
+        f"Produced by `python benchmarks/warp_extent.py --extent {args.extent:g}` (plus `--sets ...` for the runs). Each row "
+        "pairs the fit's recommended draw (`git-auto` of the reproduction benchmarks) with the same run repeated with "
+        f"`--warp-extent {args.extent:g}` (the warp's geometric ranges times {args.extent:g}; same generator, seed, K, p "
+        "and rule). Shares of the oracle's gain over CE+DRS as in `default_fit.py`, ± the ratio estimator's standard "
+        "error over seeds; sets without a nuisance have no oracle and no eKLD.",
+        "",
+        f"| set | seeds | learned ranges | balanced acc. CE+DRS / recommended / x{args.extent:g} / oracle (%) | share, recommended | share, x{args.extent:g} "
+        f"| tail eKLD CE+DRS / recommended / x{args.extent:g} / oracle | share, recommended | share, x{args.extent:g} | x{args.extent:g} - recommended per seed (points) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    by_set: dict = {}
+    for work, dataset, seed in pairs:
+        runs = {name: figures(work / "runs" / f"{dataset}-seed{seed}-{t}.json")
+                for name, t in (("drs", "drs"), ("auto", "git-auto"), ("wide", tag(args.extent)), ("oracle", "oracle"))}
+        if runs["drs"] is None or runs["auto"] is None or runs["wide"] is None:
+            continue
+        config = json.loads((shared.generator_dir(work, dataset, seed) / "generator" / "config.json").read_text())
+        g = config["generator"]
+        learned = f"+-{g['warp_rotation']:.0f} deg, x{g['warp_scale']:.2f}, {100 * g['warp_shift']:.0f} %"
+        by_set.setdefault(dataset, []).append((seed, runs, learned))
+    for dataset in sorted(by_set, key=lambda d: (not d.startswith("digits"), d)):
+        rows = sorted(by_set[dataset])
+        seeds = [s for s, _, _ in rows]
+        acc = {k: np.array([r[k][0] for _, r, _ in rows]) for k in ("drs", "auto", "wide")}
+        has_oracle = all(r["oracle"] is not None for _, r, _ in rows)
+        result: dict = {"seeds": seeds, "learned": [l for _, _, l in rows],
+                        "balanced_accuracy": {k: float(v.mean()) for k, v in acc.items()},
+                        "wide_minus_recommended_per_seed": [float(x) for x in acc["wide"] - acc["auto"]]}
+        cells = {"acc": "", "acc_share": ("", ""), "ekld": "", "ekld_share": ("", "")}
+        if has_oracle:
+            acc["oracle"] = np.array([r["oracle"][0] for _, r, _ in rows])
+            ekld = {k: np.array([r[k][1] for _, r, _ in rows]) for k in ("drs", "auto", "wide", "oracle")}
+            result["ekld_tail"] = {k: float(v.mean()) for k, v in ekld.items()}
+            result["balanced_accuracy"]["oracle"] = float(acc["oracle"].mean())
+            for name in ("auto", "wide"):
+                gain, oracle = acc[name] - acc["drs"], acc["oracle"] - acc["drs"]
+                result[f"accuracy_share_{name}"] = (float(gain.mean() / oracle.mean()) if oracle.mean() > 0 else None,
+                                                    default_fit.share_error(list(gain), list(oracle)))
+                gain, oracle = ekld["drs"] - ekld[name], ekld["drs"] - ekld["oracle"]
+                result[f"ekld_share_{name}"] = (float(gain.mean() / oracle.mean()) if oracle.mean() > 0 else None,
+                                                default_fit.share_error(list(gain), list(oracle)))
+            cells["ekld"] = " / ".join(f"{ekld[k].mean():.3f}" for k in ("drs", "auto", "wide", "oracle"))
+            cells["acc_share"] = tuple(default_fit.share(*result[f"accuracy_share_{n}"]) for n in ("auto", "wide"))
+            cells["ekld_share"] = tuple(default_fit.share(*result[f"ekld_share_{n}"]) for n in ("auto", "wide"))
+        cells["acc"] = " / ".join(f"{acc[k].mean() * 100:.1f}" if k in acc else "-" for k in ("drs", "auto", "wide", "oracle"))
+        summary[dataset] = result
+        lines.append(
+            f"| {dataset} | {', '.join(map(str, seeds))} | {'; '.join(result['learned'])} | {cells['acc']} | "
+            f"{cells['acc_share'][0]} | {cells['acc_share'][1]} | {cells['ekld']} | {cells['ekld_share'][0]} | {cells['ekld_share'][1]} | "
+            f"{', '.join(f'{d * 100:+.1f}' for d in result['wide_minus_recommended_per_seed'])} |")
+    out = args.results / "warp_extent.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"extent": args.extent, "sets": summary}, indent=2))
+    os.replace(tmp, out)
+    update_section(args.report, "warp_extent", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
