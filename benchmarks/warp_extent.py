@@ -40,6 +40,7 @@ import numpy as np
 import default_fit
 import reproduce_digits as shared
 from _report import update_section
+from gitaug.datasets import nuisance_of
 
 ROOT = shared.ROOT
 #: train_longtail arguments a run stores that are not passed again (paths are given anew; the rest are defaults).
@@ -55,6 +56,9 @@ def parse_args() -> argparse.Namespace:
                         help="benchmark work folders (default: every benchmarks/_work*)")
     parser.add_argument("--workers", type=int, default=1, help="parallel jobs, one thread each")
     parser.add_argument("--report-only", action="store_true", help="train nothing, tabulate what exists")
+    parser.add_argument("--preservation-seeds", nargs="+", type=int, default=[],
+                        help="seeds whose fits of --sets get class preservation measured at both extents (the "
+                             "reproduction benchmark's reference classifier, trained with the true nuisance)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     return parser.parse_args()
@@ -77,6 +81,42 @@ def job(work: Path, dataset: str, seed: int, extent: float):
     return command, work / "logs" / f"{dataset}-seed{seed}-{tag(extent)}.log", out
 
 
+def preservation(work: Path, dataset: str, seed: int, extent: float) -> dict:
+    """Class preservation of the recommended draw at extent 1 and ``extent``, beside the true nuisance's.
+
+    Under the reproduction benchmark's reference (a classifier trained on balanced images carrying the true
+    nuisance, :func:`reproduce_digits.reference_classifier`), the share of draws of training images on which
+    it keeps its prediction, 10 per input; stored in ``<work>/diagnostics/<set>-seed<S>-extent<E>.json``.
+    """
+    out = work / "diagnostics" / f"{dataset}-seed{seed}-extent{extent:g}.json"
+    if out.exists():
+        return json.loads(out.read_text())
+    import torch
+
+    from gitaug import GITAugment
+    from gitaug._files import write_json
+    from gitaug.datasets import load, nuisance_of
+    from gitaug.evaluation.diagnostics import class_preservation
+
+    torch.set_num_threads(1)
+    reference = shared.reference_classifier(dataset, seed)
+    train = load(dataset, split="train", seed=seed)
+
+    def keep(transform) -> float:
+        return class_preservation(transform, reference, train.images, train.targets, train.num_classes,
+                                  m_per_input=10, seed=seed).mean
+
+    folder = shared.generator_dir(work, dataset, seed)
+    result = {"true": keep(nuisance_of(dataset)),
+              "recommended": keep(GITAugment.from_pretrained(folder, warp_extent=1.0)),
+              "extent": keep(GITAugment.from_pretrained(folder, warp_extent=extent))}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, result)
+    print(f"  class preservation {dataset} seed {seed}: recommended {result['recommended']:.3f}, x{extent:g} "
+          f"{result['extent']:.3f}, true nuisance {result['true']:.3f}", flush=True)
+    return result
+
+
 def figures(path: Path) -> tuple[float, float | None] | None:
     if not path.exists():
         return None
@@ -97,6 +137,9 @@ def main() -> None:
         jobs = [job(w, d, s, args.extent) for w, d, s in pairs if d in args.sets]
         ran = shared.run_all(jobs, args.workers)
         print(f"trained {ran} runs ({len(jobs) - ran} found finished)", flush=True)
+        for work, dataset, seed in pairs:
+            if dataset in args.sets and seed in args.preservation_seeds and nuisance_of(dataset) is not None:
+                preservation(work, dataset, seed, args.extent)
 
     summary: dict = {}
     lines = [
@@ -109,10 +152,12 @@ def main() -> None:
         "error over seeds; sets without a nuisance have no oracle and no eKLD.",
         "",
         f"| set | seeds | learned ranges | balanced acc. CE+DRS / recommended / x{args.extent:g} / oracle (%) | share, recommended | share, x{args.extent:g} "
-        f"| tail eKLD CE+DRS / recommended / x{args.extent:g} / oracle | share, recommended | share, x{args.extent:g} | x{args.extent:g} - recommended per seed (points) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| tail eKLD CE+DRS / recommended / x{args.extent:g} / oracle | share, recommended | share, x{args.extent:g} | x{args.extent:g} - recommended per seed (points) "
+        f"| class preservation, recommended / x{args.extent:g} (seeds) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_set: dict = {}
+    by_work: dict = {}
     for work, dataset, seed in pairs:
         runs = {name: figures(work / "runs" / f"{dataset}-seed{seed}-{t}.json")
                 for name, t in (("drs", "drs"), ("auto", "git-auto"), ("wide", tag(args.extent)), ("oracle", "oracle"))}
@@ -122,12 +167,16 @@ def main() -> None:
         g = config["generator"]
         learned = f"+-{g['warp_rotation']:.0f} deg, x{g['warp_scale']:.2f}, {100 * g['warp_shift']:.0f} %"
         by_set.setdefault(dataset, []).append((seed, runs, learned))
+        by_work[dataset] = work
     for dataset in sorted(by_set, key=lambda d: (not d.startswith("digits"), d)):
         rows = sorted(by_set[dataset])
         seeds = [s for s, _, _ in rows]
         acc = {k: np.array([r[k][0] for _, r, _ in rows]) for k in ("drs", "auto", "wide")}
         has_oracle = all(r["oracle"] is not None for _, r, _ in rows)
-        result: dict = {"seeds": seeds, "learned": [l for _, _, l in rows],
+        # per seed, as the reproduction benchmarks' tables hold them (default_fit.py reads them so)
+        per_seed = {name: {"balanced_accuracy": [r[name][0] for _, r, _ in rows], "ekld_tail": [r[name][1] for _, r, _ in rows]}
+                    for name in ("drs", "auto", "wide", "oracle") if all(r[name] is not None for _, r, _ in rows)}
+        result: dict = {"seeds": seeds, "learned": [l for _, _, l in rows], "per_seed": per_seed,
                         "balanced_accuracy": {k: float(v.mean()) for k, v in acc.items()},
                         "wide_minus_recommended_per_seed": [float(x) for x in acc["wide"] - acc["auto"]]}
         cells = {"acc": "", "acc_share": ("", ""), "ekld": "", "ekld_share": ("", "")}
@@ -147,11 +196,20 @@ def main() -> None:
             cells["acc_share"] = tuple(default_fit.share(*result[f"accuracy_share_{n}"]) for n in ("auto", "wide"))
             cells["ekld_share"] = tuple(default_fit.share(*result[f"ekld_share_{n}"]) for n in ("auto", "wide"))
         cells["acc"] = " / ".join(f"{acc[k].mean() * 100:.1f}" if k in acc else "-" for k in ("drs", "auto", "wide", "oracle"))
+        kept = [(s, json.loads(p.read_text())) for s in seeds
+                if (p := by_work[dataset] / "diagnostics" / f"{dataset}-seed{s}-extent{args.extent:g}.json").exists()]
+        if kept:
+            result["class_preservation"] = {name: float(np.mean([k[name] for _, k in kept]) / np.mean([k["true"] for _, k in kept]))
+                                            for name in ("recommended", "extent")}
+            result["class_preservation_seeds"] = [s for s, _ in kept]
+            result["class_preservation_per_seed"] = {str(s): k for s, k in kept}
+        preserved = (f"{result['class_preservation']['recommended'] * 100:.0f} % / {result['class_preservation']['extent'] * 100:.0f} % "
+                     f"({', '.join(map(str, result['class_preservation_seeds']))})" if kept else "")
         summary[dataset] = result
         lines.append(
             f"| {dataset} | {', '.join(map(str, seeds))} | {'; '.join(result['learned'])} | {cells['acc']} | "
             f"{cells['acc_share'][0]} | {cells['acc_share'][1]} | {cells['ekld']} | {cells['ekld_share'][0]} | {cells['ekld_share'][1]} | "
-            f"{', '.join(f'{d * 100:+.1f}' for d in result['wide_minus_recommended_per_seed'])} |")
+            f"{', '.join(f'{d * 100:+.1f}' for d in result['wide_minus_recommended_per_seed'])} | {preserved} |")
     out = args.results / "warp_extent.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"extent": args.extent, "sets": summary}, indent=2))

@@ -196,3 +196,29 @@ def test_the_recommended_draw_s_class_preservation_is_set_against_the_true_nuisa
     assert default_fit.compare(summary, "set", "git-auto")["class_preservation_ratio"] == pytest.approx(0.7 / 0.85)
     assert default_fit.compare(summary, "set", "git")["class_preservation_ratio"] == pytest.approx(1.0)
     assert "class_preservation_ratio" not in default_fit.compare(summary, "set", "git-val")  # chosen on validation
+
+
+def test_the_extent_ablation_repeats_a_recommended_draw_run_with_only_the_extent_added(tmp_path):
+    import warp_extent
+
+    args = {"dataset": "digits-scale-lt", "cifar": None, "imbalance": 100.0, "method": "git", "generator": "/elsewhere/g",
+            "threshold": 100.0, "p": 0.5, "rule": "hard", "draw": "recommended", "live_draws": False, "epochs": 30,
+            "seed": 1, "out": "/elsewhere/run.json", "save_classifier": None}
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "digits-scale-lt-seed1-git-auto.json").write_text(json.dumps({"args": args}))
+    command, log, out = warp_extent.job(tmp_path, "digits-scale-lt", 1, 2.5)
+    flags = command[2:]
+    assert out == tmp_path / "runs" / "digits-scale-lt-seed1-git-auto-extent2.5.json" and log.name.endswith("extent2.5.log")
+    assert flags[-4:] == ["--warp-extent", "2.5", "--out", str(out)]
+    given = dict(zip(flags[:-4:2], flags[1:-4:2]))
+    assert given == {"--dataset": "digits-scale-lt", "--method": "git", "--generator": "/elsewhere/g", "--threshold": "100.0",
+                     "--p": "0.5", "--rule": "hard", "--draw": "recommended", "--epochs": "30", "--seed": "1"}
+
+
+def test_draw_rules_match_a_run_from_before_a_draw_setting_existed_to_its_default():
+    import draw_rules
+
+    old_run = {"draw": {"residual": True, "styles": "data", "appearance_scale": 1.0}}  # no warp_extent recorded
+    assert draw_rules.same_draw(old_run, {"residual": True, "styles": "data"})
+    assert not draw_rules.same_draw(old_run, {"residual": True, "styles": "data", "warp_extent": 2.5})
+    assert not draw_rules.same_draw(old_run, {"residual": False})
