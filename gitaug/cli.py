@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--out", default="grid.png", metavar="PNG", help="the image to write (default: grid.png)")
     preview.add_argument("--rows", type=int, default=10, help="rows (classes) at most (default: 10)")
     preview.add_argument("--variants", type=int, default=8, help="generated variants per row (default: 8)")
+    preview.add_argument("--warp-extent", type=float, default=None, metavar="E",
+                         help="draw with the warp's ranges times E (default: the generator's recommended draw's)")
 
     evaluate = commands.add_parser("eval", help="the generator report: does it vary, keep inputs apart, keep classes?",
                                    description="Measure a generator on your images (see gitaug.report) and print a "
@@ -184,6 +186,12 @@ def _row_labels(labels, rows, class_names: list[str] | None, metadata: dict[str,
 
 
 def _preview(args: argparse.Namespace) -> int:
+    from .generator import _check_warp_extent
+
+    try:  # checked before anything is loaded
+        extent = None if args.warp_extent is None else _check_warp_extent(args.warp_extent)
+    except ValueError as err:
+        raise CommandError(f"--warp-extent: {err}") from err
     for name in ("rows", "variants"):
         if getattr(args, name) < 1:
             raise CommandError(f"--{name} must be a positive integer, got {getattr(args, name)}")
@@ -193,6 +201,7 @@ def _preview(args: argparse.Namespace) -> int:
     from .fit.grid import grid_rows, save_sample_grid
 
     aug = _load_generator(args.generator)
+    extent = aug.warp_extent if extent is None else extent
     images, labels, class_names, source = _read_data(args, aug)
     # Smallest class first, by the generator's training counts where it has them: held-out splits are balanced.
     sizes = _training_counts(labels, class_names, aug.metadata) if labels is not None else None
@@ -200,7 +209,7 @@ def _preview(args: argparse.Namespace) -> int:
     row_labels = _row_labels(labels, rows, class_names, aug.metadata) if labels is not None else None
     out = save_sample_grid(args.out, aug.generator, images[rows], variants=args.variants, seed=args.seed,
                            row_labels=row_labels, residual=aug.residual, styles=aug.styles,
-                           appearance_scale=aug.appearance_scale, warp_extent=aug.warp_extent)
+                           appearance_scale=aug.appearance_scale, warp_extent=extent)
     print(f"{PROG} preview: wrote {out} ({len(rows)} rows of {source}, {args.variants} variants each)")
     return 0
 

@@ -70,6 +70,18 @@ def test_preview_writes_a_labelled_png(generator_folder, npz, tmp_path):
     assert not [p for p in out.parent.iterdir() if p.name != "grid.png"]  # no temporary file left
 
 
+def test_preview_draws_with_a_given_warp_extent_and_names_a_bad_one(generator_folder, npz, tmp_path):
+    out = tmp_path / "grid.png"
+    done = gitaug("preview", "--generator", str(generator_folder), "--data", str(npz), "--out", str(out),
+                  "--variants", "2", "--warp-extent", "0")
+    assert done.returncode == 0, done.stderr
+    assert out.is_file()
+    bad = gitaug("preview", "--generator", str(generator_folder), "--data", str(npz), "--out", str(tmp_path / "b.png"),
+                 "--warp-extent", "-1")
+    assert bad.returncode != 0 and "--warp-extent" in bad.stderr and "finite number >= 0" in bad.stderr
+    assert not (tmp_path / "b.png").exists()
+
+
 def test_preview_reads_an_image_folder_and_names_its_classes(generator_folder, tmp_path):
     from gitaug.cli import _row_labels, _training_counts
     from gitaug.fit.grid import grid_rows
