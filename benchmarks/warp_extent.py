@@ -23,7 +23,8 @@ reaches (``default_fit.py``'s figures). Sets without a nuisance (``digits-lt``,
 
 Runs go to ``<work>/runs/<set>-seed<S>-git-auto-extent<E>.json`` beside the
 originals (resumable: a finished run is not trained again). Output:
-``results/warp_extent.json`` and the ``warp_extent`` section of ``benchmarks/RESULTS.md``.
+``results/warp_extent.json`` and the ``warp_extent`` section of ``benchmarks/RESULTS.md`` (another
+``--extent E``: ``warp_extent_xE``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import default_fit
 import reproduce_digits as shared
 from _report import update_section
 from gitaug.datasets import nuisance_of
+from gitaug.fit.nuisance_probe import DRAW_EXTENT
 
 ROOT = shared.ROOT
 #: train_longtail arguments a run stores that are not passed again (paths are given anew; the rest are defaults).
@@ -49,7 +51,8 @@ NOT_PASSED = ("cifar", "out", "save_classifier", "imbalance")
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--extent", type=float, default=2.5)
+    parser.add_argument("--extent", type=float, default=DRAW_EXTENT,
+                        help="the factor (default DRAW_EXTENT, 2.5); another one writes its own results file and section")
     parser.add_argument("--sets", nargs="+", default=None, help="datasets to train (default: none, report only)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: every seed with a git-auto run")
     parser.add_argument("--work", type=Path, nargs="+", default=None,
@@ -210,11 +213,12 @@ def main() -> None:
             f"| {dataset} | {', '.join(map(str, seeds))} | {'; '.join(result['learned'])} | {cells['acc']} | "
             f"{cells['acc_share'][0]} | {cells['acc_share'][1]} | {cells['ekld']} | {cells['ekld_share'][0]} | {cells['ekld_share'][1]} | "
             f"{', '.join(f'{d * 100:+.1f}' for d in result['wide_minus_recommended_per_seed'])} | {preserved} |")
-    out = args.results / "warp_extent.json"
+    name = "warp_extent" if args.extent == DRAW_EXTENT else f"warp_extent_x{args.extent:g}"
+    out = args.results / f"{name}.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"extent": args.extent, "sets": summary}, indent=2))
     os.replace(tmp, out)
-    update_section(args.report, "warp_extent", "\n".join(lines))
+    update_section(args.report, name, "\n".join(lines))
     print("\n".join(lines))
 
 

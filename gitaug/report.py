@@ -81,7 +81,6 @@ from torch import nn
 from .augment import GITAugment, complete_draw
 from .diagnostics import APPEARANCE_STATISTICS, appearance_spread, class_preservation, variant_spread
 from .generator import MUNITGenerator
-from .fit.nuisance_probe import DRAW_EXTENT
 from .transfer import PREFER, TOLERANCE, TransferTest, transfer_test
 
 __all__ = ["GeneratorReport", "generator_report", "recommend_draw", "draw_appearance", "describe_appearance",
@@ -668,11 +667,13 @@ def draw_transfer_test(
 
 
 def recommendation(test: TransferTest, tolerance: float = TOLERANCE, prefer: str = PREFER,
-                   extent: float = DRAW_EXTENT) -> dict[str, Any]:
+                   extent: float = 1.0) -> dict[str, Any]:
     """The recommended draw of a transfer test, as ``training.draw`` stores it.
 
-    The test judges the draws within the ranges the fit's nuisance test found; the recommended one reaches
-    ``extent`` times further (``warp_extent``; :data:`gitaug.fit.nuisance_probe.DRAW_EXTENT` says why).
+    The test judges the draws within the ranges the fit's nuisance test found; ``extent`` (``warp_extent``)
+    lets the recommended one reach further. It is 1 by default: drawing over the spread the test's ranges
+    suggest (:data:`gitaug.fit.nuisance_probe.DRAW_EXTENT`) helped GIT on zoomed digits and clothing but not on
+    shifted digits, and lost the class on the background sets (``benchmarks/warp_extent.py``).
     """
     return {**test.settings[test.recommended(tolerance, prefer)], "warp_extent": extent,
             "chosen": test.summary(tolerance, prefer)}

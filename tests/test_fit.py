@@ -91,12 +91,13 @@ def test_a_fit_on_labelled_images_stores_the_draw_that_from_pretrained_uses(tmp_
         return {k: v for k, v in settings.items() if k not in ("chosen", "warp_extent")}
 
     assert judged(draw) in [judged(s) for _, s in DRAW_CANDIDATES]
-    # it reaches the data's estimated extent: the tested ranges times DRAW_EXTENT, and the fit says how far
-    assert draw["warp_extent"] == DRAW_EXTENT == aug.warp_extent
+    # it draws within the tested ranges (extent 1), and the fit says how far that is
+    assert draw["warp_extent"] == 1.0 == aug.warp_extent
     drawn, tested = aug.metadata["nuisance"]["drawn"], aug.generator.config
-    assert drawn["extent"] == DRAW_EXTENT
-    assert drawn["rotation_degrees"] == pytest.approx(min(180.0, DRAW_EXTENT * tested.warp_rotation), abs=1e-3)
-    assert drawn["shift"] == pytest.approx(min(0.25, DRAW_EXTENT * tested.warp_shift), abs=1e-4)
+    assert drawn["extent"] == 1.0
+    assert drawn["rotation_degrees"] == pytest.approx(tested.warp_rotation, abs=1e-3)
+    assert drawn["shift"] == pytest.approx(tested.warp_shift, abs=1e-4)
+    assert GITAugment.from_pretrained(out, warp_extent=DRAW_EXTENT).warp_extent == DRAW_EXTENT  # the caller may reach further
     assert draw["chosen"].startswith("pseudo-tail transfer test")
     figures = aug.metadata["draw_test"]  # the test's figures are stored beside it
     assert figures["head_classes"] == [0, 1, 2] and set(figures["balanced_accuracy"]) == {

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gitaug.fit.nuisance_probe import DRAW_EXTENT
 from gitaug.transfer import TransferTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,13 +29,13 @@ def test_recommend_draw_applies_the_current_rule_to_a_folder_s_stored_test_witho
     after = json.loads((folder / "config.json").read_text())["training"]
     assert after["draw_test"] == before["draw_test"]  # the figures stay; only the choice is made again
     chosen = expected.recommended()
-    assert {k: v for k, v in after["draw"].items() if k != "chosen"} == {**expected.settings[chosen], "warp_extent": DRAW_EXTENT}
+    assert {k: v for k, v in after["draw"].items() if k != "chosen"} == {**expected.settings[chosen], "warp_extent": 1.0}
     assert after["draw"]["chosen"] == expected.summary()
-    # and how far it moves an input: the fitted rotation range (the whole turn) and the shift range times the extent
+    # and how far it moves an input: the fitted ranges (extent 1)
     generator = json.loads((folder / "config.json").read_text())["generator"]
     drawn = after["nuisance"]["drawn"]
-    assert drawn["extent"] == DRAW_EXTENT and drawn["rotation_degrees"] == min(180.0, DRAW_EXTENT * generator["warp_rotation"])
-    assert drawn["shift"] == round(min(0.25, DRAW_EXTENT * generator["warp_shift"]), 4)
+    assert drawn["extent"] == 1.0 and drawn["rotation_degrees"] == generator["warp_rotation"]
+    assert drawn["shift"] == round(generator["warp_shift"], 4)
     assert "stored the recommended draw" in done.stdout
     # Run again: nothing changes, and nothing says it did.
     again = _run(str(folder), "--stored-test")
