@@ -220,5 +220,8 @@ def test_draw_rules_match_a_run_from_before_a_draw_setting_existed_to_its_defaul
 
     old_run = {"draw": {"residual": True, "styles": "data", "appearance_scale": 1.0}}  # no warp_extent recorded
     assert draw_rules.same_draw(old_run, {"residual": True, "styles": "data"})
-    assert not draw_rules.same_draw(old_run, {"residual": True, "styles": "data", "warp_extent": 2.5})
     assert not draw_rules.same_draw(old_run, {"residual": False})
+    assert not draw_rules.same_draw(old_run, {"residual": True, "styles": "data", "appearance_scale": 0.5})
+    # the extent a fit recommended is every one of its runs' own: the rules are compared at it
+    wide_run = {"draw": {"residual": False, "styles": "prior", "appearance_scale": 1.0, "warp_extent": 2.5}}
+    assert draw_rules.same_draw(wide_run, {"residual": False, "styles": "prior", "appearance_scale": 1.0, "warp_extent": 1.0})
