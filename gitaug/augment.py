@@ -217,10 +217,12 @@ class GITAugment(nn.Module):
             every draw. The fit's nuisance test finds the largest move a
             detector cannot see, which on a bounded nuisance (sizes within
             x0.7..x1.3, positions within a few pixels) is a fraction of the
-            data's spread; a generator folder's recommended draw stores the
-            extent that spread is estimated at
-            (:data:`gitaug.fit.nuisance_probe.DRAW_EXTENT`). 1 (the default)
-            draws within the fitted ranges; a style-driven warp is not affected.
+            data's spread, estimated at
+            :data:`gitaug.fit.nuisance_probe.DRAW_EXTENT` (2.5) times it. 1
+            (the default, and what a fit recommends) draws within the fitted
+            ranges; 2.5 helped on zoomed digits but cost class preservation
+            where the data does not vary (``benchmarks/warp_extent.py``). A
+            style-driven warp is not affected.
 
     On CUDA the transform does not wait on the GPU when the labels are on the
     CPU, as a ``DataLoader`` yields them: the selection is drawn there and only
