@@ -131,6 +131,12 @@ def share_error(gain: list[float], oracle_gain: list[float]) -> float | None:
     return float((gain - ratio * oracle_gain).std(ddof=1) / np.sqrt(len(gain)) / oracle_gain.mean())
 
 
+def share_of(gain: list[float], oracle_gain: list[float]) -> tuple[float | None, float | None]:
+    """``mean(gain) / mean(oracle_gain)`` (None when the oracle gains nothing) and its :func:`share_error`."""
+    oracle_mean = float(np.mean(oracle_gain))
+    return (float(np.mean(gain)) / oracle_mean if oracle_mean > 0 else None), share_error(gain, oracle_gain)
+
+
 def overlay(base: dict, extra: dict) -> None:
     """Put the datasets of ``extra`` (a re-run of some of ``base``'s datasets) in place of ``base``'s rows."""
     for dataset, rows in extra["table"].items():

@@ -72,23 +72,6 @@ def pick(test: TransferTest, rule: str, tolerance: float) -> str:
     return test.best() if rule == "best" else test.recommended(tolerance, prefer=rule)
 
 
-def generator_config(work: Path, dataset: str, seed: int) -> dict | None:
-    folder = shared.generator_dir(work, dataset, seed)
-    for path in (folder / "generator" / "config.json", folder / "config.json"):
-        if path.exists():
-            return json.loads(path.read_text())
-    return None
-
-
-def load_run(work: Path, dataset: str, seed: int, tag: str) -> dict | None:
-    path = work / "runs" / f"{dataset}-seed{seed}-{tag}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def figures(run: dict) -> tuple[float, float]:
-    return run["test_balanced_accuracy"], run["ekld_summary"]["tail_mean"]
-
-
 def same_draw(run: dict, settings: dict) -> bool:
     """Whether a run drew with ``settings``, its ``warp_extent`` aside (a setting a run does not record is one from
     before it existed: its default).
@@ -104,7 +87,7 @@ def same_draw(run: dict, settings: dict) -> bool:
 
 def main() -> None:
     args = parse_args()
-    works = args.work or sorted(p for p in (ROOT / "benchmarks").glob("_work*") if (p / "runs").is_dir())
+    works = args.work or shared.work_folders()
     found: dict = {}  # dataset -> seed -> {"drs", "oracle", "picks", rule: (acc, ekld) or None}
     missing: list[str] = []
     for work in works:
@@ -114,20 +97,20 @@ def main() -> None:
             seeds_of.setdefault(dataset, set()).add(int(seed))
         for dataset, seeds in seeds_of.items():
             for seed in sorted(seeds):
-                config = generator_config(work, dataset, seed)
-                drs, oracle = load_run(work, dataset, seed, "drs"), load_run(work, dataset, seed, "oracle")
+                config = shared.generator_config(work, dataset, seed)
+                drs, oracle = shared.load_run(work, dataset, seed, "drs"), shared.load_run(work, dataset, seed, "oracle")
                 test_figures = (config or {}).get("training", {}).get("draw_test")
                 if not test_figures or drs is None or oracle is None:
                     continue
                 test = TransferTest.from_dict(test_figures)
-                entry = {"drs": figures(drs), "oracle": figures(oracle), "picks": {}, "runs": {}}
-                runs = {tag: run for tag in DRAW_RUNS if (run := load_run(work, dataset, seed, tag)) is not None}
+                entry = {"drs": shared.run_figures(drs), "oracle": shared.run_figures(oracle), "picks": {}, "runs": {}}
+                runs = {tag: run for tag in DRAW_RUNS if (run := shared.load_run(work, dataset, seed, tag)) is not None}
                 for rule in RULES:
                     name = pick(test, rule, args.tolerance)
                     entry["picks"][rule] = SHORT.get(name, name)
                     tag = next((t for t, run in runs.items() if same_draw(run, test.settings[name])), None)
                     entry["runs"][rule] = tag
-                    entry[rule] = figures(runs[tag]) if tag else None
+                    entry[rule] = shared.run_figures(runs[tag]) if tag else None
                     if tag:
                         entry.setdefault("extents", set()).add(complete_draw(runs[tag].get("draw") or {})["warp_extent"])
                     if tag is None:
@@ -156,18 +139,16 @@ def main() -> None:
                 continue
             acc = {k: np.array([seeds[s][k][0] if k != "git" else seeds[s][rule][0] for s in usable]) for k in ("drs", "git", "oracle")}
             ekld = {k: np.array([seeds[s][k][1] if k != "git" else seeds[s][rule][1] for s in usable]) for k in ("drs", "git", "oracle")}
-            acc_gain, acc_oracle = acc["git"] - acc["drs"], acc["oracle"] - acc["drs"]
-            ekld_gain, ekld_oracle = ekld["drs"] - ekld["git"], ekld["drs"] - ekld["oracle"]
+            accuracy_share, accuracy_error = default_fit.share_of(list(acc["git"] - acc["drs"]), list(acc["oracle"] - acc["drs"]))
+            ekld_share, ekld_error = default_fit.share_of(list(ekld["drs"] - ekld["git"]), list(ekld["drs"] - ekld["oracle"]))
             result = {
                 "seeds": usable, "picks": [seeds[s]["picks"][rule] for s in usable],
                 "runs": [seeds[s]["runs"][rule] for s in usable],
                 "balanced_accuracy": {k: float(v.mean()) for k, v in acc.items()},
                 "ekld_tail": {k: float(v.mean()) for k, v in ekld.items()},
-                "accuracy_share": float(acc_gain.mean() / acc_oracle.mean()) if acc_oracle.mean() > 0 else None,
-                "ekld_share": float(ekld_gain.mean() / ekld_oracle.mean()) if ekld_oracle.mean() > 0 else None,
-                "accuracy_share_error": default_fit.share_error(list(acc_gain), list(acc_oracle)),
-                "ekld_share_error": default_fit.share_error(list(ekld_gain), list(ekld_oracle)),
-                "accuracy_git_minus_drs_per_seed": [float(g) for g in acc_gain],
+                "accuracy_share": accuracy_share, "ekld_share": ekld_share,
+                "accuracy_share_error": accuracy_error, "ekld_share_error": ekld_error,
+                "accuracy_git_minus_drs_per_seed": [float(g) for g in acc["git"] - acc["drs"]],
                 "complete": len(usable) == len(seeds),
                 "warp_extent": sorted({e for s in usable for e in seeds[s].get("extents", {1.0})}),
             }

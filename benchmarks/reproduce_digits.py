@@ -206,6 +206,30 @@ def generator_dir(work: Path, dataset: str, seed: int) -> Path:
     return work / "generators" / f"{dataset}-seed{seed}"
 
 
+def generator_config(work: Path, dataset: str, seed: int) -> dict | None:
+    """The exported generator's config of a fit (in ``generator/``, or at the top for older fits), or None."""
+    folder = generator_dir(work, dataset, seed)
+    folder = folder if is_generator_folder(folder) else folder / "generator"
+    path = folder / "config.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def work_folders() -> list[Path]:
+    """Every benchmark work folder with finished runs (``benchmarks/_work*``)."""
+    return sorted(p for p in (ROOT / "benchmarks").glob("_work*") if (p / "runs").is_dir())
+
+
+def load_run(work: Path, dataset: str, seed: int, tag: str) -> dict | None:
+    """A finished run's JSON (``<work>/runs/<set>-seed<S>-<tag>.json``), or None."""
+    path = work / "runs" / f"{dataset}-seed{seed}-{tag}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_figures(run: dict) -> tuple[float, float | None]:
+    """A run's test balanced accuracy and tail eKLD (None on a set without a nuisance)."""
+    return run["test_balanced_accuracy"], (run.get("ekld_summary") or {}).get("tail_mean")
+
+
 def fit_job(args: argparse.Namespace, dataset: str, seed: int):
     out = generator_dir(args.work, dataset, seed)
     command = ["gitaug-fit", "--dataset", dataset, "--seed", str(seed), "--out", str(out), "--device", "cpu"]
@@ -580,9 +604,7 @@ def recommended_summary(results: list[dict]) -> dict:
 
 def learned(args: argparse.Namespace, dataset: str, seed: int) -> dict:
     """What a fitted generator's config says it learned: the warp ranges and the fit's own report."""
-    folder = generator_dir(args.work, dataset, seed)
-    folder = folder if is_generator_folder(folder) else folder / "generator"
-    config = json.loads((folder / "config.json").read_text())
+    config = generator_config(args.work, dataset, seed)
     training = config.get("training", {})
     report = training.get("report") or {}
     return {

@@ -120,16 +120,9 @@ def preservation(work: Path, dataset: str, seed: int, extent: float) -> dict:
     return result
 
 
-def figures(path: Path) -> tuple[float, float | None] | None:
-    if not path.exists():
-        return None
-    run = json.loads(path.read_text())
-    return run["test_balanced_accuracy"], (run.get("ekld_summary") or {}).get("tail_mean")
-
-
 def main() -> None:
     args = parse_args()
-    works = args.work or sorted(p for p in (ROOT / "benchmarks").glob("_work*") if (p / "runs").is_dir())
+    works = args.work or shared.work_folders()
     pairs = []  # (work, dataset, seed) with a git-auto run
     for work in works:
         for path in sorted((work / "runs").glob("*-seed*-git-auto.json")):
@@ -162,12 +155,11 @@ def main() -> None:
     by_set: dict = {}
     by_work: dict = {}
     for work, dataset, seed in pairs:
-        runs = {name: figures(work / "runs" / f"{dataset}-seed{seed}-{t}.json")
+        runs = {name: None if (run := shared.load_run(work, dataset, seed, t)) is None else shared.run_figures(run)
                 for name, t in (("drs", "drs"), ("auto", "git-auto"), ("wide", tag(args.extent)), ("oracle", "oracle"))}
         if runs["drs"] is None or runs["auto"] is None or runs["wide"] is None:
             continue
-        config = json.loads((shared.generator_dir(work, dataset, seed) / "generator" / "config.json").read_text())
-        g = config["generator"]
+        g = shared.generator_config(work, dataset, seed)["generator"]
         learned = f"+-{g['warp_rotation']:.0f} deg, x{g['warp_scale']:.2f}, {100 * g['warp_shift']:.0f} %"
         by_set.setdefault(dataset, []).append((seed, runs, learned))
         by_work[dataset] = work
@@ -189,12 +181,8 @@ def main() -> None:
             result["ekld_tail"] = {k: float(v.mean()) for k, v in ekld.items()}
             result["balanced_accuracy"]["oracle"] = float(acc["oracle"].mean())
             for name in ("auto", "wide"):
-                gain, oracle = acc[name] - acc["drs"], acc["oracle"] - acc["drs"]
-                result[f"accuracy_share_{name}"] = (float(gain.mean() / oracle.mean()) if oracle.mean() > 0 else None,
-                                                    default_fit.share_error(list(gain), list(oracle)))
-                gain, oracle = ekld["drs"] - ekld[name], ekld["drs"] - ekld["oracle"]
-                result[f"ekld_share_{name}"] = (float(gain.mean() / oracle.mean()) if oracle.mean() > 0 else None,
-                                                default_fit.share_error(list(gain), list(oracle)))
+                result[f"accuracy_share_{name}"] = default_fit.share_of(list(acc[name] - acc["drs"]), list(acc["oracle"] - acc["drs"]))
+                result[f"ekld_share_{name}"] = default_fit.share_of(list(ekld["drs"] - ekld[name]), list(ekld["drs"] - ekld["oracle"]))
             cells["ekld"] = " / ".join(f"{ekld[k].mean():.3f}" for k in ("drs", "auto", "wide", "oracle"))
             cells["acc_share"] = tuple(default_fit.share(*result[f"accuracy_share_{n}"]) for n in ("auto", "wide"))
             cells["ekld_share"] = tuple(default_fit.share(*result[f"ekld_share_{n}"]) for n in ("auto", "wide"))

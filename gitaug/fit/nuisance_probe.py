@@ -74,13 +74,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..generator import background_mask, background_values, recolor_background
+from ..generator import RangeWarp, background_mask, background_values, recolor_background
 
 __all__ = ["DETECTION_THRESHOLD", "DRAW_EXTENT", "FAMILY_MAX", "MIN_FLAT_SHARE", "MAX_BACKGROUNDS", "data_backgrounds", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance", "drawn_ranges", "describe_drawn"]
 
 #: The largest magnitude tested per family: rotation in radians (a full turn either way),
 #: log-scale (x1.5 either way) and shift as a fraction of the image side (a quarter either way).
-FAMILY_MAX: dict[str, float] = {"rotation": math.pi, "log_scale": math.log(1.5), "shift": 0.25}
+FAMILY_MAX: dict[str, float] = {"rotation": math.pi, "log_scale": RangeWarp.max_log_scale, "shift": RangeWarp.max_shift}
 
 #: The share of the images that must have a flat background for the background swap to be tested.
 MIN_FLAT_SHARE = 0.1
@@ -487,11 +487,16 @@ def drawn_ranges(warp: nn.Module | None, extent: float) -> dict[str, float] | No
             "shift": round(shift, 4)}
 
 
+def _describe_ranges(ranges: dict[str, Any]) -> str:
+    """``rotation +-A deg (std S), scale xL..xH, shift +-F % of the side`` from :func:`learned_nuisance`'s or
+    :func:`drawn_ranges`' keys."""
+    return (f"rotation +-{ranges['rotation_degrees']:.1f} deg (std {ranges['rotation_std_degrees']:.1f}), "
+            f"scale x{1 / ranges['scale']:.2f}..x{ranges['scale']:.2f}, shift +-{100 * ranges['shift']:.1f} % of the side")
+
+
 def describe_drawn(drawn: dict[str, float]) -> str:
     """One line for the log: what :func:`drawn_ranges` returned."""
-    return (f"draws reach rotation +-{drawn['rotation_degrees']:.1f} deg (std {drawn['rotation_std_degrees']:.1f}), "
-            f"scale x{1 / drawn['scale']:.2f}..x{drawn['scale']:.2f}, shift +-{100 * drawn['shift']:.1f} % of the side "
-            f"(the tested ranges x{drawn['extent']:g})")
+    return f"draws reach {_describe_ranges(drawn)} (the tested ranges x{drawn['extent']:g})"
 
 
 def describe_nuisance(nuisance: dict[str, Any]) -> str:
@@ -499,8 +504,4 @@ def describe_nuisance(nuisance: dict[str, Any]) -> str:
     spread = f"spread between two draws {nuisance['spread']:.3f}"
     if nuisance.get("warp") != "affine":
         return f"warp {nuisance.get('warp')}; {spread}"
-    return (
-        f"rotation +-{nuisance['rotation_degrees']:.1f} deg (std {nuisance['rotation_std_degrees']:.1f}), "
-        f"scale x{1 / nuisance['scale']:.2f}..x{nuisance['scale']:.2f}, shift +-{100 * nuisance['shift']:.1f} % of the side, "
-        f"{describe_backgrounds(nuisance.get('backgrounds') or [])}; {spread}"
-    )
+    return f"{_describe_ranges(nuisance)}, {describe_backgrounds(nuisance.get('backgrounds') or [])}; {spread}"
