@@ -43,6 +43,7 @@ import numpy as np
 import default_fit
 import reproduce_digits as shared
 from _report import update_section
+from gitaug.datasets import nuisance_of
 from gitaug.report import complete_draw
 from gitaug.transfer import TransferTest
 
@@ -64,12 +65,51 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tolerance", type=float, default=1.0, help="in standard errors of a difference")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--preservation-seeds", nargs="+", type=int, default=[],
+                        help="seeds whose fits get every candidate draw's class preservation measured (a few minutes "
+                             "per fit, stored in the work folder's diagnostics/); the table then shows each rule's "
+                             "picks' as a share of the true nuisance's")
     return parser.parse_args()
 
 
 def pick(test: TransferTest, rule: str, tolerance: float) -> str:
     """The draw ``rule`` picks from a transfer test."""
     return test.best() if rule == "best" else test.recommended(tolerance, prefer=rule)
+
+
+def draw_preservation(work: Path, dataset: str, seed: int, test: TransferTest, extent: float) -> dict[str, float]:
+    """Class preservation of every candidate draw of a fit and of the true nuisance (``"true"``).
+
+    As ``warp_extent.py`` measures it: under the reproduction benchmark's reference classifier (trained on balanced
+    images carrying the true nuisance), the share of draws of training images, 10 per input, on which it keeps its
+    prediction; each draw at the ``warp_extent`` the fit's runs drew with. Stored in
+    ``<work>/diagnostics/<set>-seed<S>-draws.json``; only what that file lacks is measured.
+    """
+    out = work / "diagnostics" / f"{dataset}-seed{seed}-draws.json"
+    stored = json.loads(out.read_text()) if out.exists() else {}
+    todo = [name for name in ("true", *test.names) if name not in stored]
+    if not todo:
+        return stored
+    import torch
+
+    from gitaug import GITAugment
+    from gitaug._files import write_json
+    from gitaug.datasets import load, nuisance_of
+    from gitaug.evaluation.diagnostics import class_preservation
+
+    torch.set_num_threads(1)
+    reference = shared.reference_classifier(dataset, seed)
+    train = load(dataset, split="train", seed=seed)
+    folder = shared.generator_dir(work, dataset, seed)
+    for name in todo:
+        transform = nuisance_of(dataset) if name == "true" else \
+            GITAugment.from_pretrained(folder, **{**test.settings[name], "warp_extent": extent})
+        stored[name] = class_preservation(transform, reference, train.images, train.targets, train.num_classes,
+                                          m_per_input=10, seed=seed).mean
+        print(f"  class preservation {dataset} seed {seed}: {name} {stored[name]:.3f}", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, stored)
+    return stored
 
 
 def same_draw(run: dict, settings: dict) -> bool:
@@ -83,6 +123,13 @@ def same_draw(run: dict, settings: dict) -> bool:
         return {k: v for k, v in complete_draw(draw).items() if k != "warp_extent"}
 
     return judged(run.get("draw") or {}) == judged(settings)
+
+
+def preserved(result: dict) -> str:
+    """A rule row's class preservation cell: the share and the seeds it was measured on, or nothing."""
+    if "class_preservation" not in result:
+        return ""
+    return f"{result['class_preservation'] * 100:.0f} % ({', '.join(map(str, result['class_preservation_seeds']))})"
 
 
 def main() -> None:
@@ -103,6 +150,10 @@ def main() -> None:
                 if not test_figures or drs is None or oracle is None:
                     continue
                 test = TransferTest.from_dict(test_figures)
+                kept = None
+                if seed in args.preservation_seeds and nuisance_of(dataset) is not None:
+                    extent = complete_draw(config["training"].get("draw") or {})["warp_extent"]
+                    kept = draw_preservation(work, dataset, seed, test, extent)
                 entry = {"drs": shared.run_figures(drs), "oracle": shared.run_figures(oracle), "picks": {}, "runs": {}}
                 runs = {tag: run for tag in DRAW_RUNS if (run := shared.load_run(work, dataset, seed, tag)) is not None}
                 for rule in RULES:
@@ -110,6 +161,8 @@ def main() -> None:
                     entry["picks"][rule] = SHORT.get(name, name)
                     tag = next((t for t, run in runs.items() if same_draw(run, test.settings[name])), None)
                     entry["runs"][rule] = tag
+                    if kept is not None:
+                        entry.setdefault("preservation", {})[rule] = kept[name] / kept["true"]
                     entry[rule] = shared.run_figures(runs[tag]) if tag else None
                     if tag:
                         entry.setdefault("extents", set()).add(complete_draw(runs[tag].get("draw") or {})["warp_extent"])
@@ -128,8 +181,11 @@ def main() -> None:
         "mean over the seeds with every run, ± the ratio estimator's standard error over seeds. Rules: "
         + "; ".join(f"`{r}`: {RULE_NAMES[r]}" for r in RULES) + ".",
         "",
-        "| set | seeds | rule | picks per seed | balanced acc. CE+DRS / GIT / oracle (%) | share | tail eKLD share | GIT - CE+DRS per seed (points) |",
-        "|---|---|---|---|---|---|---|---|",
+        "Class preservation: the picks' class preservation as a share of the true nuisance's (the seeds it was "
+        "measured on, `--preservation-seeds`, whether or not the pick has a run).",
+        "",
+        "| set | seeds | rule | picks per seed | balanced acc. CE+DRS / GIT / oracle (%) | share | tail eKLD share | GIT - CE+DRS per seed (points) | class preservation |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for dataset in sorted(found, key=lambda d: (not d.startswith("digits"), d)):
         seeds = found[dataset]
@@ -152,6 +208,10 @@ def main() -> None:
                 "complete": len(usable) == len(seeds),
                 "warp_extent": sorted({e for s in usable for e in seeds[s].get("extents", {1.0})}),
             }
+            kept = {s: seeds[s]["preservation"][rule] for s in sorted(seeds) if "preservation" in seeds[s]}
+            if kept:  # measured on the fit whether or not the pick has a run
+                result["class_preservation"] = float(np.mean(list(kept.values())))
+                result["class_preservation_seeds"] = list(kept)
             summary.setdefault(dataset, {})[rule] = result
             a = result["balanced_accuracy"]
             lines.append(
@@ -159,10 +219,12 @@ def main() -> None:
                 f"| {rule} | {', '.join(result['picks'])}{'' if result['warp_extent'] == [1.0] else ' (warp extent ' + ', '.join(f'{e:g}' for e in result['warp_extent']) + ')'} | {a['drs'] * 100:.1f} / {a['git'] * 100:.1f} / {a['oracle'] * 100:.1f} "
                 f"| {default_fit.share(result['accuracy_share'], result['accuracy_share_error'])} "
                 f"| {default_fit.share(result['ekld_share'], result['ekld_share_error'])} "
-                f"| {', '.join(f'{d * 100:+.1f}' for d in result['accuracy_git_minus_drs_per_seed'])} |")
+                f"| {', '.join(f'{d * 100:+.1f}' for d in result['accuracy_git_minus_drs_per_seed'])} "
+                f"| {preserved(result)} |")
     if missing:
         lines += ["", "Picks without a finished run (their seeds are left out of that rule's row): " + "; ".join(missing) + "."]
     out = args.results / "draw_rules.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"tolerance": args.tolerance, "rules": summary, "missing": missing}, indent=2))
     os.replace(tmp, out)
