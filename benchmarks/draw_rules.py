@@ -7,10 +7,12 @@ often within its noise, so the rule that breaks a tie decides a lot. This
 script replays rules on the stored tests and looks each pick up in the
 reproduction benchmarks' finished runs (nothing is trained here):
 
-* ``least``: the least varied draw within one standard error of the best
-  (the rule the fit applies: :meth:`gitaug.transfer.TransferTest.recommended`);
+* ``least``: the least varied draw within one standard error of the best;
 * ``most``: the most varied draw within one standard error of the best;
 * ``best``: the best-scoring draw.
+
+The fit applies one of the first two (:data:`gitaug.transfer.PREFER`, through
+:meth:`gitaug.transfer.TransferTest.recommended`); the table marks it.
 
 A pick is scored by the run of the same generator and seed that drew with the
 same settings: the fit's recommended draw (``git-auto``) when the pick is the
@@ -45,13 +47,14 @@ import reproduce_digits as shared
 from _report import update_section
 from gitaug.datasets import nuisance_of
 from gitaug.report import complete_draw
-from gitaug.transfer import TransferTest
+from gitaug.transfer import PREFER, TransferTest
 
 ROOT = shared.ROOT
 #: The rules, in the order reported.
 RULES = ("least", "most", "best")
-RULE_NAMES = {"least": "least varied within 1 SE of the best (the fit's rule)",
-              "most": "most varied within 1 SE of the best", "best": "the best score"}
+RULE_NAMES = {rule: name + (" (the fit's rule)" if rule == PREFER else "") for rule, name in
+              (("least", "least varied within 1 SE of the best"), ("most", "most varied within 1 SE of the best"),
+               ("best", "the best score"))}
 #: Runs that may score a pick, in the order tried: the fit's own recommendation first.
 DRAW_RUNS = ("git-auto", "git", "git-data", "git-half", "git-warp")
 SHORT = {"the decoded draws": "decoded", "residual draws with data styles": "residual",

@@ -595,7 +595,7 @@ def recommend_draw(
     prefer: str = PREFER,
     **test_options: Any,
 ) -> dict[str, Any] | None:
-    """The draw to use a fitted generator with: the least varied one a classifier learns as much from as from the best.
+    """The draw to use a fitted generator with: the most varied one a classifier learns as much from as from the best.
 
     Every draw of :data:`DRAW_CANDIDATES` (the paper's decoded draws, residual
     draws with the data's own styles at full and half strength, the warp
@@ -603,12 +603,12 @@ def recommend_draw(
     classifiers are trained on the head classes, a third of them cut down to a
     few images that the draw re-draws half the time, and scored on held-out
     images of those classes (the mean probability of the true class,
-    :attr:`gitaug.transfer.TransferTest.scores`). The least varied draw whose score is within
-    ``tolerance`` standard errors of the best is recommended
-    (:data:`gitaug.transfer.TOLERANCE` says why): the warp alone moves an
-    input only as the fit's nuisance test found the data varies, and the
-    decoder's further change must earn its place by scoring better beyond
-    the test's noise.
+    :attr:`gitaug.transfer.TransferTest.scores`). Of the draws whose score is within
+    ``tolerance`` standard errors of the best (:data:`gitaug.transfer.TOLERANCE`),
+    the most varied is recommended (:data:`gitaug.transfer.PREFER` says why): the
+    test cannot tell them apart, and the one that moves the tail images furthest
+    carries the most of the data's variation to them; a draw that loses the
+    class scores lower and is not among them.
 
     Why not class preservation alone (the rule before this one): a reference
     classifier trained on real images changes its prediction on decoded draws

@@ -49,21 +49,26 @@ logger = logging.getLogger(__name__)
 #: The floor every draw is compared with: the pseudo-tail images as they are.
 NO_DRAW = "no draw"
 
-#: A less varied draw is recommended over a better-scoring one when it falls short of the best by at most
-#: this many standard errors of a difference between two draws: the test cannot tell them apart, and the
-#: less varied draw's change has more evidence behind it. The warp alone moves an input only as far as the
-#: fit's nuisance test found the data itself varies (a detector could not tell those moves from the data);
-#: what the decoder adds on top passed no such test, and can change the class-relevant content with the
-#: nuisance (a garment's shade with its background). So the decoder's variation must earn its place by
-#: scoring better beyond the test's noise. One standard error, as in the one-standard-error rule of model
-#: selection (the simplest model within one error of the best).
+#: Draws whose mean score falls short of the best by at most this many standard errors of a difference between
+#: two draws count as ties: the test cannot tell them apart. One standard error, as in the one-standard-error rule
+#: of model selection.
 TOLERANCE = 1.0
 
-#: Which of the draws within ``tolerance`` of the best is recommended: ``"least"`` varied (the default, for the
-#: reason above) or ``"most"`` varied (the one that moves the tail images furthest among those the test cannot
-#: tell from the best; ``benchmarks/draw_rules.py`` compares the two on full training runs).
+#: Which of the tied draws is recommended: the ``"most"`` varied (the default) or the ``"least"``.
+#:
+#: Why the most varied: GIT is there to carry the data's variation to the tail, and among draws a classifier
+#: learns equally from, the one that moves the tail images furthest carries the most of it. What would argue the
+#: other way, a draw that changes the class with the nuisance, is what the test scores: the held-out pseudo-tail
+#: images carry the data's nuisance and their true class, so a draw that loses the class scores lower and is no
+#: tie. Replayed on the reproduction benchmarks' 30 fits (``benchmarks/draw_rules.py``, the picks scored by full
+#: training runs), the most varied tie reached 80 % of the oracle's gain in accuracy and tail eKLD on more sets
+#: than the least varied one: on dilated digits 83 / 86 % against 70 / 75 % (4 seeds), on faded digits 133 / 95 %
+#: against 151 / -20 %, on dilated clothing 66 / 96 % against 53 / 86 %, while rotated digits (82 / 94 against
+#: 84 / 104 %) and backgrounds stayed at the bar. ``"least"`` was the default while the test judged draws by the
+#: balanced accuracy over all head classes, a noisier score under which the most varied draw was a tie too often
+#: (the decoded draws on clothing backgrounds).
 PREFERENCES = ("least", "most")
-PREFER = "least"
+PREFER = "most"
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Store the recommended draw (``training.draw``) in a generator folder: one exported without it, or an older rule's.
 
 ``gitaug fit`` stores it at export when its data has labels
-(``gitaug.report.recommend_draw``: the least varied draw that a small
+(``gitaug.report.recommend_draw``: the most varied draw that a small
 classifier learns about as much from as from the best one, by a pseudo-tail
 transfer test on the head classes), with the test's figures
 (``training.draw_test``); ``GITAugment.from_pretrained`` then draws that way

@@ -174,32 +174,34 @@ def _figures(scores: dict[str, list[float]]) -> TransferTest:
                         tail_accuracy=scores, head_classes=[0, 1, 2], tail_images=10, steps=1)
 
 
-def test_the_recommended_draw_is_the_least_varied_one_the_test_cannot_tell_from_the_best():
+def test_the_recommended_draw_is_the_most_varied_one_the_test_cannot_tell_from_the_best():
     base = {NO_DRAW: [0.70, 0.80, 0.75]}
-    # The least varied draw falls short of the best by 0.5 points, within one standard error: it is chosen.
+    # The most varied draw falls short of the best by 0.5 points, within one standard error: it is chosen.
     close = _figures({**base, "decoded": [0.815, 0.895, 0.84], "residual": [0.81, 0.91, 0.845],
                       "warp": [0.805, 0.905, 0.84]})
-    assert close.best() == "residual" and close.recommended() == "warp"
-    assert "(the least varied draw within one standard error of the best, residual)" in close.summary()
-    # Short by 5 points with the same noise: the next draw it is.
+    assert close.best() == "residual" and close.recommended() == "decoded"
+    assert "(the most varied draw within one standard error of the best, residual)" in close.summary()
+    # Short by 5 points with the same noise: not a tie; here the most varied draw is the best itself.
     far = _figures({**base, "decoded": [0.81, 0.91, 0.845], "residual": [0.815, 0.895, 0.84],
                     "warp": [0.765, 0.845, 0.79]})
-    assert far.recommended() == "residual"
-    # Preferring the most varied draw: the first within one error of the best, here the best itself; in the
-    # close case decoded, which the test cannot tell from the best either.
-    assert far.recommended(prefer="most") == "decoded" and close.recommended(prefer="most") == "decoded"
-    assert "(the most varied draw within one standard error of the best, residual)" in close.summary(prefer="most")
+    assert far.best() == "decoded" and far.recommended() == "decoded"
+    assert far.summary().endswith(": decoded")
+    # Preferring the least varied tie: the last within one error of the best (warp in the close case; in the
+    # far case warp is 5 points short, so residual).
+    assert close.recommended(prefer="least") == "warp" and far.recommended(prefer="least") == "residual"
+    assert "(the least varied draw within one standard error of the best, residual)" in close.summary(prefer="least")
     with pytest.raises(ValueError, match="prefer must be one of"):
         far.recommended(prefer="medium")
-    assert far.summary().endswith(": residual (the least varied draw within one standard error of the best, decoded)")
+    assert far.summary(prefer="least").endswith(
+        ": residual (the least varied draw within one standard error of the best, decoded)")
     error = far.difference_error()
     assert 0 < error < 0.02
     # A wider tolerance lets the least varied draw back in; one repeat has no error estimate: the best it is.
-    assert far.recommended(tolerance=(far.mean("decoded") - far.mean("warp")) / error + 0.1) == "warp"
+    assert far.recommended(tolerance=(far.mean("decoded") - far.mean("warp")) / error + 0.1, prefer="least") == "warp"
     one = _figures({NO_DRAW: [0.7], "decoded": [0.81], "residual": [0.8]})
     assert math.isnan(one.difference_error()) and one.recommended() == "decoded"
     # The figures a generator stores give the same test back, and bad ones are named.
-    assert TransferTest.from_dict(far.to_dict()).recommended() == "residual"
+    assert TransferTest.from_dict(far.to_dict()).recommended(prefer="least") == "residual"
     with pytest.raises(ValueError, match="lack"):
         TransferTest.from_dict({k: v for k, v in far.to_dict().items() if k != "settings"})
     with pytest.raises(ValueError, match="every draw"):

@@ -65,7 +65,7 @@ def export_generator(
     if config.report:
         report = _report(state, data, config.seed)
         metadata["report"] = report.to_dict()
-        # The draw from_pretrained will use: the least varied one a classifier learns as much from as from
+        # The draw from_pretrained will use: the most varied one a classifier learns as much from as from
         # the best (report.recommend_draw's pseudo-tail transfer test).
         test = _transfer_test(state, data, metadata["styles"], config.seed)
         if test is not None:
