@@ -14,10 +14,12 @@ Reads what the reproduction benchmarks wrote (nothing is trained here):
   ``default`` rows unchanged.
 * ``results/reproduce_*_rule.json``: the current default, re-run with
   ``--output-suffix _rule``: the background swap, and the recommended draw judged
-  by the pseudo-tail classes' true-class probability, the least varied one
+  by the pseudo-tail classes' true-class probability, the most varied one
   within one standard error of the best (``gitaug.transfer``). Generators
   fitted before the transfer test stored that probability are tested again
-  (``scripts/recommend_draw.py FOLDER --dataset NAME --seed S``).
+  (``scripts/recommend_draw.py FOLDER --dataset NAME --seed S``), and those
+  fitted under an earlier tie-break get the current one from their stored
+  figures (``--stored-test``, nothing trained).
 * ``results/warp_extent.json`` (optional, ``benchmarks/warp_extent.py``): the ``rule`` and ``heldout``
   fits' recommended draws over the spread the nuisance test's ranges suggest (``warp_extent=2.5``, an
   option; a fit's training does not depend on the extent, only its draws do); its sets are counted per group.

@@ -225,3 +225,37 @@ def test_draw_rules_match_a_run_from_before_a_draw_setting_existed_to_its_defaul
     # the extent a fit recommended is every one of its runs' own: the rules are compared at it
     wide_run = {"draw": {"residual": False, "styles": "prior", "appearance_scale": 1.0, "warp_extent": 2.5}}
     assert draw_rules.same_draw(wide_run, {"residual": False, "styles": "prior", "appearance_scale": 1.0, "warp_extent": 1.0})
+
+
+def test_draw_rules_measures_only_the_class_preservation_a_work_folder_lacks(tmp_path, monkeypatch):
+    import draw_rules
+    import gitaug.evaluation.diagnostics as diagnostics
+    from gitaug.transfer import TransferTest
+
+    names = ["the decoded draws", "the warp alone"]
+    figures = {n: [0.5, 0.6] for n in ["no draw", *names]}
+    test = TransferTest(names=names, settings={"the decoded draws": {"residual": False},
+                                               "the warp alone": {"residual": True, "appearance_scale": 0.0}},
+                        balanced_accuracy=figures, tail_accuracy=figures, head_classes=[0, 1, 2])
+    stored = tmp_path / "diagnostics" / "digits-rot-lt-seed0-draws.json"
+    stored.parent.mkdir()
+    stored.write_text(json.dumps({"true": 0.9, "the decoded draws": 0.8}))
+    measured = []
+
+    class Kept:
+        mean = 0.85
+
+    def fake_preservation(transform, *args, **kwargs):
+        measured.append(transform)
+        return Kept()
+
+    monkeypatch.setattr(bench, "reference_classifier", lambda dataset, seed: "reference")
+    monkeypatch.setattr(diagnostics, "class_preservation", fake_preservation)
+    monkeypatch.setattr("gitaug.GITAugment.from_pretrained", classmethod(lambda cls, folder, **kw: ("draw", kw)))
+    kept = draw_rules.draw_preservation(tmp_path, "digits-rot-lt", 0, test, extent=2.5)
+    # only the warp alone was missing; it is drawn at the extent the fit's runs used, and stored beside the rest
+    assert measured == [("draw", {"residual": True, "appearance_scale": 0.0, "warp_extent": 2.5})]
+    assert kept == {"true": 0.9, "the decoded draws": 0.8, "the warp alone": 0.85}
+    assert json.loads(stored.read_text()) == kept
+    # complete: nothing is measured again
+    assert draw_rules.draw_preservation(tmp_path, "digits-rot-lt", 0, test, extent=2.5) == kept and len(measured) == 1
