@@ -18,8 +18,9 @@ A pick is scored by the run of the same generator and seed that drew with the
 same settings: the fit's recommended draw (``git-auto``) when the pick is the
 fit's own, else the matching draw's run (``git`` decoded, ``git-data``
 residual with data styles, ``git-half`` the same at half strength,
-``git-warp`` the warp alone), each with its own K and p chosen on validation
-by the benchmark. A pick without a run is listed as missing, and its set's
+``git-warp`` the warp alone, or the run of an earlier recommendation that the
+benchmark set aside, ``git-auto.other-setting``), each with its own K and p
+chosen on validation by the benchmark. A pick without a run is listed as missing, and its set's
 figures for that rule left out. Per set it reports, as ``default_fit.py``
 does, the share of the oracle's gain over CE+DRS in balanced accuracy and in
 tail eKLD, with the ratio estimator's standard error over seeds.
@@ -55,8 +56,9 @@ RULES = ("least", "most", "best")
 RULE_NAMES = {rule: name + (" (the fit's rule)" if rule == PREFER else "") for rule, name in
               (("least", "least varied within 1 SE of the best"), ("most", "most varied within 1 SE of the best"),
                ("best", "the best score"))}
-#: Runs that may score a pick, in the order tried: the fit's own recommendation first.
-DRAW_RUNS = ("git-auto", "git", "git-data", "git-half", "git-warp")
+#: Runs that may score a pick, in the order tried: the fit's own recommendation first, and last the recommended
+#: draw's run an earlier rule made, which the benchmark set aside when the recommendation changed.
+DRAW_RUNS = ("git-auto", "git", "git-data", "git-half", "git-warp", "git-auto.other-setting")
 SHORT = {"the decoded draws": "decoded", "residual draws with data styles": "residual",
          "residual draws with data styles at half strength": "half", "the warp alone": "warp"}
 
