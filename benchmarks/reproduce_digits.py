@@ -530,11 +530,23 @@ def recommended_diagnostic(
     }
 
 
+def stale_recommendation(args: argparse.Namespace, dataset: str, seed: int, measured: dict | None) -> bool:
+    """Whether a stored diagnostic of the recommended draw measured another draw than the fit's config now names."""
+    from gitaug.augment import complete_draw, recommended_draw
+
+    config = generator_config(args.work, dataset, seed)
+    if measured is None or config is None:
+        return False
+    return complete_draw(measured["draw"]) != complete_draw(recommended_draw(config.get("training", {})))
+
+
 def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:
     out = args.work / "diagnostics" / f"{dataset}-seed{seed}.json"
     if out.exists():
         result = json.loads(out.read_text())
-        if "recommended" not in result:  # stored before the recommended draw was measured: add it
+        # Stored before the recommended draw was measured, or for a draw the fit no longer recommends (a new
+        # rule re-judged its stored transfer test): measure the current one.
+        if "recommended" not in result or stale_recommendation(args, dataset, seed, result["recommended"]):
             result["recommended"] = recommended_diagnostic(args, dataset, seed)
             write_json(out, result)  # whole or not at all
         return result

@@ -259,3 +259,17 @@ def test_draw_rules_measures_only_the_class_preservation_a_work_folder_lacks(tmp
     assert json.loads(stored.read_text()) == kept
     # complete: nothing is measured again
     assert draw_rules.draw_preservation(tmp_path, "digits-rot-lt", 0, test, extent=2.5) == kept and len(measured) == 1
+
+
+def test_a_stored_diagnostic_of_a_draw_the_fit_no_longer_recommends_is_measured_again(tmp_path):
+    folder = tmp_path / "generators" / "digits-dil-lt-seed0" / "generator"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"")
+    decoded = {"residual": False, "styles": "prior", "appearance_scale": 1.0}
+    (folder / "config.json").write_text(json.dumps({"training": {"draw": {**decoded, "chosen": "the test's summary"}}}))
+    args = argparse.Namespace(work=tmp_path)
+    warp = {"residual": True, "styles": "prior", "appearance_scale": 0.0}
+    assert bench.stale_recommendation(args, "digits-dil-lt", 0, {"draw": warp, "keep_rate": [0.9]})
+    # the same draw, stored before warp_extent existed: its default, so not stale
+    assert not bench.stale_recommendation(args, "digits-dil-lt", 0, {"draw": decoded, "keep_rate": [0.9]})
+    assert not bench.stale_recommendation(args, "digits-dil-lt", 0, None)  # a fit that recommends nothing
