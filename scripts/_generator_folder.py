@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 from gitaug import MUNITGenerator
 from gitaug.datasets import ImageDataset
@@ -11,10 +12,11 @@ from gitaug.fit.data import read_training_data
 
 
 def parse_args(description: str, data_help: str, images_optional_with: str | None = None,
-               optional_help: str = "") -> argparse.Namespace:
+               optional_help: str = "", more: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
     """``FOLDER`` and the images it was fitted on: ``--dataset NAME [--seed S]`` or ``--data PATH``.
 
-    ``images_optional_with``: a flag (``store_true``) that makes the images unnecessary.
+    ``images_optional_with``: a flag (``store_true``) that makes the images unnecessary; ``more`` adds a
+    script's own arguments to the parser.
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("folder", type=Path, help="the generator folder (with config.json and model.safetensors)")
@@ -24,6 +26,8 @@ def parse_args(description: str, data_help: str, images_optional_with: str | Non
     parser.add_argument("--seed", type=int, default=0, help="the built-in dataset's seed (default 0)")
     if images_optional_with:
         parser.add_argument(images_optional_with, action="store_true", help=optional_help)
+    if more is not None:
+        more(parser)
     args = parser.parse_args()
     optional = images_optional_with and getattr(args, images_optional_with.removeprefix("--").replace("-", "_"))
     if not optional and args.dataset is None and args.data is None:

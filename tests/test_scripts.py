@@ -41,6 +41,16 @@ def test_recommend_draw_applies_the_current_rule_to_a_folder_s_stored_test_witho
     again = _run(str(folder), "--stored-test")
     assert again.returncode == 0 and "(was" not in again.stdout
     assert json.loads((folder / "config.json").read_text())["training"] == after
+    # The other tie-break on request: the least varied of the draws the test cannot tell from the best (on this
+    # fit the warp alone, where the default takes residual draws with data styles).
+    least = expected.recommended(prefer="least")
+    assert least != chosen
+    done = _run(str(folder), "--stored-test", "--prefer", "least")
+    assert done.returncode == 0, done.stderr
+    draw = json.loads((folder / "config.json").read_text())["training"]["draw"]
+    assert {k: v for k, v in draw.items() if k != "chosen"} == {**expected.settings[least], "warp_extent": 1.0}
+    assert "(was" in done.stdout and "the least varied draw" in draw["chosen"]
+    assert _run(str(folder), "--stored-test", "--prefer", "medium").returncode == 2
 
 
 def test_recommend_draw_names_what_is_missing(tmp_path):
