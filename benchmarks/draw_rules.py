@@ -99,7 +99,7 @@ def draw_preservation(work: Path, dataset: str, seed: int, test: TransferTest, e
 
     from gitaug import GITAugment
     from gitaug._files import write_json
-    from gitaug.datasets import load, nuisance_of
+    from gitaug.datasets import load
     from gitaug.evaluation.diagnostics import class_preservation
 
     torch.set_num_threads(1)
