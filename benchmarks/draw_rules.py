@@ -45,6 +45,7 @@ import numpy as np
 
 import default_fit
 import reproduce_digits as shared
+from reproduce_digits import same_draw
 from _report import update_section
 from gitaug.datasets import nuisance_of
 from gitaug.report import complete_draw
@@ -95,39 +96,18 @@ def draw_preservation(work: Path, dataset: str, seed: int, test: TransferTest, e
     todo = [name for name in ("true", *test.names) if name not in stored]
     if not todo:
         return stored
-    import torch
-
     from gitaug import GITAugment
     from gitaug._files import write_json
-    from gitaug.datasets import load
-    from gitaug.evaluation.diagnostics import class_preservation
 
-    torch.set_num_threads(1)
-    reference = shared.reference_classifier(dataset, seed)
-    train = load(dataset, split="train", seed=seed)
+    keep = shared.preservation_meter(dataset, seed)
     folder = shared.generator_dir(work, dataset, seed)
     for name in todo:
-        transform = nuisance_of(dataset) if name == "true" else \
-            GITAugment.from_pretrained(folder, **{**test.settings[name], "warp_extent": extent})
-        stored[name] = class_preservation(transform, reference, train.images, train.targets, train.num_classes,
-                                          m_per_input=10, seed=seed).mean
+        stored[name] = keep(nuisance_of(dataset) if name == "true" else
+                            GITAugment.from_pretrained(folder, **{**test.settings[name], "warp_extent": extent}))
         print(f"  class preservation {dataset} seed {seed}: {name} {stored[name]:.3f}", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, stored)
     return stored
-
-
-def same_draw(run: dict, settings: dict) -> bool:
-    """Whether a run drew with ``settings``, its ``warp_extent`` aside (a setting a run does not record is one from
-    before it existed: its default).
-
-    The transfer test judges the candidates within the tested ranges; every run of one fit draws with the extent
-    the fit recommended (1 but on the fits made while 2.5 was tried), so the rules are compared at one extent.
-    """
-    def judged(draw: dict) -> dict:
-        return {k: v for k, v in complete_draw(draw).items() if k != "warp_extent"}
-
-    return judged(run.get("draw") or {}) == judged(settings)
 
 
 def preserved(result: dict) -> str:
@@ -157,7 +137,7 @@ def main() -> None:
                 test = TransferTest.from_dict(test_figures)
                 kept = None
                 if seed in args.preservation_seeds and nuisance_of(dataset) is not None:
-                    extent = complete_draw(config["training"].get("draw") or {})["warp_extent"]
+                    extent = shared.recommended_by(shared.generator_dir(work, dataset, seed))["warp_extent"]
                     kept = draw_preservation(work, dataset, seed, test, extent)
                 entry = {"drs": shared.run_figures(drs), "oracle": shared.run_figures(oracle), "picks": {}, "runs": {}}
                 runs = {tag: run for tag in DRAW_RUNS if (run := shared.load_run(work, dataset, seed, tag)) is not None}

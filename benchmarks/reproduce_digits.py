@@ -44,7 +44,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -206,12 +206,25 @@ def generator_dir(work: Path, dataset: str, seed: int) -> Path:
     return work / "generators" / f"{dataset}-seed{seed}"
 
 
-def generator_config(work: Path, dataset: str, seed: int) -> dict | None:
-    """The exported generator's config of a fit (in ``generator/``, or at the top for older fits), or None."""
-    folder = generator_dir(work, dataset, seed)
+def fit_config(folder: Path) -> dict | None:
+    """The exported generator's config of a fit folder (in ``generator/``, or at the top for older fits), or None."""
     folder = folder if is_generator_folder(folder) else folder / "generator"
     path = folder / "config.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def generator_config(work: Path, dataset: str, seed: int) -> dict | None:
+    """:func:`fit_config` of a benchmark fit."""
+    return fit_config(generator_dir(work, dataset, seed))
+
+
+def recommended_by(folder: Path) -> dict | None:
+    """The draw a fit folder's config recommends over ``GITAugment``'s defaults (what ``from_pretrained`` draws
+    with), or None before the fit is exported."""
+    from gitaug.augment import complete_draw, recommended_draw
+
+    config = fit_config(folder)
+    return None if config is None else complete_draw(recommended_draw(config.get("training", {})))
 
 
 def work_folders() -> list[Path]:
@@ -228,6 +241,21 @@ def load_run(work: Path, dataset: str, seed: int, tag: str) -> dict | None:
 def run_figures(run: dict) -> tuple[float, float | None]:
     """A run's test balanced accuracy and tail eKLD (None on a set without a nuisance)."""
     return run["test_balanced_accuracy"], (run.get("ekld_summary") or {}).get("tail_mean")
+
+
+def same_draw(run: dict, settings: dict) -> bool:
+    """Whether a run drew with ``settings``, its ``warp_extent`` aside (a setting a run does not record is one from
+    before it existed: its default).
+
+    The transfer test judges the candidates within the tested ranges; every run of one fit draws with the extent
+    the fit recommended (1 but on the fits made while 2.5 was tried), so the rules are compared at one extent.
+    """
+    from gitaug.augment import complete_draw
+
+    def judged(draw: dict) -> dict:
+        return {k: v for k, v in complete_draw(draw).items() if k != "warp_extent"}
+
+    return judged(run.get("draw") or {}) == judged(settings)
 
 
 def fit_job(args: argparse.Namespace, dataset: str, seed: int):
@@ -292,12 +320,9 @@ def stale(out: Path, method: str, setting: dict, generator: Path) -> str | None:
         used_draw = {key: used.get(key) for key in wanted_draw}
         if used_draw != wanted_draw:
             return f"the draw {used_draw} (wanted {wanted_draw})"
-    config = generator / "generator" / "config.json"
-    if method == "git-auto" and config.exists():
-        from gitaug.augment import complete_draw, recommended_draw
+    if method == "git-auto" and (expected := recommended_by(generator)) is not None:
+        from gitaug.augment import complete_draw
 
-        # What from_pretrained draws with: the stored draw over GITAugment's own defaults.
-        expected = complete_draw(recommended_draw(json.loads(config.read_text()).get("training", {})))
         # Runs from before a draw setting existed drew with its default.
         if complete_draw(run.get("draw") or {}) != expected:
             return f"the draw {run.get('draw')} (the fit now recommends {expected})"
@@ -392,12 +417,9 @@ def reuse_recommended_run(args: argparse.Namespace, dataset: str, seed: int, set
     ``tag`` is git-auto's (its own run or a validation run); the source is the same run of the other draw.
     """
     generator = generator_dir(args.work, dataset, seed)
-    config = generator / "generator" / "config.json"
-    if (out.exists() and not stale(out, "git-auto", setting, generator)) or not config.exists():
+    wanted = recommended_by(generator)
+    if (out.exists() and not stale(out, "git-auto", setting, generator)) or wanted is None:
         return
-    from gitaug.augment import complete_draw, recommended_draw
-
-    wanted = complete_draw(recommended_draw(json.loads(config.read_text()).get("training", {})))
     for method in LADDER:
         values = flag_values(GIT_DRAWS[method].flags)
         # the ladder's rows draw within the fitted ranges (no --warp-extent)
@@ -488,6 +510,23 @@ def reference_classifier(dataset: str, seed: int, epochs: int = 15) -> torch.nn.
     return model.eval()
 
 
+def preservation_meter(dataset: str, seed: int) -> Callable[[Any], float]:
+    """Class preservation under :func:`reference_classifier`, as a function of a transform: the share of its draws
+    of the training images, 10 per input, on which the reference keeps its prediction (trained once, one thread)."""
+    from gitaug.datasets import load
+    from gitaug.evaluation.diagnostics import class_preservation
+
+    torch.set_num_threads(1)
+    reference = reference_classifier(dataset, seed)
+    train = load(dataset, split="train", seed=seed)
+
+    def keep(transform: Any) -> float:
+        return class_preservation(transform, reference, train.images, train.targets, train.num_classes,
+                                  m_per_input=10, seed=seed).mean
+
+    return keep
+
+
 def recommended_diagnostic(
     args: argparse.Namespace, dataset: str, seed: int, reference: torch.nn.Module | None = None,
     true: Any = None, true_spread: torch.Tensor | None = None,
@@ -532,12 +571,10 @@ def recommended_diagnostic(
 
 def stale_recommendation(args: argparse.Namespace, dataset: str, seed: int, measured: dict | None) -> bool:
     """Whether a stored diagnostic of the recommended draw measured another draw than the fit's config now names."""
-    from gitaug.augment import complete_draw, recommended_draw
+    from gitaug.augment import complete_draw
 
-    config = generator_config(args.work, dataset, seed)
-    if measured is None or config is None:
-        return False
-    return complete_draw(measured["draw"]) != complete_draw(recommended_draw(config.get("training", {})))
+    wanted = recommended_by(generator_dir(args.work, dataset, seed))
+    return measured is not None and wanted is not None and complete_draw(measured["draw"]) != wanted
 
 
 def diagnostic(args: argparse.Namespace, dataset: str, seed: int) -> dict:

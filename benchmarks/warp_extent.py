@@ -94,21 +94,10 @@ def preservation(work: Path, dataset: str, seed: int, extent: float) -> dict:
     out = work / "diagnostics" / f"{dataset}-seed{seed}-extent{extent:g}.json"
     if out.exists():
         return json.loads(out.read_text())
-    import torch
-
     from gitaug import GITAugment
     from gitaug._files import write_json
-    from gitaug.datasets import load, nuisance_of
-    from gitaug.evaluation.diagnostics import class_preservation
 
-    torch.set_num_threads(1)
-    reference = shared.reference_classifier(dataset, seed)
-    train = load(dataset, split="train", seed=seed)
-
-    def keep(transform) -> float:
-        return class_preservation(transform, reference, train.images, train.targets, train.num_classes,
-                                  m_per_input=10, seed=seed).mean
-
+    keep = shared.preservation_meter(dataset, seed)
     folder = shared.generator_dir(work, dataset, seed)
     result = {"true": keep(nuisance_of(dataset)),
               "recommended": keep(GITAugment.from_pretrained(folder, warp_extent=1.0)),
@@ -155,8 +144,13 @@ def main() -> None:
     by_set: dict = {}
     by_work: dict = {}
     for work, dataset, seed in pairs:
-        runs = {name: None if (run := shared.load_run(work, dataset, seed, t)) is None else shared.run_figures(run)
-                for name, t in (("drs", "drs"), ("auto", "git-auto"), ("wide", tag(args.extent)), ("oracle", "oracle"))}
+        loaded = {name: shared.load_run(work, dataset, seed, t)
+                  for name, t in (("drs", "drs"), ("wide", tag(args.extent)), ("oracle", "oracle"))}
+        # The recommended-draw run the extent run repeats: the current one, or the one a new recommendation set aside.
+        loaded["auto"] = next((run for t in ("git-auto", "git-auto.other-setting")
+                               if (run := shared.load_run(work, dataset, seed, t)) is not None and loaded["wide"] is not None
+                               and shared.same_draw(run, loaded["wide"].get("draw") or {})), None)
+        runs = {name: None if run is None else shared.run_figures(run) for name, run in loaded.items()}
         if runs["drs"] is None or runs["auto"] is None or runs["wide"] is None:
             continue
         g = shared.generator_config(work, dataset, seed)["generator"]
