@@ -72,7 +72,11 @@ def tag(extent: float) -> str:
 
 
 def job(work: Path, dataset: str, seed: int, extent: float):
-    """The command that repeats a git-auto run with ``--warp-extent``, its log and its output."""
+    """The command that repeats a git-auto run with ``--warp-extent``, its log and its output.
+
+    A finished extent run that repeated another draw than the git-auto run now makes (the fit's recommendation
+    changed since) is set aside as ``.other-setting.json``, so that it is trained again.
+    """
     run = json.loads((work / "runs" / f"{dataset}-seed{seed}-git-auto.json").read_text())
     command = [sys.executable, str(shared.EXAMPLE)]
     for key, value in run["args"].items():
@@ -81,6 +85,11 @@ def job(work: Path, dataset: str, seed: int, extent: float):
         command += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     out = work / "runs" / f"{dataset}-seed{seed}-{tag(extent)}.json"
     command += ["--warp-extent", str(extent), "--out", str(out)]
+    if out.exists() and "draw" in run and not shared.same_draw(json.loads(out.read_text()), run["draw"]):
+        # The fit's recommendation changed since: this run repeats a draw the git-auto run no longer makes.
+        os.replace(out, out.with_suffix(".other-setting.json"))
+        print(f"  {out.name}: repeated another draw than {dataset} seed {seed}'s git-auto run now makes; set aside, "
+              "to run again", flush=True)
     return command, work / "logs" / f"{dataset}-seed{seed}-{tag(extent)}.log", out
 
 

@@ -215,6 +215,22 @@ def test_the_extent_ablation_repeats_a_recommended_draw_run_with_only_the_extent
                      "--p": "0.5", "--rule": "hard", "--draw": "recommended", "--epochs": "30", "--seed": "1"}
 
 
+def test_the_extent_ablation_trains_again_a_run_that_repeated_a_draw_the_fit_no_longer_recommends(tmp_path):
+    import warp_extent
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    residual = {"residual": True, "styles": "data", "appearance_scale": 1.0, "warp_extent": 1.0}
+    (runs / "digits-dil-lt-seed0-git-auto.json").write_text(json.dumps({"args": {"seed": 0}, "draw": residual}))
+    out = runs / "digits-dil-lt-seed0-git-auto-extent2.5.json"
+    out.write_text(json.dumps({"draw": {**residual, "warp_extent": 2.5}}))  # the same draw, wider: kept
+    assert warp_extent.job(tmp_path, "digits-dil-lt", 0, 2.5)[2] == out and out.exists()
+    decoded = {"residual": False, "styles": "prior", "appearance_scale": 1.0, "warp_extent": 2.5}
+    out.write_text(json.dumps({"draw": decoded}))  # made while the fit recommended the decoded draws
+    assert warp_extent.job(tmp_path, "digits-dil-lt", 0, 2.5)[2] == out and not out.exists()
+    assert json.loads(out.with_suffix(".other-setting.json").read_text())["draw"] == decoded
+
+
 def test_draw_rules_match_a_run_from_before_a_draw_setting_existed_to_its_default():
     import draw_rules
 
