@@ -55,6 +55,7 @@ __all__ = [
     "background_mask",
     "background_values",
     "recolor_background",
+    "scale_contrast",
     "MIN_IMAGE_SIZE",
     "IMAGE_SIZE_MULTIPLE",
 ]
@@ -104,6 +105,12 @@ class MUNITConfig:
             256; empty: draws keep the input's background). Only draws
             (:meth:`MUNITGenerator.redraw`) recolour the background; images
             without a flat background keep theirs (:func:`background_mask`).
+        warp_contrast: with ``warp="affine"``, the largest contrast factor
+            (>= 1, at most 4): draws scale each input's intensities about its
+            background value by a factor log-uniform in [1/warp_contrast,
+            warp_contrast] (faded or stronger ink on the same background;
+            1: draws keep the contrast). Like the background swap, only draws
+            apply it.
 
     Example::
 
@@ -129,6 +136,7 @@ class MUNITConfig:
     warp_scale: float = 1.0
     warp_shift: float = 0.0
     warp_backgrounds: tuple[tuple[float, ...], ...] = ()
+    warp_contrast: float = 1.0
 
     def __post_init__(self) -> None:
         if self.in_channels not in (1, 3):
@@ -149,16 +157,17 @@ class MUNITConfig:
             raise ValueError(f"pad_type must be one of {_PAD_TYPES}, got {self.pad_type!r}")
         if self.warp not in WARPS:
             raise ValueError(f"warp must be one of {WARPS}, got {self.warp!r}")
-        for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
+        for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5),
+                                ("warp_contrast", 1.0, 4.0)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
         # JSON gives lists; the config keeps tuples, so that it compares equal after a round trip
         object.__setattr__(self, "warp_backgrounds", _checked_backgrounds(self.warp_backgrounds, self.in_channels))
-        given = (self.warp_rotation, self.warp_scale, self.warp_shift)
-        if self.warp != "affine" and (given != (0.0, 1.0, 0.0) or self.warp_backgrounds):
+        given = (self.warp_rotation, self.warp_scale, self.warp_shift, self.warp_contrast)
+        if self.warp != "affine" and (given != (0.0, 1.0, 0.0, 1.0) or self.warp_backgrounds):
             raise ValueError(
-                f"warp_rotation, warp_scale, warp_shift and warp_backgrounds need warp='affine', got warp={self.warp!r} "
+                f"warp_rotation, warp_scale, warp_shift, warp_contrast and warp_backgrounds need warp='affine', got warp={self.warp!r} "
                 f"with ({', '.join(repr(v) for v in given)}) and {len(self.warp_backgrounds)} background(s)"
             )
         stride = 2**self.n_downsample
@@ -506,23 +515,26 @@ class StyleWarp(nn.Module):
 
 
 class RangeWarp(nn.Module):
-    """Rotation, scaling and shift drawn uniformly within fixed ranges, and a background value, driven by the style code.
+    """Rotation, scaling and shift drawn uniformly within fixed ranges, a background value and a contrast factor,
+    driven by the style code.
 
     The first style components are turned into uniform draws in [-1, 1]
     (``erf(s / sqrt 2)`` of a standard normal component is uniform), which
     scale the ranges: angle = ``rotation`` * u0 (degrees), log-scale =
     ``log(scale)`` * u1, shift = ``shift`` * (u2, u3) (fractions of the side);
-    u4 picks one of ``backgrounds`` (equally likely). A style code from
+    u4 picks one of ``backgrounds`` (equally likely); the contrast factor is
+    ``contrast ** u5``. A style code from
     N(0, I) thus gives a transform uniform within the ranges, and the same
     code always gives the same transform. The ranges and values are plain
     numbers, not parameters: ``gitaug-fit`` sets them from a test of which
     transforms the data does not notice (:mod:`gitaug.fit.nuisance_probe`).
-    With every range at 0 and no background values the image is returned
-    untouched.
+    With every range at 0 (contrast 1) and no background values the image is
+    returned untouched.
 
     Calling the module applies the geometric part (a fit's fakes go through
-    it); :meth:`draw` applies both, recolouring the flat background that a
-    reference image shows (:func:`recolor_background`).
+    it); :meth:`draw` applies all, scaling the contrast about the background
+    value that a reference image shows and recolouring its flat background
+    (:func:`recolor_background`).
 
     Example::
 
@@ -537,13 +549,16 @@ class RangeWarp(nn.Module):
     #: ranges: those the fit's nuisance test tries (x1.5, a quarter of the side), as :class:`StyleWarp`'s.
     max_log_scale = math.log(1.5)
     max_shift = 0.25
+    #: The largest log contrast factor (x2 either way): the test's largest, as for the geometric families.
+    max_log_contrast = math.log(2.0)
 
     def __init__(
         self, rotation: float = 0.0, scale: float = 1.0, shift: float = 0.0,
-        backgrounds: Sequence[Sequence[float]] = (),
+        backgrounds: Sequence[Sequence[float]] = (), contrast: float = 1.0,
     ) -> None:
         super().__init__()
         self.rotation, self.scale, self.shift = float(rotation), float(scale), float(shift)
+        self.contrast = float(contrast)
         #: (L, C) background values, or None: a plain tensor, not a buffer (the config holds them)
         self.backgrounds = torch.tensor(backgrounds, dtype=torch.float32) if len(backgrounds) else None
 
@@ -553,7 +568,13 @@ class RangeWarp(nn.Module):
 
     @property
     def is_identity(self) -> bool:
-        return self.is_geometric_identity and self.backgrounds is None
+        return self.is_geometric_identity and self.backgrounds is None and self.contrast == 1
+
+    def contrast_range(self, extent: float = 1.0) -> float:
+        """The log contrast factor a draw reaches, times ``extent``: up to :attr:`max_log_contrast` (or the fitted
+        range, where that is already larger), as :meth:`ranges` widens the geometric ones."""
+        log_contrast = math.log(self.contrast)
+        return min(log_contrast * extent, max(log_contrast, self.max_log_contrast))
 
     def ranges(self, extent: float = 1.0) -> tuple[float, float, float]:
         """The geometric ranges a draw uses, each multiplied by ``extent``: rotation in degrees, log-scale and
@@ -566,10 +587,10 @@ class RangeWarp(nn.Module):
 
     def parameters_from_style(self, style: torch.Tensor, extent: float = 1.0) -> dict[str, torch.Tensor]:
         """The transform a style code stands for: ``angle`` (radians), ``scale``, ``shift`` (N, 2) in [-1, 1]
-        units, and with background values ``background`` (N, C), the one picked. ``extent`` multiplies
-        the ranges (:meth:`ranges`)."""
+        units, with background values ``background`` (N, C), the one picked, and with a contrast range
+        ``contrast`` (N,), the factor. ``extent`` multiplies the ranges (:meth:`ranges`, :meth:`contrast_range`)."""
         dims = style.shape[1]
-        u = torch.erf(style.float()[:, [k % dims for k in range(5)]] / math.sqrt(2))
+        u = torch.erf(style.float()[:, [k % dims for k in range(6)]] / math.sqrt(2))
         rotation, log_scale, shift_range = self.ranges(extent)
         angle = math.radians(rotation) * u[:, 0]
         scale = torch.exp(log_scale * u[:, 1])
@@ -580,6 +601,8 @@ class RangeWarp(nn.Module):
             count = self.backgrounds.shape[0]
             index = ((u[:, 4] + 1) / 2 * count).long().clamp(0, count - 1).cpu()
             result["background"] = self.backgrounds[index].to(style.device)
+        if self.contrast != 1:
+            result["contrast"] = torch.exp(self.contrast_range(extent) * u[:, 5])
         return result
 
     def forward(self, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -589,15 +612,18 @@ class RangeWarp(nn.Module):
         return _similarity_resample(image, self.parameters_from_style(style))
 
     def draw(self, image: torch.Tensor, style: torch.Tensor, reference: torch.Tensor, extent: float = 1.0) -> torch.Tensor:
-        """The whole draw: the change that recolouring ``reference``'s flat background (the input ``image`` was
-        drawn from) makes, added to ``image``; then the geometric part, within the ranges times ``extent``.
+        """The whole draw: ``image``'s contrast scaled about ``reference``'s background value (the input
+        ``image`` was drawn from), the change that recolouring the reference's flat background makes added
+        to it; then the geometric part, within the ranges times ``extent``.
 
-        The change is measured on the reference because a decoded or restyled
+        Both are measured on the reference because a decoded or restyled
         image no longer has an exactly flat background to find.
         """
         if self.is_identity:
             return image
-        p = self.parameters_from_style(style, extent)  # once for both parts: a draw is on the augmentation's hot path
+        p = self.parameters_from_style(style, extent)  # once for all parts: a draw is on the augmentation's hot path
+        if "contrast" in p:
+            image = scale_contrast(image, _background(reference.float()), p["contrast"].to(image.device))
         if self.backgrounds is not None:
             x = reference.float()
             image = (image.float() + recolor_background(x, p["background"].to(x.device)) - x).clamp(-1, 1).to(image.dtype)
@@ -605,7 +631,23 @@ class RangeWarp(nn.Module):
 
     def extra_repr(self) -> str:
         count = 0 if self.backgrounds is None else self.backgrounds.shape[0]
-        return f"rotation={self.rotation:g}, scale={self.scale:g}, shift={self.shift:g}, backgrounds={count}"
+        return f"rotation={self.rotation:g}, scale={self.scale:g}, shift={self.shift:g}, backgrounds={count}, contrast={self.contrast:g}"
+
+
+def scale_contrast(image: torch.Tensor, pivot: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``image`` (N, C, H, W in [-1, 1]) with its distance from ``pivot`` (N, C, 1, 1) times ``factor`` (N,), clamped.
+
+    About an image's background value, a factor below 1 fades the object into
+    its background and one above 1 strengthens it; the background stays.
+
+    Example::
+
+        >>> x = -torch.ones(1, 1, 2, 2); x[0, 0, 0, 0] = 1.0
+        >>> scale_contrast(x, torch.full((1, 1, 1, 1), -1.0), torch.tensor([0.5]))[0, 0, 0].tolist()
+        [0.0, -1.0]
+    """
+    x = image.float()
+    return (pivot + factor.view(-1, 1, 1, 1) * (x - pivot)).clamp(-1, 1).to(image.dtype)
 
 
 #: Pixels within this distance of an image's background value (in [-1, 1] units: half a grey level
@@ -760,7 +802,8 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         self.mlp = StyleMLP(config.style_dim, config.mlp_dim, self.decoder.num_adain_params(), config.n_mlp, config.activation)
         self.warp: nn.Module | None = None
         if config.warp == "affine":
-            self.warp = RangeWarp(config.warp_rotation, config.warp_scale, config.warp_shift, config.warp_backgrounds)
+            self.warp = RangeWarp(config.warp_rotation, config.warp_scale, config.warp_shift, config.warp_backgrounds,
+                                  config.warp_contrast)
         elif config.warp != "none":
             self.warp = StyleWarp(config.style_dim, config.mlp_dim, config.activation, kind=config.warp)
 

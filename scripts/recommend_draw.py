@@ -60,7 +60,7 @@ def store(config: dict, config_path: Path, test: TransferTest, new_test: bool, p
     # How far that draw moves an input, as a fit reports it (a range warp's ranges times the draw's extent).
     arch = config.get("generator", {})
     if arch.get("warp") == "affine":
-        warp = RangeWarp(arch["warp_rotation"], arch["warp_scale"], arch["warp_shift"])
+        warp = RangeWarp(arch["warp_rotation"], arch["warp_scale"], arch["warp_shift"], contrast=arch.get("warp_contrast", 1.0))
         training.setdefault("nuisance", {})["drawn"] = drawn_ranges(warp, draw.get("warp_extent", 1.0))
     if new_test:
         training["draw_test"] = test.to_dict()

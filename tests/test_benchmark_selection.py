@@ -289,3 +289,37 @@ def test_a_stored_diagnostic_of_a_draw_the_fit_no_longer_recommends_is_measured_
     # the same draw, stored before warp_extent existed: its default, so not stale
     assert not bench.stale_recommendation(args, "digits-dil-lt", 0, {"draw": decoded, "keep_rate": [0.9]})
     assert not bench.stale_recommendation(args, "digits-dil-lt", 0, None)  # a fit that recommends nothing
+
+
+def test_the_contrast_family_run_repeats_the_recommended_draw_run_with_the_new_generator(tmp_path):
+    import contrast_family
+
+    args = {"dataset": "fmnist-contrast-lt", "cifar": None, "imbalance": 100.0, "method": "git", "generator": "/elsewhere/g",
+            "threshold": 400.0, "p": 0.5, "rule": "hard", "draw": "recommended", "warp_extent": 2.5, "live_draws": False,
+            "epochs": 12, "seed": 1, "out": "/elsewhere/run.json", "save_classifier": None}
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "fmnist-contrast-lt-seed1-git-auto.json").write_text(json.dumps({"args": args}))
+    folder = contrast_family.contrast_dir(tmp_path, "fmnist-contrast-lt", 1)
+    command, log, out = contrast_family.job(tmp_path, "fmnist-contrast-lt", 1, folder)
+    assert out.name == "fmnist-contrast-lt-seed1-git-auto-contrast.json" and log.name.endswith("-git-auto-contrast.log")
+    given = dict(zip(command[2::2], command[3::2]))
+    # the new generator's own recommendation, at its own extent: the old run's generator and extent are not passed
+    assert given == {"--dataset": "fmnist-contrast-lt", "--method": "git", "--threshold": "400.0", "--p": "0.5",
+                     "--rule": "hard", "--draw": "recommended", "--epochs": "12", "--seed": "1",
+                     "--generator": str(folder), "--out": str(out)}
+
+
+def test_the_contrast_family_compares_with_the_fit_s_recommended_draw_at_extent_one(tmp_path):
+    import contrast_family
+
+    generator = tmp_path / "generators" / "digits-contrast-lt-seed0" / "generator"
+    generator.mkdir(parents=True)
+    residual = {"residual": True, "styles": "data", "appearance_scale": 1.0}
+    (generator / "config.json").write_text(json.dumps({"generator": {}, "training": {"draw": {**residual, "warp_extent": 2.5}}}))
+    (generator / "model.safetensors").write_bytes(b"")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "digits-contrast-lt-seed0-git-auto.json").write_text(json.dumps({"draw": {**residual, "warp_extent": 2.5}, "n": "wide"}))
+    assert contrast_family.baseline(tmp_path, "digits-contrast-lt", 0) is None  # drawn at 2.5: not the default
+    (runs / "digits-contrast-lt-seed0-git-auto-extent1.json").write_text(json.dumps({"draw": {**residual, "warp_extent": 1.0}, "n": "one"}))
+    assert contrast_family.baseline(tmp_path, "digits-contrast-lt", 0)["n"] == "one"

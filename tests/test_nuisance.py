@@ -246,7 +246,7 @@ def test_the_test_checks_its_arguments():
         probe_nuisance(torch.zeros(4, 1, 8, 8), steps=0)
     with pytest.raises(ValueError, match="families must be among"):
         probe_nuisance(torch.zeros(4, 1, 8, 8), families=("shear",))
-    assert set(FAMILY_MAX) == {"rotation", "log_scale", "shift"}
+    assert set(FAMILY_MAX) == {"rotation", "log_scale", "shift", "contrast"}
 
 
 # --------------------------------------------------------------------------- the default fit
@@ -343,3 +343,83 @@ def test_the_test_finds_a_shift_range_on_moved_glyphs_and_almost_none_on_centred
     assert wide.ranges["shift"] > 0.04, wide.power
     assert narrow.ranges["shift"] < 0.03, narrow.power
     assert wide.ranges["shift"] > 2.5 * narrow.ranges["shift"]
+
+
+# --------------------------------------------------------------------------- contrast
+
+
+def test_the_test_finds_a_contrast_range_on_faded_glyphs_and_almost_none_on_glyphs_of_one_contrast():
+    from gitaug.datasets import RandomContrast
+
+    sharp = glyphs(600, 0, rotated=False)
+    faded = RandomContrast()((sharp + 1) / 2, generator=torch.Generator().manual_seed(1)) * 2 - 1  # ink x0.3..x1
+    wide = probe_nuisance(faded, steps=150, families=("contrast",), seed=0)
+    narrow = probe_nuisance(sharp, steps=150, families=("contrast",), seed=0)
+    # Bounded, as zoom and shift are: a fraction of the data's spread, and far above one contrast's.
+    assert math.exp(wide.ranges["contrast"]) > 1.15, wide.power
+    assert math.exp(narrow.ranges["contrast"]) < 1.08, narrow.power
+    assert wide.ranges["contrast"] > 3 * narrow.ranges["contrast"]
+    assert wide.ranges["rotation"] == wide.ranges["shift"] == 0.0
+    assert "contrast" in wide.summary() and "contrast" not in probe_nuisance(sharp, steps=5, families=("shift",)).summary()
+
+
+def test_testing_contrast_too_leaves_the_other_families_figures_as_they_were():
+    images = glyphs(200, 0, rotated=True)
+    before = probe_nuisance(images, steps=20, families=("rotation", "log_scale", "shift", "background"), seed=3)
+    after = probe_nuisance(images, steps=20, seed=3)  # the default tests contrast as well, last
+    assert after.ranges["contrast"] > 0 and "contrast" in after.power
+    assert {**after.ranges, "contrast": 0.0} == before.ranges
+    assert {k: v for k, v in after.power.items() if k != "contrast"} == before.power
+
+
+def test_range_warp_scales_the_contrast_about_the_background_in_draws_only():
+    images = recolor_background(glyphs(1, 0, rotated=False).repeat(2000, 1, 1, 1), torch.full((2000, 1), -0.6))
+    warp = RangeWarp(contrast=1.5)
+    styles = torch.randn(2000, 8, generator=torch.Generator().manual_seed(0))
+    factor = warp.parameters_from_style(styles)["contrast"]
+    assert float(factor.min()) >= 1 / 1.5 - 1e-6 and float(factor.max()) <= 1.5 + 1e-6
+    assert float(factor.log().std()) == pytest.approx(math.log(1.5) / math.sqrt(3), rel=0.05)  # log-uniform
+    drawn = warp.draw(images, styles, reference=images)
+    glyph = images[0, 0] > 0.5
+    # the background stays, the ink moves towards it (faded) or away from it (clamped at white)
+    assert torch.equal(drawn[:, 0][:, ~glyph], images[:, 0][:, ~glyph])
+    ink = drawn[:, 0][:, glyph].mean(1)
+    expected = (-0.6 + factor * 1.6).clamp(max=1.0)
+    assert torch.allclose(ink, expected, atol=1e-5)
+    assert warp(images, styles) is images  # a fit's fakes: the geometric part alone
+    assert not warp.is_identity and RangeWarp(contrast=1.0).is_identity
+    # extent widens it up to x2 at most
+    assert math.exp(warp.contrast_range(2.5)) == pytest.approx(2.0)
+    assert math.exp(RangeWarp(contrast=1.1).contrast_range(2.0)) == pytest.approx(1.21)
+
+
+def test_the_contrast_setting_is_checked_and_generators_stored_before_it_load_with_none():
+    config = MUNITConfig(in_channels=1, image_size=16, warp="affine", warp_contrast=1.3)
+    assert MUNITGenerator(config).warp.contrast == 1.3
+    assert MUNITConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    stored = {k: v for k, v in config.to_dict().items() if k != "warp_contrast"}
+    assert MUNITConfig.from_dict(stored).warp_contrast == 1.0
+    with pytest.raises(ValueError, match=r"warp_contrast must be a number in \[1.0, 4.0\], got 0.5"):
+        MUNITConfig(in_channels=1, image_size=16, warp="affine", warp_contrast=0.5)
+    with pytest.raises(ValueError, match="need warp='affine'"):
+        MUNITConfig(in_channels=1, image_size=16, warp_contrast=1.2)
+    with pytest.raises(ValueError, match="warp_contrast='yes': must be one of"):
+        FitConfig(dataset="digits-lt", warp_contrast="yes")
+
+
+def test_a_fit_that_tests_contrast_trains_the_same_weights_and_stores_the_range(tmp_path):
+    from gitaug.datasets import RandomContrast
+
+    faded = RandomContrast()((glyphs(64, 0, rotated=False) + 1) / 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    data = _npz(tmp_path / "faded.npz", faded)
+    kept = GITAugment.from_pretrained(fit(_small_fit(data, tmp_path / "keep")))
+    tested = GITAugment.from_pretrained(fit(_small_fit(data, tmp_path / "auto", warp_contrast="auto")))
+    # Only draws scale the contrast: the fit itself is the one it was without the test.
+    kept_state, tested_state = kept.generator.state_dict(), tested.generator.state_dict()
+    assert all(torch.equal(kept_state[k], tested_state[k]) for k in kept_state)
+    assert kept.generator.config.warp_contrast == 1.0 and kept.metadata["nuisance"]["contrast"] == 1.0
+    contrast = tested.generator.config.warp_contrast
+    assert contrast > 1 and tested.metadata["nuisance"]["contrast"] == contrast
+    assert "contrast" in tested.metadata["nuisance"]["test"] and "contrast" not in kept.metadata["nuisance"]["test"]
+    assert {k: v for k, v in tested.generator.config.to_dict().items() if k != "warp_contrast"} == \
+        {k: v for k, v in kept.generator.config.to_dict().items() if k != "warp_contrast"}

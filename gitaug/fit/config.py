@@ -39,6 +39,8 @@ AMP_MODES = ("auto", "bf16", "fp16", "none")
 WARP_MODES = ("auto", *WARPS)
 #: --warp-background: test the background swap (auto) or never recolour (keep).
 WARP_BACKGROUND_MODES = ("auto", "keep")
+#: ``--warp-contrast``: test the contrast family (auto) or draw with the input's contrast (keep).
+WARP_CONTRAST_MODES = ("auto", "keep")
 #: Experiment trackers besides TensorBoard (gitaug.fit.trackers), each through its official client.
 TRACKERS = ("wandb", "mlflow")
 
@@ -138,6 +140,10 @@ class FitConfig:
                                     "flat background for another training image's goes unseen, and if so draws "
                                     "swap it for one of the data's background values; keep: draws keep the "
                                     "input's background", choices=WARP_BACKGROUND_MODES)
+    warp_contrast: str = _setting("keep", "networks", "with --warp auto: auto also tests which contrast factors "
+                                  "(intensities scaled about the image's background value: faded or stronger ink) "
+                                  "go unseen, and draws scale their inputs' contrast within that range; keep: draws "
+                                  "keep the input's contrast", choices=WARP_CONTRAST_MODES)
     probe_steps: int = _setting(200, "networks", "detector training steps per transform family in the --warp auto test")
     disc_dim: int | None = _setting(None, "networks", "discriminator base width (default: 64 for paper, 32 for small)")
     disc_layers: int = _setting(4, "networks", "stride-2 convolutions per discriminator scale, at most (fewer at a "
@@ -402,6 +408,8 @@ def _problems(config: FitConfig) -> list[str]:
         bad("weight_warp_diversity", "needs a learned warp (warp='rotation' or 'similarity'); there is none to reward")
     if config.warp_background not in WARP_BACKGROUND_MODES:
         bad("warp_background", f"must be one of {WARP_BACKGROUND_MODES}")
+    if config.warp_contrast not in WARP_CONTRAST_MODES:
+        bad("warp_contrast", f"must be one of {WARP_CONTRAST_MODES}")
     for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
         value = getattr(config, name)
         if value is not None and (not _is_number(value) or not low <= value <= high):

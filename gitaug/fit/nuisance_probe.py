@@ -3,9 +3,10 @@
 A transformation belongs to the data's nuisance when applying it to a real
 image gives another image the data could have held: then no network can tell
 a transformed real image from an untouched one. :func:`probe_nuisance`
-measures exactly that for three families -- rotation, scaling and
-translation -- and for one swap, of an image's flat background for another
-image's. For each family a small network is trained to detect whether a
+measures exactly that for three geometric families -- rotation, scaling and
+translation --, for contrast (intensities scaled about the image's background
+value: faded or stronger ink) and for one swap, of an image's flat background
+for another image's. For each family a small network is trained to detect whether a
 real image was transformed by a random member of the family (magnitudes up to
 the family's largest), then its detection power is read off on held-out
 images, magnitude by magnitude. The learned range of a family is the
@@ -44,7 +45,8 @@ centred clothing).
 For the geometric families, both the untouched and the transformed images go through two resamplings
 (an intermediate random transform of the family, then its inverse or the
 tested transform composed with its inverse), so interpolation blur cannot
-give the transform away. For rotation the detector sees only the disc
+give the transform away; for contrast both get a jitter of half a grey level,
+so grey levels between the data's 8-bit ones cannot either. For rotation the detector sees only the disc
 inscribed in the image: a data set made by turning square images carries the
 square's clipped corners, which line up with the frame again only at
 multiples of 90 degrees; outside the disc a detector tells 45 degree turns of
@@ -61,7 +63,7 @@ Example::
     >>> images = torch.rand(64, 1, 16, 16) * 2 - 1
     >>> result = probe_nuisance(images, steps=2, eval_images=16, seed=0)
     >>> sorted(result.ranges)
-    ['log_scale', 'rotation', 'shift']
+    ['contrast', 'log_scale', 'rotation', 'shift']
 """
 
 from __future__ import annotations
@@ -74,13 +76,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..generator import RangeWarp, background_mask, background_values, recolor_background
+from ..generator import RangeWarp, _background, background_mask, background_values, recolor_background, scale_contrast
 
 __all__ = ["DETECTION_THRESHOLD", "DRAW_EXTENT", "FAMILY_MAX", "MIN_FLAT_SHARE", "MAX_BACKGROUNDS", "data_backgrounds", "NuisanceProbe", "probe_nuisance", "affine_matrix", "run_probe", "warp_ranges", "learned_nuisance", "describe_nuisance", "drawn_ranges", "describe_drawn"]
 
 #: The largest magnitude tested per family: rotation in radians (a full turn either way),
-#: log-scale (x1.5 either way) and shift as a fraction of the image side (a quarter either way).
-FAMILY_MAX: dict[str, float] = {"rotation": math.pi, "log_scale": RangeWarp.max_log_scale, "shift": RangeWarp.max_shift}
+#: log-scale (x1.5 either way), shift as a fraction of the image side (a quarter either way) and
+#: log-contrast (x2 either way).
+FAMILY_MAX: dict[str, float] = {"rotation": math.pi, "log_scale": RangeWarp.max_log_scale, "shift": RangeWarp.max_shift,
+                                "contrast": RangeWarp.max_log_contrast}
 
 #: The share of the images that must have a flat background for the background swap to be tested.
 MIN_FLAT_SHARE = 0.1
@@ -118,7 +122,7 @@ class NuisanceProbe:
 
     Attributes:
         ranges: per family, the learned range (rotation in radians, log-scale,
-            shift as a fraction of the image side).
+            shift as a fraction of the image side, log-contrast; 0 for a family not tested).
         magnitudes: per family, the magnitudes at which detection was measured.
         power: per family, the detector's power (0 = cannot tell, 1 = always
             tells) at each magnitude.
@@ -134,9 +138,10 @@ class NuisanceProbe:
     def summary(self) -> str:
         """One line: the ranges in readable units."""
         r = self.ranges
+        contrast = f"contrast x{math.exp(-r['contrast']):.2f}..x{math.exp(r['contrast']):.2f}, " if r.get("contrast") else ""
         return (
             f"rotation +-{math.degrees(r['rotation']):.1f} deg, scale x{math.exp(-r['log_scale']):.2f}..x{math.exp(r['log_scale']):.2f}, "
-            f"shift +-{100 * r['shift']:.1f} % of the side; {describe_backgrounds(self.backgrounds)}"
+            f"shift +-{100 * r['shift']:.1f} % of the side; {contrast}{describe_backgrounds(self.backgrounds)}"
         )
 
 
@@ -184,11 +189,30 @@ def _family_matrix(family: str, magnitude: torch.Tensor, generator: torch.Genera
     raise ValueError(f"family must be one of {sorted(FAMILY_MAX)}, got {family!r}")
 
 
+def _contrast_pair(images: torch.Tensor, magnitude: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_pair` for contrast: factors ``exp(+-magnitude)`` about each image's background value.
+
+    No intermediate transform here: a contrast change that clips at white cannot be undone, so a round trip
+    would fade the untouched images too. What it guards against in the geometric families, grey levels off
+    the data's 8-bit ones, is hidden by a uniform jitter of half a grey level on both images instead.
+    """
+    n = images.shape[0]
+    tested = (torch.randint(0, 2, (n,), generator=generator) * 2 - 1) * magnitude
+    transformed = scale_contrast(images, _background(images), torch.exp(tested))
+
+    def jitter(x: torch.Tensor) -> torch.Tensor:
+        return (x + (torch.rand(x.shape, generator=generator) * 2 - 1) / 255).clamp(-1, 1)
+
+    return jitter(images), jitter(transformed)
+
+
 def _pair(images: torch.Tensor, family: str, magnitude: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(untouched, transformed) versions of ``images``, each resampled twice through a random intermediate transform.
+    """(untouched, transformed) versions of ``images``, each transformed twice through a random intermediate transform.
 
     For rotation both are cut to the inscribed disc (see the module's docstring).
     """
+    if family == "contrast":
+        return _contrast_pair(images, magnitude, generator)
     n = images.shape[0]
     first = _family_matrix(family, torch.rand(n, generator=generator) * FAMILY_MAX[family], generator)
     tested = _family_matrix(family, magnitude, generator)
@@ -346,10 +370,10 @@ def probe_nuisance(
     levels: int = 8,
     max_side: int = 32,
     seed: int = 0,
-    families: tuple[str, ...] = ("rotation", "log_scale", "shift", "background"),
+    families: tuple[str, ...] = ("rotation", "log_scale", "shift", "background", "contrast"),
 ) -> NuisanceProbe:
-    """Learn the ranges of rotation, scale and shift, and whether a background swap, that the images' distribution
-    does not notice.
+    """Learn the ranges of rotation, scale, shift and contrast, and whether a background swap, that the images'
+    distribution does not notice.
 
     Args:
         images: real images in [-1, 1], float (N, C, H, W); at least 2.
@@ -361,9 +385,12 @@ def probe_nuisance(
         max_side: images larger than this are downsampled to it first (the test
             is about geometry and grey levels, not fine detail, and stays cheap).
         seed: seeds the split, the transforms and the detectors.
-        families: which of ``"rotation"``, ``"log_scale"``, ``"shift"`` and
-            ``"background"`` (the swap) to test (the others get range 0, or no
-            background values).
+        families: which of ``"rotation"``, ``"log_scale"``, ``"shift"``,
+            ``"background"`` (the swap) and ``"contrast"`` to test, in this
+            order (the others get range 0, or no background values). Each
+            family's figures are those it gets tested alone after the ones
+            before it: contrast, tested last, leaves the others' as they were
+            before it existed.
 
     Example::
 
@@ -411,13 +438,15 @@ def probe_nuisance(
 
 
 def run_probe(config: Any, data: Any) -> NuisanceProbe:
-    """The ``warp="auto"`` test of a ``gitaug-fit`` run on its training images (families fixed by the config are skipped)."""
+    """The ``warp="auto"`` test of a ``gitaug-fit`` run on its training images (families fixed by the config are
+    skipped; contrast only with ``warp_contrast="auto"``)."""
     from .._seeding import derive_seed
     from .data import to_model_range
 
     fixed = {"rotation": config.warp_rotation, "log_scale": config.warp_scale, "shift": config.warp_shift}
-    families = tuple(name for name in FAMILY_MAX if fixed[name] is None)
+    families = tuple(name for name in fixed if fixed[name] is None)
     families += ("background",) if config.warp_background == "auto" else ()
+    families += ("contrast",) if getattr(config, "warp_contrast", "keep") == "auto" else ()
     return probe_nuisance(
         to_model_range(data.images), steps=config.probe_steps, seed=derive_seed(config.seed, "probe"), families=families
     )
@@ -437,6 +466,7 @@ def warp_ranges(config: Any, probe: NuisanceProbe | None) -> dict[str, Any]:
         "warp_scale": round(min(float(scale), 4.0), 4),
         "warp_shift": round(min(float(shift), 0.5), 4),
         "warp_backgrounds": [list(v) for v in probe.backgrounds] if probe is not None else [],
+        "warp_contrast": round(min(math.exp(tested.get("contrast", 0.0)), 4.0), 4),
     }
 
 
@@ -466,6 +496,7 @@ def learned_nuisance(generator: nn.Module, data: Any, probe: NuisanceProbe | Non
         "scale": arch.warp_scale if arch.warp == "affine" else None,
         "shift": arch.warp_shift if arch.warp == "affine" else None,
         "backgrounds": [list(v) for v in arch.warp_backgrounds] if arch.warp == "affine" else None,
+        "contrast": arch.warp_contrast if arch.warp == "affine" else None,
         "spread": float((first.float() - second.float()).abs().mean() / 2),
     }
     if probe is not None:
@@ -476,22 +507,24 @@ def learned_nuisance(generator: nn.Module, data: Any, probe: NuisanceProbe | Non
 
 
 def drawn_ranges(warp: nn.Module | None, extent: float) -> dict[str, float] | None:
-    """The geometric ranges draws with ``warp_extent=extent`` reach (``None`` unless ``warp`` is a
+    """The ranges draws with ``warp_extent=extent`` reach (``None`` unless ``warp`` is a
     :class:`~gitaug.generator.RangeWarp`): rotation in degrees (and the standard deviation of a uniform angle
-    within it), the largest zoom, the shift as a fraction of the side."""
+    within it), the largest zoom, the shift as a fraction of the side, the largest contrast factor."""
     if not hasattr(warp, "ranges"):
         return None
     rotation, log_scale, shift = warp.ranges(extent)
     return {"extent": float(extent), "rotation_degrees": round(rotation, 3),
             "rotation_std_degrees": round(rotation / math.sqrt(3), 3), "scale": round(math.exp(log_scale), 4),
-            "shift": round(shift, 4)}
+            "shift": round(shift, 4), "contrast": round(math.exp(warp.contrast_range(extent)), 4)}
 
 
 def _describe_ranges(ranges: dict[str, Any]) -> str:
-    """``rotation +-A deg (std S), scale xL..xH, shift +-F % of the side`` from :func:`learned_nuisance`'s or
-    :func:`drawn_ranges`' keys."""
+    """``rotation +-A deg (std S), scale xL..xH, shift +-F % of the side[, contrast xL..xH]`` from
+    :func:`learned_nuisance`'s or :func:`drawn_ranges`' keys (contrast only where it is drawn)."""
+    contrast = ranges.get("contrast") or 1.0
     return (f"rotation +-{ranges['rotation_degrees']:.1f} deg (std {ranges['rotation_std_degrees']:.1f}), "
-            f"scale x{1 / ranges['scale']:.2f}..x{ranges['scale']:.2f}, shift +-{100 * ranges['shift']:.1f} % of the side")
+            f"scale x{1 / ranges['scale']:.2f}..x{ranges['scale']:.2f}, shift +-{100 * ranges['shift']:.1f} % of the side"
+            + (f", contrast x{1 / contrast:.2f}..x{contrast:.2f}" if contrast != 1 else ""))
 
 
 def describe_drawn(drawn: dict[str, float]) -> str:

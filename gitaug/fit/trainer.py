@@ -319,7 +319,7 @@ def _check_parameters_finite(state: FitState, run: RunFolder) -> None:
 
 def _same_on_every_process(ranges: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Rank 0's tested warp ranges for every process (the test's float results can differ with thread counts)."""
-    names = ("warp_rotation", "warp_scale", "warp_shift")
+    names = ("warp_rotation", "warp_scale", "warp_shift", "warp_contrast")
     shared = torch.tensor([ranges[name] for name in names], dtype=torch.float64, device=device)
     dist.broadcast(shared, src=0)
     backgrounds = [ranges.get("warp_backgrounds", [])]

@@ -1,0 +1,286 @@
+"""Does testing contrast help? The nuisance test's contrast family, added to the benchmarks' fits.
+
+``gitaug-fit --warp-contrast auto`` also tests which contrast factors
+(intensities scaled about an image's background value) the data does not
+notice, and draws scale their inputs' contrast within that range. Only draws
+apply it, so a fit trains the same weights with or without it: this script
+adds the family to a finished benchmark fit instead of fitting again. For each
+(set, seed) it
+
+1. runs the fit's own nuisance test again with the family (the test of
+   ``gitaug.fit.nuisance_probe.run_probe``: same images, same seed), refusing
+   a fit whose stored geometric ranges and background values it does not
+   reproduce (a fit made another way);
+2. copies the exported generator to ``<work>/generators/<set>-seed<S>-contrast``
+   with the contrast range in its config, the folder a fit with
+   ``--warp-contrast auto`` would have exported, then runs the fit's transfer
+   test again on it (``scripts/recommend_draw.py``: the draws now vary the
+   contrast) and stores its recommendation;
+3. trains the set's recommended-draw run (``git-auto``: same K, p, rule, seed)
+   again with that generator, to ``<set>-seed<S>-git-auto-contrast.json``;
+
+and reports it beside CE+DRS, the oracle and the run of the fit's recommended
+draw without the family (at extent 1, the current default), as shares of the
+oracle's gain (``default_fit.py``'s figures). Sets without a nuisance (the
+harm check) get accuracy only.
+
+    python benchmarks/contrast_family.py --sets digits-contrast-lt fmnist-contrast-lt --seeds 0 1
+    python benchmarks/contrast_family.py --report-only
+    python benchmarks/contrast_family.py --probe-only --sets digits-lt fmnist-lt --seeds 0 1
+
+Resumable: a finished step is not repeated. Output: ``results/contrast_family.json`` and the
+``contrast_family`` section of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import default_fit
+import reproduce_digits as shared
+from _report import update_section
+from gitaug.datasets import nuisance_of
+from gitaug.hub import is_generator_folder
+
+ROOT = shared.ROOT
+TAG = "git-auto-contrast"
+#: The runs that may hold the fit's recommended draw without the family, at extent 1 (fits made while a fit
+#: recommended extent 2.5 had theirs trained again at 1 by ``warp_extent.py --extent 1``).
+BASELINES = ("git-auto", "git-auto-extent1", "git-auto.other-setting")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", nargs="+", default=None, help="datasets to add the family to (default: none, report only)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--work", type=Path, nargs="+", default=None,
+                        help="benchmark work folders (default: every benchmarks/_work*)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel jobs, one thread each")
+    parser.add_argument("--report-only", action="store_true", help="train nothing, tabulate what exists")
+    parser.add_argument("--probe-only", action="store_true",
+                        help="only the contrast range the test finds on --sets (every seed of --seeds); nothing trained")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    return parser.parse_args()
+
+
+def contrast_dir(work: Path, dataset: str, seed: int) -> Path:
+    return work / "generators" / f"{dataset}-seed{seed}-contrast"
+
+
+def fit_probe(dataset: str, seed: int, steps: int = 200):
+    """The nuisance test a default fit of ``dataset`` (seed ``seed``) runs, with the contrast family (tested last)."""
+    import torch
+
+    from gitaug._seeding import derive_seed
+    from gitaug.datasets import load
+    from gitaug.fit.data import to_model_range
+    from gitaug.fit.nuisance_probe import probe_nuisance
+
+    images = to_model_range(load(dataset, split="train", seed=seed).images)
+    # The benchmark fits ran on one thread each, and the test's float results can differ with the thread count.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return probe_nuisance(images, steps=steps, seed=derive_seed(seed, "probe"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def add_family(work: Path, dataset: str, seed: int) -> Path:
+    """Step 1 and the copy of step 2: the generator folder a fit with ``--warp-contrast auto`` would export."""
+    out = contrast_dir(work, dataset, seed)
+    if (out / "config.json").exists():
+        return out
+    from gitaug._files import write_json
+    from gitaug.fit.nuisance_probe import warp_ranges
+
+    source = shared.generator_dir(work, dataset, seed)
+    source = source if is_generator_folder(source) else source / "generator"
+    config = json.loads((source / "config.json").read_text())
+    fit = json.loads((source.parent / "fit_config.json").read_text()) if (source.parent / "fit_config.json").exists() else {}
+    probe = fit_probe(dataset, seed, fit.get("probe_steps", 200))
+    # The fit's own test: geometric ranges and background values as the fit stored them.
+    ranges = warp_ranges(argparse.Namespace(warp="auto", warp_rotation=None, warp_scale=None, warp_shift=None), probe)
+    arch = config["generator"]
+    stored = {k: arch.get(k) for k in ("warp_rotation", "warp_scale", "warp_shift")}
+    if {k: ranges[k] for k in stored} != stored or [list(v) for v in arch.get("warp_backgrounds", [])] != ranges["warp_backgrounds"]:
+        raise SystemExit(f"error: the nuisance test on {dataset} seed {seed} does not reproduce the fit's ranges "
+                         f"({ {k: ranges[k] for k in stored} } against {stored}): not a default fit of these images")
+    arch["warp_contrast"] = ranges["warp_contrast"]
+    nuisance = config.setdefault("training", {}).setdefault("nuisance", {})
+    nuisance["contrast"] = ranges["warp_contrast"]
+    nuisance.setdefault("test", {})["contrast"] = {"magnitudes": probe.magnitudes["contrast"],
+                                                   "detection_power": probe.power["contrast"]}
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    write_json(tmp / "config.json", config)
+    (tmp / "contrast-added.json").write_text(json.dumps({"source": str(source), "contrast": ranges["warp_contrast"]}))
+    os.replace(tmp, out)
+    print(f"  {dataset} seed {seed}: contrast x{1 / ranges['warp_contrast']:.3f}..x{ranges['warp_contrast']:.3f}", flush=True)
+    return out
+
+
+def probe_only(args: argparse.Namespace) -> None:
+    """``--probe-only``: the contrast range a default fit's test finds, per set and seed (nothing trained)."""
+    import math
+
+    found = {}
+    for dataset in args.sets:
+        for seed in args.seeds:
+            probe = fit_probe(dataset, seed)
+            found.setdefault(dataset, {})[str(seed)] = {"contrast": round(math.exp(probe.ranges["contrast"]), 4),
+                                                        "detection_power": [round(p, 4) for p in probe.power["contrast"]]}
+            print(f"{dataset} seed {seed}: contrast x{math.exp(-probe.ranges['contrast']):.3f}.."
+                  f"x{math.exp(probe.ranges['contrast']):.3f}, detection power "
+                  f"{', '.join(f'{p:.2f}' for p in probe.power['contrast'])}", flush=True)
+    out = args.results / "contrast_family_probe.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"command": "python benchmarks/contrast_family.py --probe-only --sets "
+                                          + " ".join(args.sets) + " --seeds " + " ".join(map(str, args.seeds)),
+                               "sets": found}, indent=2))
+    os.replace(tmp, out)
+
+
+def rejudge(folder: Path, dataset: str, seed: int) -> None:
+    """Step 2's transfer test, once (its figures then differ from the copied ones: marked by ``rejudged``)."""
+    marker = folder / "rejudged"
+    if marker.exists():
+        return
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "recommend_draw.py"), str(folder), "--dataset", dataset,
+                           "--seed", str(seed)], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"error: the transfer test on {folder} failed:\n{done.stderr}")
+    print(done.stdout.strip(), flush=True)
+    marker.write_text(done.stdout)
+
+
+def job(work: Path, dataset: str, seed: int, folder: Path):
+    """Step 3: the git-auto run's command with the family's generator."""
+    run = shared.load_run(work, dataset, seed, "git-auto")
+    command = [sys.executable, str(shared.EXAMPLE)]
+    for key, value in run["args"].items():
+        if key in ("cifar", "out", "save_classifier", "imbalance", "generator", "warp_extent") or value is None or value is False:
+            continue
+        command += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    out = work / "runs" / f"{dataset}-seed{seed}-{TAG}.json"
+    command += ["--generator", str(folder), "--out", str(out)]
+    return command, work / "logs" / f"{dataset}-seed{seed}-{TAG}.log", out
+
+
+def baseline(work: Path, dataset: str, seed: int) -> dict | None:
+    """The run of the fit's recommended draw without the family, at extent 1 (the current default)."""
+    wanted = shared.recommended_by(shared.generator_dir(work, dataset, seed))
+    if wanted is None:
+        return None
+    wanted = {**wanted, "warp_extent": 1.0}
+    for tag in BASELINES:
+        run = shared.load_run(work, dataset, seed, tag)
+        if run is not None and shared.same_draw(run, wanted) and (run.get("draw") or {}).get("warp_extent", 1.0) == 1.0:
+            return run
+    return None
+
+
+def main() -> None:
+    args = parse_args()
+    if args.probe_only:
+        if not args.sets:
+            raise SystemExit("error: --probe-only needs --sets")
+        return probe_only(args)
+    works = args.work or shared.work_folders()
+    pairs = []
+    for work in works:
+        for path in sorted((work / "runs").glob("*-seed*-git-auto.json")):
+            dataset, seed = re.fullmatch(r"(.+)-seed(\d+)-git-auto\.json", path.name).groups()
+            if int(seed) in args.seeds and (args.sets is None or dataset in args.sets or args.report_only):
+                pairs.append((work, dataset, int(seed)))
+    if not args.report_only and args.sets:
+        jobs = []
+        for work, dataset, seed in pairs:
+            if dataset in args.sets:
+                folder = add_family(work, dataset, seed)
+                rejudge(folder, dataset, seed)
+                jobs.append(job(work, dataset, seed, folder))
+        ran = shared.run_all(jobs, args.workers)
+        print(f"trained {ran} runs ({len(jobs) - ran} found finished)", flush=True)
+
+    summary: dict = {}
+    lines = [
+        "## Testing contrast too (`--warp-contrast auto`)",
+        "",
+        "Produced by `python benchmarks/contrast_family.py` (plus `--sets ... --seeds ...` for the runs). Each row pairs "
+        "the fit's recommended draw at extent 1 (this release's default fit) with the same fit given the nuisance test's "
+        "contrast family: the same weights (only draws scale the contrast), the transfer test run again on the new draws "
+        "and its recommendation trained with the same seed, K, p and rule. Shares of the oracle's gain over CE+DRS as in "
+        "`default_fit.py`, ± the ratio estimator's standard error over seeds; sets without a nuisance have no oracle and no eKLD.",
+        "",
+        "| set | seeds | contrast range found | draw recommended with it | balanced acc. CE+DRS / default / + contrast / oracle (%) "
+        "| share, default | share, + contrast | tail eKLD CE+DRS / default / + contrast / oracle | share, default | share, + contrast "
+        "| + contrast - default per seed (points) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    by_set: dict = {}
+    for work, dataset, seed in pairs:
+        loaded = {"drs": shared.load_run(work, dataset, seed, "drs"), "auto": baseline(work, dataset, seed),
+                  "contrast": shared.load_run(work, dataset, seed, TAG), "oracle": shared.load_run(work, dataset, seed, "oracle")}
+        if loaded["drs"] is None or loaded["auto"] is None or loaded["contrast"] is None:
+            continue
+        config = json.loads((contrast_dir(work, dataset, seed) / "config.json").read_text())
+        draw = {k: v for k, v in config["training"]["draw"].items() if k != "chosen"}
+        by_set.setdefault(dataset, []).append((seed, {k: None if r is None else shared.run_figures(r) for k, r in loaded.items()},
+                                               config["generator"]["warp_contrast"], draw))
+    for dataset in sorted(by_set, key=lambda d: (not d.startswith("digits"), d)):
+        rows = sorted(by_set[dataset], key=lambda r: r[0])
+        seeds = [s for s, *_ in rows]
+        acc = {k: np.array([r[k][0] for _, r, *_ in rows]) for k in ("drs", "auto", "contrast")}
+        result: dict = {"seeds": seeds, "contrast": [c for *_, c, _ in rows], "draw": [d for *_, d in rows],
+                        "balanced_accuracy": {k: float(v.mean()) for k, v in acc.items()},
+                        "contrast_minus_default_per_seed": [float(x) for x in acc["contrast"] - acc["auto"]]}
+        cells = {"acc_share": ("", ""), "ekld": "", "ekld_share": ("", "")}
+        if nuisance_of(dataset) is not None and all(r["oracle"] is not None for _, r, *_ in rows):
+            acc["oracle"] = np.array([r["oracle"][0] for _, r, *_ in rows])
+            ekld = {k: np.array([r[k][1] for _, r, *_ in rows]) for k in ("drs", "auto", "contrast", "oracle")}
+            result["balanced_accuracy"]["oracle"] = float(acc["oracle"].mean())
+            result["ekld_tail"] = {k: float(v.mean()) for k, v in ekld.items()}
+            for name in ("auto", "contrast"):
+                result[f"accuracy_share_{name}"] = default_fit.share_of(list(acc[name] - acc["drs"]), list(acc["oracle"] - acc["drs"]))
+                result[f"ekld_share_{name}"] = default_fit.share_of(list(ekld["drs"] - ekld[name]), list(ekld["drs"] - ekld["oracle"]))
+            cells["ekld"] = " / ".join(f"{ekld[k].mean():.3f}" for k in ("drs", "auto", "contrast", "oracle"))
+            cells["acc_share"] = tuple(default_fit.share(*result[f"accuracy_share_{n}"]) for n in ("auto", "contrast"))
+            cells["ekld_share"] = tuple(default_fit.share(*result[f"ekld_share_{n}"]) for n in ("auto", "contrast"))
+        summary[dataset] = result
+        found = "; ".join(f"x{1 / c:.2f}..x{c:.2f}" for c in result["contrast"])
+        draws = "; ".join(describe(d) for d in result["draw"])
+        accuracy = " / ".join(f"{acc[k].mean() * 100:.1f}" if k in acc else "-" for k in ("drs", "auto", "contrast", "oracle"))
+        lines.append(
+            f"| {dataset} | {', '.join(map(str, seeds))} | {found} | {draws} | {accuracy} | {cells['acc_share'][0]} | "
+            f"{cells['acc_share'][1]} | {cells['ekld']} | {cells['ekld_share'][0]} | {cells['ekld_share'][1]} | "
+            f"{', '.join(f'{d * 100:+.1f}' for d in result['contrast_minus_default_per_seed'])} |")
+    out = args.results / "contrast_family.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"sets": summary}, indent=2))
+    os.replace(tmp, out)
+    update_section(args.report, "contrast_family", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def describe(draw: dict) -> str:
+    """A recommended draw in a few words."""
+    if not draw.get("residual", True):
+        return "decoded"
+    scale = draw.get("appearance_scale", 1.0)
+    return "warp alone" if scale == 0 else ("residual" + ("" if scale == 1 else f" x{scale:g}"))
+
+
+if __name__ == "__main__":
+    main()
