@@ -93,13 +93,16 @@ def test_every_fitconfig_field_round_trips_through_its_flag(tmp_path):
         weight_diversity=0.5, weight_warp_diversity=3.0, diversity_cap=0.4, device="cpu",
         amp="bf16", checkpoint_every=7, keep_checkpoints=5, sample_every=9, log_every=2, grid_variants=3,
         tensorboard=True, push_to_hub="someone/generator", progress=False, probe_steps=50, report=False,
-        tracker="wandb", tracker_project="gitaug", tracker_run_name="first", warp_background="keep", warp_contrast="auto",
+        tracker="wandb", tracker_project="gitaug", tracker_run_name="first", warp_background="keep",
     )
-    # The fixed warp ranges need warp="auto" or "affine", so they are set in the second config.
+    # The fixed warp ranges need warp="auto" or "affine", and the contrast test warp="auto", so they are set in
+    # the other configs.
     ranges = {"warp_rotation", "warp_scale", "warp_shift"}
     changed = {f.name for f in dataclasses.fields(FitConfig) if getattr(everything, f.name) != DEFAULTS[f.name]}
-    assert changed == {f.name for f in dataclasses.fields(FitConfig)} - {"dataset", "overwrite"} - ranges
+    assert changed == {f.name for f in dataclasses.fields(FitConfig)} - {"dataset", "overwrite", "warp_contrast"} - ranges
     assert parse(as_argv(everything)) == everything
+    contrast = FitConfig(dataset="digits-lt", warp_contrast="auto")
+    assert contrast.warp_contrast != DEFAULTS["warp_contrast"] and parse(as_argv(contrast)) == contrast
 
     other = FitConfig(dataset="digits-bg-lt", overwrite=True, warp="affine", warp_rotation=30.0, warp_scale=1.2, warp_shift=0.1)
     assert {name for name in ranges if getattr(other, name) != DEFAULTS[name]} == ranges

@@ -405,6 +405,8 @@ def test_the_contrast_setting_is_checked_and_generators_stored_before_it_load_wi
         MUNITConfig(in_channels=1, image_size=16, warp_contrast=1.2)
     with pytest.raises(ValueError, match="warp_contrast='yes': must be one of"):
         FitConfig(dataset="digits-lt", warp_contrast="yes")
+    with pytest.raises(ValueError, match="warp_contrast='auto': 'auto' needs warp='auto'"):
+        FitConfig(dataset="digits-lt", warp="affine", warp_contrast="auto")
 
 
 def test_a_fit_that_tests_contrast_trains_the_same_weights_and_stores_the_range(tmp_path):

@@ -410,6 +410,8 @@ def _problems(config: FitConfig) -> list[str]:
         bad("warp_background", f"must be one of {WARP_BACKGROUND_MODES}")
     if config.warp_contrast not in WARP_CONTRAST_MODES:
         bad("warp_contrast", f"must be one of {WARP_CONTRAST_MODES}")
+    elif config.warp_contrast == "auto" and config.warp != "auto":
+        bad("warp_contrast", "'auto' needs warp='auto' (the nuisance test runs only there)")
     for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
         value = getattr(config, name)
         if value is not None and (not _is_number(value) or not low <= value <= high):

@@ -387,10 +387,10 @@ def probe_nuisance(
         seed: seeds the split, the transforms and the detectors.
         families: which of ``"rotation"``, ``"log_scale"``, ``"shift"``,
             ``"background"`` (the swap) and ``"contrast"`` to test, in this
-            order (the others get range 0, or no background values). Each
-            family's figures are those it gets tested alone after the ones
-            before it: contrast, tested last, leaves the others' as they were
-            before it existed.
+            order (the others get range 0, or no background values). The
+            families draw from one random stream in that order, so contrast,
+            tested last, leaves the other families' figures as they are
+            without it.
 
     Example::
 
