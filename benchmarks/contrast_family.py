@@ -113,9 +113,13 @@ def add_family(work: Path, dataset: str, seed: int) -> Path:
     ranges = warp_ranges(argparse.Namespace(warp="auto", warp_rotation=None, warp_scale=None, warp_shift=None), probe)
     arch = config["generator"]
     stored = {k: arch.get(k) for k in ("warp_rotation", "warp_scale", "warp_shift")}
-    if {k: ranges[k] for k in stored} != stored or [list(v) for v in arch.get("warp_backgrounds", [])] != ranges["warp_backgrounds"]:
+    backgrounds = [list(v) for v in arch.get("warp_backgrounds", [])]
+    if {k: ranges[k] for k in stored} != stored or backgrounds != ranges["warp_backgrounds"]:
+        # (fits made before the background values were the data's mid-quantiles store other values)
         raise SystemExit(f"error: the nuisance test on {dataset} seed {seed} does not reproduce the fit's ranges "
-                         f"({ {k: ranges[k] for k in stored} } against {stored}): not a default fit of these images")
+                         f"({ {k: ranges[k] for k in stored} } against {stored}; background values "
+                         f"{'the same' if backgrounds == ranges['warp_backgrounds'] else 'differ'}): not a default fit "
+                         "of these images as the test now runs")
     arch["warp_contrast"] = ranges["warp_contrast"]
     nuisance = config.setdefault("training", {}).setdefault("nuisance", {})
     nuisance["contrast"] = ranges["warp_contrast"]
