@@ -78,20 +78,20 @@ def contrast_dir(work: Path, dataset: str, seed: int) -> Path:
 
 
 def fit_probe(dataset: str, seed: int, steps: int = 200):
-    """The nuisance test a default fit of ``dataset`` (seed ``seed``) runs, with the contrast family (tested last)."""
+    """The nuisance test a fit of ``dataset`` (seed ``seed``) with ``--warp-contrast auto`` runs: its config and result."""
     import torch
 
-    from gitaug._seeding import derive_seed
-    from gitaug.datasets import load
-    from gitaug.fit.data import to_model_range
-    from gitaug.fit.nuisance_probe import probe_nuisance
+    from gitaug.fit import FitConfig
+    from gitaug.fit.data import read_training_data
+    from gitaug.fit.nuisance_probe import run_probe
 
-    images = to_model_range(load(dataset, split="train", seed=seed).images)
+    config = FitConfig(dataset=dataset, seed=seed, probe_steps=steps, warp_contrast="auto")
+    data = read_training_data(dataset=dataset, seed=seed)
     # The benchmark fits ran on one thread each, and the test's float results can differ with the thread count.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return probe_nuisance(images, steps=steps, seed=derive_seed(seed, "probe"))
+        return config, run_probe(config, data)
     finally:
         torch.set_num_threads(threads)
 
@@ -108,9 +108,9 @@ def add_family(work: Path, dataset: str, seed: int) -> Path:
     source = source if is_generator_folder(source) else source / "generator"
     config = json.loads((source / "config.json").read_text())
     fit = json.loads((source.parent / "fit_config.json").read_text()) if (source.parent / "fit_config.json").exists() else {}
-    probe = fit_probe(dataset, seed, fit.get("probe_steps", 200))
+    fit_config, probe = fit_probe(dataset, seed, fit.get("probe_steps", 200))
     # The fit's own test: geometric ranges and background values as the fit stored them.
-    ranges = warp_ranges(argparse.Namespace(warp="auto", warp_rotation=None, warp_scale=None, warp_shift=None), probe)
+    ranges = warp_ranges(fit_config, probe)
     arch = config["generator"]
     stored = {k: arch.get(k) for k in ("warp_rotation", "warp_scale", "warp_shift")}
     backgrounds = [list(v) for v in arch.get("warp_backgrounds", [])]
@@ -142,7 +142,7 @@ def probe_only(args: argparse.Namespace) -> None:
     found = {}
     for dataset in args.sets:
         for seed in args.seeds:
-            probe = fit_probe(dataset, seed)
+            _, probe = fit_probe(dataset, seed)
             found.setdefault(dataset, {})[str(seed)] = {"contrast": round(math.exp(probe.ranges["contrast"]), 4),
                                                         "detection_power": [round(p, 4) for p in probe.power["contrast"]]}
             print(f"{dataset} seed {seed}: contrast x{math.exp(-probe.ranges['contrast']):.3f}.."
@@ -172,13 +172,8 @@ def rejudge(folder: Path, dataset: str, seed: int) -> None:
 def job(work: Path, dataset: str, seed: int, folder: Path):
     """Step 3: the git-auto run's command with the family's generator."""
     run = shared.load_run(work, dataset, seed, "git-auto")
-    command = [sys.executable, str(shared.EXAMPLE)]
-    for key, value in run["args"].items():
-        if key in ("cifar", "out", "save_classifier", "imbalance", "generator", "warp_extent") or value is None or value is False:
-            continue
-        command += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     out = work / "runs" / f"{dataset}-seed{seed}-{TAG}.json"
-    command += ["--generator", str(folder), "--out", str(out)]
+    command = shared.repeat_command(run, drop=("generator", "warp_extent")) + ["--generator", str(folder), "--out", str(out)]
     return command, work / "logs" / f"{dataset}-seed{seed}-{TAG}.log", out
 
 
@@ -256,15 +251,12 @@ def main() -> None:
             ekld = {k: np.array([r[k][1] for _, r, *_ in rows]) for k in ("drs", "auto", "contrast", "oracle")}
             result["balanced_accuracy"]["oracle"] = float(acc["oracle"].mean())
             result["ekld_tail"] = {k: float(v.mean()) for k, v in ekld.items()}
-            for name in ("auto", "contrast"):
-                result[f"accuracy_share_{name}"] = default_fit.share_of(list(acc[name] - acc["drs"]), list(acc["oracle"] - acc["drs"]))
-                result[f"ekld_share_{name}"] = default_fit.share_of(list(ekld["drs"] - ekld[name]), list(ekld["drs"] - ekld["oracle"]))
-            cells["ekld"] = " / ".join(f"{ekld[k].mean():.3f}" for k in ("drs", "auto", "contrast", "oracle"))
-            cells["acc_share"] = tuple(default_fit.share(*result[f"accuracy_share_{n}"]) for n in ("auto", "contrast"))
-            cells["ekld_share"] = tuple(default_fit.share(*result[f"ekld_share_{n}"]) for n in ("auto", "contrast"))
+            shares, more_cells = default_fit.paired_shares(acc, ekld, ("auto", "contrast"))
+            result.update(shares)
+            cells.update(more_cells)
         summary[dataset] = result
         found = "; ".join(f"x{1 / c:.2f}..x{c:.2f}" for c in result["contrast"])
-        draws = "; ".join(describe(d) for d in result["draw"])
+        draws = "; ".join(shared.describe_draw(d) for d in result["draw"])
         accuracy = " / ".join(f"{acc[k].mean() * 100:.1f}" if k in acc else "-" for k in ("drs", "auto", "contrast", "oracle"))
         lines.append(
             f"| {dataset} | {', '.join(map(str, seeds))} | {found} | {draws} | {accuracy} | {cells['acc_share'][0]} | "
@@ -277,13 +269,6 @@ def main() -> None:
     update_section(args.report, "contrast_family", "\n".join(lines))
     print("\n".join(lines))
 
-
-def describe(draw: dict) -> str:
-    """A recommended draw in a few words."""
-    if not draw.get("residual", True):
-        return "decoded"
-    scale = draw.get("appearance_scale", 1.0)
-    return "warp alone" if scale == 0 else ("residual" + ("" if scale == 1 else f" x{scale:g}"))
 
 
 if __name__ == "__main__":

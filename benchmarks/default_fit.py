@@ -139,6 +139,20 @@ def share_of(gain: list[float], oracle_gain: list[float]) -> tuple[float | None,
     return (float(np.mean(gain)) / oracle_mean if oracle_mean > 0 else None), share_error(gain, oracle_gain)
 
 
+def paired_shares(acc: dict, ekld: dict, names: tuple[str, ...]) -> tuple[dict, dict]:
+    """For runs paired by seed: each of ``names``' share of the oracle's gain over CE+DRS (``acc`` and ``ekld`` map
+    ``"drs"``, ``"oracle"`` and each name to per-seed arrays), as ``accuracy_share_<name>`` / ``ekld_share_<name>``
+    (:func:`share_of`), and a table row's cells: the tail eKLDs of CE+DRS, the names and the oracle, and the shares."""
+    shares = {}
+    for name in names:
+        shares[f"accuracy_share_{name}"] = share_of(list(acc[name] - acc["drs"]), list(acc["oracle"] - acc["drs"]))
+        shares[f"ekld_share_{name}"] = share_of(list(ekld["drs"] - ekld[name]), list(ekld["drs"] - ekld["oracle"]))
+    cells = {"ekld": " / ".join(f"{ekld[k].mean():.3f}" for k in ("drs", *names, "oracle")),
+             "acc_share": tuple(share(*shares[f"accuracy_share_{n}"]) for n in names),
+             "ekld_share": tuple(share(*shares[f"ekld_share_{n}"]) for n in names)}
+    return shares, cells
+
+
 def overlay(base: dict, extra: dict) -> None:
     """Put the datasets of ``extra`` (a re-run of some of ``base``'s datasets) in place of ``base``'s rows."""
     for dataset, rows in extra["table"].items():

@@ -258,6 +258,22 @@ def same_draw(run: dict, settings: dict) -> bool:
     return judged(run.get("draw") or {}) == judged(settings)
 
 
+#: train_longtail arguments a run stores that :func:`repeat_command` does not pass again (paths are given anew; the
+#: rest are defaults).
+NOT_PASSED = ("cifar", "out", "save_classifier", "imbalance")
+
+
+def repeat_command(run: dict, drop: tuple[str, ...] = ()) -> list[str]:
+    """The ``train_longtail`` command that repeats a finished run (its stored ``args``), without ``--out`` and the
+    arguments named in ``drop``: a paired ablation adds its own change and output."""
+    command = [sys.executable, str(EXAMPLE)]
+    for key, value in run["args"].items():
+        if key in NOT_PASSED or key in drop or value is None or value is False:
+            continue
+        command += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return command
+
+
 def fit_job(args: argparse.Namespace, dataset: str, seed: int):
     out = generator_dir(args.work, dataset, seed)
     command = ["gitaug-fit", "--dataset", dataset, "--seed", str(seed), "--out", str(out), "--device", "cpu"]

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +44,6 @@ from gitaug.datasets import nuisance_of
 from gitaug.fit.nuisance_probe import DRAW_EXTENT
 
 ROOT = shared.ROOT
-#: train_longtail arguments a run stores that are not passed again (paths are given anew; the rest are defaults).
-NOT_PASSED = ("cifar", "out", "save_classifier", "imbalance")
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,13 +75,8 @@ def job(work: Path, dataset: str, seed: int, extent: float):
     changed since) is set aside as ``.other-setting.json``, so that it is trained again.
     """
     run = json.loads((work / "runs" / f"{dataset}-seed{seed}-git-auto.json").read_text())
-    command = [sys.executable, str(shared.EXAMPLE)]
-    for key, value in run["args"].items():
-        if key in NOT_PASSED or value is None or value is False:
-            continue
-        command += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     out = work / "runs" / f"{dataset}-seed{seed}-{tag(extent)}.json"
-    command += ["--warp-extent", str(extent), "--out", str(out)]
+    command = shared.repeat_command(run) + ["--warp-extent", str(extent), "--out", str(out)]
     if out.exists() and "draw" in run and not shared.same_draw(json.loads(out.read_text()), run["draw"]):
         # The fit's recommendation changed since: this run repeats a draw the git-auto run no longer makes.
         os.replace(out, out.with_suffix(".other-setting.json"))
@@ -183,12 +175,9 @@ def main() -> None:
             ekld = {k: np.array([r[k][1] for _, r, _ in rows]) for k in ("drs", "auto", "wide", "oracle")}
             result["ekld_tail"] = {k: float(v.mean()) for k, v in ekld.items()}
             result["balanced_accuracy"]["oracle"] = float(acc["oracle"].mean())
-            for name in ("auto", "wide"):
-                result[f"accuracy_share_{name}"] = default_fit.share_of(list(acc[name] - acc["drs"]), list(acc["oracle"] - acc["drs"]))
-                result[f"ekld_share_{name}"] = default_fit.share_of(list(ekld["drs"] - ekld[name]), list(ekld["drs"] - ekld["oracle"]))
-            cells["ekld"] = " / ".join(f"{ekld[k].mean():.3f}" for k in ("drs", "auto", "wide", "oracle"))
-            cells["acc_share"] = tuple(default_fit.share(*result[f"accuracy_share_{n}"]) for n in ("auto", "wide"))
-            cells["ekld_share"] = tuple(default_fit.share(*result[f"ekld_share_{n}"]) for n in ("auto", "wide"))
+            shares, more_cells = default_fit.paired_shares(acc, ekld, ("auto", "wide"))
+            result.update(shares)
+            cells.update(more_cells)
         cells["acc"] = " / ".join(f"{acc[k].mean() * 100:.1f}" if k in acc else "-" for k in ("drs", "auto", "wide", "oracle"))
         kept = [(s, json.loads(p.read_text())) for s in seeds
                 if (p := by_work[dataset] / "diagnostics" / f"{dataset}-seed{s}-extent{args.extent:g}.json").exists()]

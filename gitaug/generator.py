@@ -562,6 +562,12 @@ class RangeWarp(nn.Module):
         #: (L, C) background values, or None: a plain tensor, not a buffer (the config holds them)
         self.backgrounds = torch.tensor(backgrounds, dtype=torch.float32) if len(backgrounds) else None
 
+    @classmethod
+    def from_config(cls, config: "MUNITConfig") -> "RangeWarp":
+        """The warp of a ``warp="affine"`` :class:`MUNITConfig`: its ranges, background values and contrast."""
+        return cls(config.warp_rotation, config.warp_scale, config.warp_shift, config.warp_backgrounds,
+                   config.warp_contrast)
+
     @property
     def is_geometric_identity(self) -> bool:
         return self.rotation == 0 and self.scale == 1 and self.shift == 0
@@ -622,10 +628,10 @@ class RangeWarp(nn.Module):
         if self.is_identity:
             return image
         p = self.parameters_from_style(style, extent)  # once for all parts: a draw is on the augmentation's hot path
+        x = reference.float() if "contrast" in p or self.backgrounds is not None else None
         if "contrast" in p:
-            image = scale_contrast(image, _background(reference.float()), p["contrast"].to(image.device))
+            image = scale_contrast(image, _background(x), p["contrast"].to(image.device))
         if self.backgrounds is not None:
-            x = reference.float()
             image = (image.float() + recolor_background(x, p["background"].to(x.device)) - x).clamp(-1, 1).to(image.dtype)
         return image if self.is_geometric_identity else _similarity_resample(image, p)
 
@@ -802,8 +808,7 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         self.mlp = StyleMLP(config.style_dim, config.mlp_dim, self.decoder.num_adain_params(), config.n_mlp, config.activation)
         self.warp: nn.Module | None = None
         if config.warp == "affine":
-            self.warp = RangeWarp(config.warp_rotation, config.warp_scale, config.warp_shift, config.warp_backgrounds,
-                                  config.warp_contrast)
+            self.warp = RangeWarp.from_config(config)
         elif config.warp != "none":
             self.warp = StyleWarp(config.style_dim, config.mlp_dim, config.activation, kind=config.warp)
 

@@ -33,7 +33,7 @@ from _generator_folder import load, parse_args  # the scripts folder is on sys.p
 from gitaug._files import write_json
 from gitaug.fit.data import to_model_range
 from gitaug.fit.nuisance_probe import drawn_ranges
-from gitaug.generator import RangeWarp
+from gitaug.generator import MUNITConfig, RangeWarp
 from gitaug.report import draw_transfer_test, recommendation
 from gitaug.transfer import PREFER, PREFERENCES, TransferTest
 
@@ -60,7 +60,7 @@ def store(config: dict, config_path: Path, test: TransferTest, new_test: bool, p
     # How far that draw moves an input, as a fit reports it (a range warp's ranges times the draw's extent).
     arch = config.get("generator", {})
     if arch.get("warp") == "affine":
-        warp = RangeWarp(arch["warp_rotation"], arch["warp_scale"], arch["warp_shift"], contrast=arch.get("warp_contrast", 1.0))
+        warp = RangeWarp.from_config(MUNITConfig.from_dict(arch))
         training.setdefault("nuisance", {})["drawn"] = drawn_ranges(warp, draw.get("warp_extent", 1.0))
     if new_test:
         training["draw_test"] = test.to_dict()

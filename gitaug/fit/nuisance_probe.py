@@ -446,7 +446,7 @@ def run_probe(config: Any, data: Any) -> NuisanceProbe:
     fixed = {"rotation": config.warp_rotation, "log_scale": config.warp_scale, "shift": config.warp_shift}
     families = tuple(name for name in fixed if fixed[name] is None)
     families += ("background",) if config.warp_background == "auto" else ()
-    families += ("contrast",) if getattr(config, "warp_contrast", "keep") == "auto" else ()
+    families += ("contrast",) if config.warp_contrast == "auto" else ()
     return probe_nuisance(
         to_model_range(data.images), steps=config.probe_steps, seed=derive_seed(config.seed, "probe"), families=families
     )
