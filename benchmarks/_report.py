@@ -9,14 +9,48 @@ atomically.
 
 from __future__ import annotations
 
+import os
 import platform
+import shlex
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
 from gitaug._files import write_text
 
 TITLE = "# Benchmarks\n\nEach section below is written by the benchmark it names, with the command that produced it.\n"
+
+
+#: The repository's root: paths under it are written relative to it.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def portable(argument: str) -> str:
+    """``argument`` as a results file should record it: an absolute path made relative to the repository.
+
+    A path under this checkout is written relative to its root; one under another checkout's ``benchmarks/``
+    (a benchmark run from a second clone, pointed back at the first one's work folder) from ``benchmarks/`` on.
+    ``--flag=PATH`` is handled too. Anything else is kept as it is.
+    """
+    flag, equals, value = argument.partition("=") if argument.startswith("--") else ("", "", argument)
+    if not os.path.isabs(value):
+        return argument
+    path = Path(value)
+    try:
+        relative = path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        parts = path.parts
+        if "benchmarks" not in parts:
+            return argument
+        relative = Path(*parts[len(parts) - 1 - parts[::-1].index("benchmarks"):]).as_posix()
+    return f"{flag}{equals}{relative}"
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """The command that reran a benchmark, as its results record it: ``python benchmarks/SCRIPT ARGS``, paths
+    made portable (:func:`portable`), so that no machine's folders end up in the committed results."""
+    return shlex.join(["python", f"benchmarks/{script}", *(portable(argument) for argument in argv)])
 
 
 def markers(name: str) -> tuple[str, str]:

@@ -72,7 +72,6 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import shlex  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -91,7 +90,7 @@ from gitaug.bank import TailBank  # noqa: E402
 from gitaug.per_sample import BANK_DRAWS  # noqa: E402
 from gitaug.longtail.classifiers import BasicBlock  # noqa: E402
 from _reference import munit_norms  # noqa: E402
-from _report import device_name, update_section  # noqa: E402
+from _report import command_line, device_name, update_section  # noqa: E402
 from gitaug._files import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -552,7 +551,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    command = shlex.join(["python", "benchmarks/augment_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("augment_speed.py", sys.argv[1:] if argv is None else argv)
     print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (PASSIVE unless set), {torch.get_num_threads()} thread(s)")
     summary: dict = {
         "benchmark": "augment_speed",

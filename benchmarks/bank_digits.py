@@ -30,13 +30,12 @@ import argparse
 import datetime
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from _report import update_section
+from _report import command_line, update_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,7 +79,7 @@ def mean_std(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    command = shlex.join(["python", "benchmarks/bank_digits.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("bank_digits.py", sys.argv[1:] if argv is None else argv)
     arms = {"live": 0, **{f"bank V={v}": v for v in args.draws}}
     table = {}
     for name, draws in arms.items():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 import reproduce_digits as shared
-from _report import update_section
+from _report import command_line, update_section
 
 DATASETS = ("digits-rot-lt", "digits-bg-lt", "digits-dil-lt", "fmnist-rot-lt", "fmnist-bg-lt", "fmnist-dil-lt")
 WORK = {"digits": "_work", "fmnist": "_work_fmnist"}
@@ -59,7 +58,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=shared.ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    command = shlex.join(["python", "benchmarks/draw_appearance.py", *sys.argv[1:]])
+    command = command_line("draw_appearance.py", sys.argv[1:])
     table: dict[str, dict[int, dict]] = {}
     for dataset in args.datasets:
         work = shared.ROOT / "benchmarks" / WORK[dataset.split("-")[0]]

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from pathlib import Path
 import torch
 
 import reproduce_digits as shared
-from _report import update_section
+from _report import command_line, update_section
 
 VARIANTS = ("decode", "residual", "residual_data", "decode_data", "warp_only", "reconstruction_warp")
 
@@ -88,7 +87,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=shared.ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    command = shlex.join(["python", "benchmarks/draw_variants.py", *sys.argv[1:]])
+    command = command_line("draw_variants.py", sys.argv[1:])
     table = {}
     for dataset in args.datasets:
         started = time.time()

@@ -48,7 +48,6 @@ import datetime
 import json
 import logging
 import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -63,7 +62,7 @@ from gitaug.fit import FitConfig, fit
 from gitaug.fit.discriminator import MultiScaleDiscriminator, lsgan_loss
 from gitaug.generator import MUNITConfig, MUNITGenerator
 from _reference import munit_norms
-from _report import device_name, update_section
+from _report import command_line, device_name, update_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -368,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # fit() logs each run at INFO
-    command = shlex.join(["python", "benchmarks/fit_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("fit_speed.py", sys.argv[1:] if argv is None else argv)
     if args.flops_only:
         summary = json.loads(args.out.read_text(encoding="utf-8"))
         with tempfile.TemporaryDirectory(prefix="gitaug-fit-flops-") as tmp:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 
 # Run as a script, this file's folder is on sys.path: the reproduction's job runner and work folder are shared.
 import reproduce_digits as repro
-from _report import update_section
+from _report import command_line, update_section
 
 ROWS = (
     # (label, method, extra flags); CE+DRS rows reuse the reproduction's runs (same tags, same commands)
@@ -55,7 +54,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=repro.ROOT / "benchmarks" / "results")
     parser.add_argument("--report", type=Path, default=repro.ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
-    command = shlex.join(["python", "benchmarks/losses_digits.py", *sys.argv[1:]])
+    command = command_line("losses_digits.py", sys.argv[1:])
     started = time.time()
 
     # GIT's setting: the one the reproduction chose on validation, if it ran; else a fixed default.

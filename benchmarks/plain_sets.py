@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import torch
 
 import reproduce_digits as shared
 import reproduce_fmnist
-from _report import update_section
+from _report import command_line, update_section
 
 ROOT = shared.ROOT
 #: Per set: classifier epochs, generator steps (None: gitaug-fit's default) and the GIT candidates.
@@ -119,7 +118,7 @@ def probe_only(args: argparse.Namespace, command: str) -> None:
 
 def main() -> None:
     args = parse_args()
-    command = shlex.join(["python", "benchmarks/plain_sets.py", *sys.argv[1:]])
+    command = command_line("plain_sets.py", sys.argv[1:])
     args.work.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
     if args.probe_only:

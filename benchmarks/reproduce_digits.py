@@ -49,7 +49,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import torch
 
-from _report import update_section
+from _report import command_line, update_section
 from gitaug._files import write_json
 from gitaug.hub import is_generator_folder
 
@@ -965,7 +965,7 @@ def first_start(work: Path) -> float:
 
 def main() -> None:
     args = parse_args()
-    command = shlex.join(["python", "benchmarks/reproduce_digits.py", *sys.argv[1:]])
+    command = command_line("reproduce_digits.py", sys.argv[1:])
     args.work.mkdir(parents=True, exist_ok=True)
     started = first_start(args.work)
     args.results.mkdir(parents=True, exist_ok=True)

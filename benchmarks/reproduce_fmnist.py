@@ -47,7 +47,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import sys
 import threading
 import time
@@ -58,7 +57,7 @@ import torch
 
 # Run as a script, this file's folder is on sys.path: the digits benchmark's jobs and table helpers are shared.
 import reproduce_digits as shared
-from _report import update_section
+from _report import command_line, update_section
 
 ROOT = shared.ROOT
 DATASETS = ("fmnist-rot-lt", "fmnist-bg-lt", "fmnist-dil-lt")
@@ -514,7 +513,7 @@ def report_section(args: argparse.Namespace, summary: dict, command: str) -> str
 
 def main() -> None:
     args = parse_args()
-    command = shlex.join(["python", "benchmarks/reproduce_fmnist.py", *sys.argv[1:]])
+    command = command_line("reproduce_fmnist.py", sys.argv[1:])
     from gitaug.datasets import find_fashion_mnist
 
     find_fashion_mnist()  # fails early, saying how to get the files

@@ -323,3 +323,16 @@ def test_the_contrast_family_compares_with_the_fit_s_recommended_draw_at_extent_
     assert contrast_family.baseline(tmp_path, "digits-contrast-lt", 0) is None  # drawn at 2.5: not the default
     (runs / "digits-contrast-lt-seed0-git-auto-extent1.json").write_text(json.dumps({"draw": {**residual, "warp_extent": 1.0}, "n": "one"}))
     assert contrast_family.baseline(tmp_path, "digits-contrast-lt", 0)["n"] == "one"
+
+
+def test_a_benchmark_records_its_command_without_this_machine_s_folders(tmp_path):
+    import _report
+
+    root = _report.ROOT
+    other = tmp_path / "second-clone" / "benchmarks" / "_work" / "runs"
+    line = _report.command_line("plain_sets.py", [
+        "--work", str(root / "benchmarks" / "_work_plain"), f"--results={root / 'benchmarks' / 'results'}",
+        "--report", str(other), "--seeds", "0", "1", "--extra", str(tmp_path / "elsewhere"), "--name", "a b"])
+    assert line == (f"python benchmarks/plain_sets.py --work benchmarks/_work_plain --results=benchmarks/results "
+                    f"--report benchmarks/_work/runs --seeds 0 1 --extra {tmp_path / 'elsewhere'} --name 'a b'")
+    assert str(root) not in line
