@@ -336,3 +336,17 @@ def test_a_benchmark_records_its_command_without_this_machine_s_folders(tmp_path
     assert line == (f"python benchmarks/plain_sets.py --work benchmarks/_work_plain --results=benchmarks/results "
                     f"--report benchmarks/_work/runs --seeds 0 1 --extra {tmp_path / 'elsewhere'} --name 'a b'")
     assert str(root) not in line
+
+
+def test_the_contrast_family_takes_fits_whose_background_values_moved_by_a_fraction_of_their_spacing():
+    import contrast_family
+
+    found = [[-1.0 + i / 32] for i in range(64)]
+    assert contrast_family.background_shift([], []) == 0.0
+    assert contrast_family.background_shift(found[::-1], found) == 0.0  # the order is not compared
+    near = [[v + 1 / 255] for (v,) in found]  # half a grey level, as the earlier quantile rule gives
+    assert contrast_family.background_shift(near, found) == pytest.approx(1 / 255)
+    assert contrast_family.background_shift(near, found) <= contrast_family.BACKGROUND_TOLERANCE
+    far = [[v + 8 / 255] for (v,) in found]
+    assert contrast_family.background_shift(far, found) > contrast_family.BACKGROUND_TOLERANCE
+    assert contrast_family.background_shift(found[:10], found) is None  # another number of values: another fit
