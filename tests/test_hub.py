@@ -133,37 +133,48 @@ def test_non_finite_weights_are_rejected(saved):
 # ----------------------------------------------------------------------------------- the Hub path
 
 # huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when it is imported, so each Hub scenario
-# runs in a fresh interpreter with those variables set, exactly as a user's process would.
+# runs in a fresh interpreter with those variables set, exactly as a user's process would. Loads that
+# share the variables share an interpreter (one line of output each): importing torch is what costs.
 HUB_SCRIPT = textwrap.dedent(
     """
     import json, sys, torch
     from gitaug import GITAugment
-    out = {}
-    try:
-        aug = GITAugment.from_pretrained(sys.argv[1], **json.loads(sys.argv[2]))
-        torch.manual_seed(123)
-        images = torch.rand(6, 1, 16, 16)
-        result = aug(images, generator=torch.Generator().manual_seed(5))
-        out["output"] = result.flatten().tolist()
-        out["metadata"] = aug.metadata
-    except Exception as err:
-        out["error"] = f"{type(err).__name__}: {err}"
-    print(json.dumps(out))
+    for repo, kwargs in json.loads(sys.argv[1]):
+        out = {}
+        try:
+            aug = GITAugment.from_pretrained(repo, **kwargs)
+            torch.manual_seed(123)
+            images = torch.rand(6, 1, 16, 16)
+            result = aug(images, generator=torch.Generator().manual_seed(5))
+            out["output"] = result.flatten().tolist()
+            out["metadata"] = aug.metadata
+        except Exception as err:
+            out["error"] = f"{type(err).__name__}: {err}"
+        print(json.dumps(out), flush=True)
     """
 )
 
 
 def load_in_subprocess(repo: str, env: dict[str, str], **kwargs) -> dict:
+    """One ``from_pretrained(repo, **kwargs)`` in a fresh interpreter with ``env``: its output or its error."""
+    (result,) = loads_in_subprocess([(repo, kwargs)], env)
+    return result
+
+
+def loads_in_subprocess(calls: list[tuple[str, dict]], env: dict[str, str]) -> list[dict]:
+    """Several ``from_pretrained`` calls, in order, in one fresh interpreter with ``env``."""
     full_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
-        [sys.executable, "-c", HUB_SCRIPT, repo, json.dumps(kwargs)],
+        [sys.executable, "-c", HUB_SCRIPT, json.dumps(calls)],
         env=full_env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    results = [json.loads(line) for line in done.stdout.strip().splitlines() if line.startswith("{")]
+    assert len(results) == len(calls), done.stdout
+    return results
 
 
 def test_from_pretrained_through_the_hub_then_offline_from_the_cache(saved, tmp_path):
@@ -178,28 +189,25 @@ def test_from_pretrained_through_the_hub_then_offline_from_the_cache(saved, tmp_
         fetched = {path.rsplit("/", 1)[-1] for method, path in server.requests if method == "GET"}
         assert fetched == {CONFIG_NAME, WEIGHTS_NAME}
 
-        # Pinned revision: the commit the server reports.
+        # Pinned revision: the commit the server reports; a repo that is not there; a revision that is not there.
         commit = server.commits["gitaug-test/digits-gen"]
-        result = load_in_subprocess("gitaug-test/digits-gen", online, revision=commit)
-        assert torch.equal(torch.tensor(result["output"]), expected)
-
-        missing = load_in_subprocess("gitaug-test/nothing-here", online)
+        pinned, missing, bad_revision = loads_in_subprocess(
+            [("gitaug-test/digits-gen", {"revision": commit}), ("gitaug-test/nothing-here", {}),
+             ("gitaug-test/digits-gen", {"revision": "v9"})], online)
+        assert torch.equal(torch.tensor(pinned["output"]), expected)
         assert missing["error"] == (
             "FileNotFoundError: there is no local folder 'gitaug-test/nothing-here', and "
             "Hub repo 'gitaug-test/nothing-here' was not found "
             "(or is private and no token was given)"
         )
-        bad_revision = load_in_subprocess("gitaug-test/digits-gen", online, revision="v9")
         assert bad_revision["error"].startswith("FileNotFoundError: revision 'v9' of Hub repo")
 
         before = len(server.requests)
         offline = {**cache, "HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "1"}
-        result = load_in_subprocess("gitaug-test/digits-gen", offline)
+        result, uncached = loads_in_subprocess([("gitaug-test/digits-gen", {}), ("gitaug-test/other", {})], offline)
         assert "error" not in result, result
         assert torch.equal(torch.tensor(result["output"]), expected)
         assert len(server.requests) == before  # offline means no request at all
-
-        uncached = load_in_subprocess("gitaug-test/other", offline)
         assert uncached["error"].startswith(
             "FileNotFoundError: there is no local folder 'gitaug-test/other', and 'config.json' of Hub repo "
             "'gitaug-test/other' is not in the local cache"
