@@ -1,10 +1,11 @@
 """Does testing contrast help? The nuisance test's contrast family, added to the benchmarks' fits.
 
-``gitaug-fit --warp-contrast auto`` also tests which contrast factors
-(intensities scaled about an image's background value) the data does not
-notice, and draws scale their inputs' contrast within that range. Only draws
-apply it, so a fit trains the same weights with or without it: this script
-adds the family to a finished benchmark fit instead of fitting again. For each
+``gitaug-fit --warp-contrast auto`` (the default from this release; ``keep``
+turns it off) also tests which contrast factors (intensities scaled about an
+image's background value) the data does not notice, and draws scale their
+inputs' contrast within that range. Only draws apply it, so a fit trains the
+same weights with or without it: this script adds the family to a finished
+benchmark fit made without it, instead of fitting again. For each
 (set, seed) it
 
 1. runs the fit's own nuisance test again with the family (the test of
@@ -20,8 +21,8 @@ adds the family to a finished benchmark fit instead of fitting again. For each
    again with that generator, to ``<set>-seed<S>-git-auto-contrast.json``;
 
 and reports it beside CE+DRS, the oracle and the run of the fit's recommended
-draw without the family (at extent 1, the current default), as shares of the
-oracle's gain (``default_fit.py``'s figures). Sets without a nuisance (the
+draw without the family (at extent 1: the previous release's default), as
+shares of the oracle's gain (``default_fit.py``'s figures). Sets without a nuisance (the
 harm check) get accuracy only. With ``--preservation-seeds`` it also measures
 both recommended draws' class preservation against the true nuisance's.
 
@@ -122,6 +123,10 @@ def add_family(work: Path, dataset: str, seed: int) -> Path:
     """Step 1 and the copy of step 2: the generator folder a fit with ``--warp-contrast auto`` would export."""
     out = contrast_dir(work, dataset, seed)
     if (out / "config.json").exists():
+        record = json.loads((out / "contrast-added.json").read_text())
+        if "appearance" not in record:  # a copy made before the appearance was measured again
+            refresh_appearance(out, dataset, seed)
+            (out / "contrast-added.json").write_text(json.dumps({**record, "appearance": "measured with the family"}))
         return out
     from gitaug._files import write_json
     from gitaug.fit.nuisance_probe import warp_ranges
@@ -156,10 +161,27 @@ def add_family(work: Path, dataset: str, seed: int) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp)
     write_json(tmp / "config.json", config)
-    (tmp / "contrast-added.json").write_text(json.dumps({"source": str(source), "contrast": ranges["warp_contrast"]}))
+    refresh_appearance(tmp, dataset, seed)
+    (tmp / "contrast-added.json").write_text(json.dumps({"source": shared.shown(source), "contrast": ranges["warp_contrast"],
+                                                          "appearance": "measured with the family"}))
     os.replace(tmp, out)
     print(f"  {dataset} seed {seed}: contrast x{1 / ranges['warp_contrast']:.3f}..x{ranges['warp_contrast']:.3f}", flush=True)
     return out
+
+
+def refresh_appearance(folder: Path, dataset: str, seed: int) -> None:
+    """Measure again what each candidate draw changes in appearance (``training.nuisance.appearance``, as the fit
+    stores it): the draws now scale the contrast too."""
+    from gitaug import GITAugment
+    from gitaug._files import write_json
+    from gitaug.datasets import load
+    from gitaug.report import draw_appearance
+
+    train = load(dataset, split="train", seed=seed)
+    generator = GITAugment.from_pretrained(folder).generator
+    config = json.loads((folder / "config.json").read_text())
+    config["training"]["nuisance"]["appearance"] = draw_appearance(generator, train.images, train.targets, seed=seed)
+    write_json(folder / "config.json", config)
 
 
 def probe_only(args: argparse.Namespace) -> None:
@@ -235,7 +257,7 @@ def job(work: Path, dataset: str, seed: int, folder: Path):
 
 
 def baseline(work: Path, dataset: str, seed: int) -> dict | None:
-    """The run of the fit's recommended draw without the family, at extent 1 (the current default)."""
+    """The run of the fit's recommended draw without the family, at extent 1 (the previous release's default)."""
     wanted = shared.recommended_by(shared.generator_dir(work, dataset, seed))
     if wanted is None:
         return None
@@ -275,7 +297,7 @@ def main() -> None:
         "## Testing contrast too (`--warp-contrast auto`)",
         "",
         "Produced by `python benchmarks/contrast_family.py` (plus `--sets ... --seeds ...` for the runs). Each row pairs "
-        "the fit's recommended draw at extent 1 (this release's default fit) with the same fit given the nuisance test's "
+        "the fit's recommended draw at extent 1 (the previous release's default fit) with the same fit given the nuisance test's "
         "contrast family: the same weights (only draws scale the contrast), the transfer test run again on the new draws "
         "and its recommendation trained with the same seed, K, p and rule. Shares of the oracle's gain over CE+DRS as in "
         "`default_fit.py`, ± the ratio estimator's standard error over seeds; sets without a nuisance have no oracle and no eKLD. "
@@ -313,6 +335,9 @@ def main() -> None:
             ekld = {k: np.array([r[k][1] for _, r, *_ in rows]) for k in ("drs", "auto", "contrast", "oracle")}
             result["balanced_accuracy"]["oracle"] = float(acc["oracle"].mean())
             result["ekld_tail"] = {k: float(v.mean()) for k, v in ekld.items()}
+            # per seed, for default_fit.py's table (as warp_extent.py stores them)
+            result["per_seed"] = {k: {"balanced_accuracy": [float(x) for x in acc[k]], "ekld_tail": [float(x) for x in ekld[k]]}
+                                  for k in ("drs", "auto", "contrast", "oracle")}
             shares, more_cells = default_fit.paired_shares(acc, ekld, ("auto", "contrast"))
             result.update(shares)
             cells.update(more_cells)
@@ -325,6 +350,7 @@ def main() -> None:
             result["class_preservation"] = {name: float(np.mean([k[name] / k["true"] for k in kept.values()]))
                                             for name in ("default", "contrast")}
             result["class_preservation_seeds"] = sorted(kept)
+            result["class_preservation_per_seed"] = {str(seed): kept[seed] for seed in sorted(kept)}
             preserved = (f"{result['class_preservation']['default'] * 100:.0f} % / "
                          f"{result['class_preservation']['contrast'] * 100:.0f} % ({', '.join(map(str, sorted(kept)))})")
         summary[dataset] = result

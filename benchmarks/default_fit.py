@@ -23,6 +23,9 @@ Reads what the reproduction benchmarks wrote (nothing is trained here):
 * ``results/warp_extent.json`` (optional, ``benchmarks/warp_extent.py``): the ``rule`` and ``heldout``
   fits' recommended draws over the spread the nuisance test's ranges suggest (``warp_extent=2.5``, an
   option; a fit's training does not depend on the extent, only its draws do); its sets are counted per group.
+* ``results/contrast_family.json`` (optional, ``benchmarks/contrast_family.py``): the ``rule`` fits given
+  the nuisance test's contrast family (the default from this release; only draws change, so the fits are
+  the same), their recommended draws judged again and trained with the same K, p and rule.
 * ``results/reproduce_*_fresh.json`` (optional): fits made anew on nuisances no rule or setting was chosen
   on (``--datasets digits-shift-lt`` / ``fmnist-contrast-lt --output-suffix _fresh``), while a fit
   recommended extent 2.5: every GIT row of theirs drew at 2.5 (``results/warp_extent_x1.json`` has their
@@ -69,7 +72,7 @@ ROOT = shared.ROOT
 VARIANTS = ("paper", "recipes", "default", "background", "rule", "heldout", "fresh")
 #: The variants fitted with the default (each gets its sentence on how many sets reach the bar), and those
 #: whose results file is optional (not listed as missing).
-DEFAULT_VARIANTS = ("default", "background", "rule", "heldout", "fresh", "extent")
+DEFAULT_VARIANTS = ("default", "background", "rule", "heldout", "fresh", "extent", "contrast")
 OPTIONAL_VARIANTS = ("heldout", "fresh")
 #: The sets no rule, setting or default was developed on, counted apart from the six.
 NOT_DEVELOPED_ON = ("digits-scale-lt", "digits-contrast-lt", "digits-shift-lt", "fmnist-scale-lt", "fmnist-contrast-lt",
@@ -78,7 +81,7 @@ NOT_DEVELOPED_ON = ("digits-scale-lt", "digits-contrast-lt", "digits-shift-lt", 
 ROWS = (("paper", "git"), ("recipes", "git"), ("default", "git"), ("default", "git-residual"), ("default", "git-data"),
         ("default", "git-auto"), ("default", "git-val"), ("background", "git"), ("background", "git-auto"),
         ("rule", "git"), ("rule", "git-auto"), ("heldout", "git"), ("heldout", "git-auto"), ("extent", "git-auto"),
-        ("fresh", "git"), ("fresh", "git-auto"))
+        ("fresh", "git"), ("fresh", "git-auto"), ("contrast", "git-auto"))
 ROW_LABELS = {("paper", "git"): "paper objective", ("recipes", "git"): "per-nuisance recipe", ("default", "git"): "default fit",
               ("default", "git-residual"): "default fit, residual draws",
               ("default", "git-data"): "default fit, residual draws, data styles",
@@ -86,13 +89,14 @@ ROW_LABELS = {("paper", "git"): "paper objective", ("recipes", "git"): "per-nuis
               ("default", "git-val"): "default fit, the draw chosen on validation",
               ("background", "git"): "default fit with the background swap",
               ("background", "git-auto"): "default fit with the background swap, the fit's recommended draw",
-              ("rule", "git"): "current default fit, the paper's decoded draws (for comparison)",
-              ("rule", "git-auto"): "current default fit, the fit's recommended draw",
-              ("heldout", "git"): "current default fit on a held-out nuisance, the paper's decoded draws",
-              ("heldout", "git-auto"): "current default fit on a held-out nuisance, the fit's recommended draw",
-              ("extent", "git-auto"): "current default fit, the recommended draw over the estimated spread (warp_extent 2.5, an option)",
+              ("rule", "git"): "previous default fit (no contrast test), the paper's decoded draws (for comparison)",
+              ("rule", "git-auto"): "previous default fit (no contrast test), the fit's recommended draw",
+              ("heldout", "git"): "previous default fit on a held-out nuisance, the paper's decoded draws",
+              ("heldout", "git-auto"): "previous default fit on a held-out nuisance, the fit's recommended draw",
+              ("extent", "git-auto"): "previous default fit, the recommended draw over the estimated spread (warp_extent 2.5, an option)",
               ("fresh", "git"): "fit on a fresh nuisance while extent 2.5 was tried (every draw at 2.5), the paper's decoded draws",
-              ("fresh", "git-auto"): "fit on a fresh nuisance while extent 2.5 was tried, the fit's recommended draw at 2.5"}
+              ("fresh", "git-auto"): "fit on a fresh nuisance while extent 2.5 was tried, the fit's recommended draw at 2.5",
+              ("contrast", "git-auto"): "current default fit (contrast tested too, this release), the fit's recommended draw"}
 #: The generator diagnostic's class preservation for each GIT method's draw, and the true nuisance's figure it is
 #: set against. The recommended draw (which differs from seed to seed) is measured per seed with its own pair,
 #: under the same reference classifier; the draw chosen on validation has no figure.
@@ -207,6 +211,22 @@ def compare(summary: dict, dataset: str, git_method: str = "git") -> dict | None
     return result
 
 
+def variant_of(sets: dict, name: str, kept_name: str | None = None) -> dict:
+    """A paired benchmark's per-seed figures (``warp_extent.py``, ``contrast_family.py``: ``per_seed[name]`` beside
+    ``drs`` and ``oracle``) as one more variant's summary, its ``name`` runs as the recommended draw's (``git-auto``),
+    with their class preservation (``class_preservation_per_seed[...][kept_name or name]``) where measured."""
+    kept_name = kept_name or name
+    return {"table": {
+        dataset: {method: {"seeds": entry["seeds"], **entry["per_seed"][key]}
+                  for method, key in (("drs", "drs"), ("git-auto", name), ("oracle", "oracle"))}
+        for dataset, entry in sets.items() if {"drs", name, "oracle"} <= set(entry.get("per_seed", {}))},
+        # class preservation of the draw, against the true nuisance's, on the seeds measured
+        "diagnostics": {dataset: {"seeds": [int(seed) for seed in kept],
+                                  "generator_keep_recommended": [k[kept_name] for k in kept.values()],
+                                  "true_keep_recommended": [k["true"] for k in kept.values()]}
+                        for dataset, entry in sets.items() if (kept := entry.get("class_preservation_per_seed"))}}
+
+
 def share(value: float | None, error: float | None = None) -> str:
     if value is None:
         return "n/a"
@@ -229,22 +249,17 @@ def main() -> None:
 
     extent_path = args.results / "warp_extent.json"
     if extent_path.exists():  # the same fits' recommended draws over the estimated extent, as one more variant
-        extent = json.loads(extent_path.read_text())["sets"]
-        loaded["extent", "extent"] = {"table": {
-            dataset: {name: {"seeds": entry["seeds"], **entry["per_seed"][key]}
-                      for name, key in (("drs", "drs"), ("git-auto", "wide"), ("oracle", "oracle"))}
-            for dataset, entry in extent.items() if {"drs", "wide", "oracle"} <= set(entry.get("per_seed", {}))},
-            # class preservation of the draw over the extent, against the true nuisance's, on the seeds measured
-            "diagnostics": {dataset: {"seeds": [int(seed) for seed in kept],
-                                      "generator_keep_recommended": [k["extent"] for k in kept.values()],
-                                      "true_keep_recommended": [k["true"] for k in kept.values()]}
-                            for dataset, entry in extent.items() if (kept := entry.get("class_preservation_per_seed"))}}
+        loaded["extent", "extent"] = variant_of(json.loads(extent_path.read_text())["sets"], "wide", "extent")
+
+    contrast_path = args.results / "contrast_family.json"
+    if contrast_path.exists():  # the rule fits with the nuisance test's contrast family (benchmarks/contrast_family.py)
+        loaded["contrast", "contrast"] = variant_of(json.loads(contrast_path.read_text())["sets"], "contrast")
 
     comparison: dict = {}
     for variant, method in ROWS:
         for family in SOURCES:
-            summary = loaded.get((family, variant)) if variant != "extent" else (
-                loaded.get(("extent", "extent")) if family == "digits" else None)  # one file holds both families
+            summary = loaded.get((family, variant)) if variant not in ("extent", "contrast") else (
+                loaded.get((variant, variant)) if family == "digits" else None)  # one file holds both families
             for dataset in summary["table"] if summary else ():
                 result = compare(summary, dataset, method)
                 if result is not None:

@@ -95,13 +95,12 @@ def test_every_fitconfig_field_round_trips_through_its_flag(tmp_path):
         tensorboard=True, push_to_hub="someone/generator", progress=False, probe_steps=50, report=False,
         tracker="wandb", tracker_project="gitaug", tracker_run_name="first", warp_background="keep",
     )
-    # The fixed warp ranges need warp="auto" or "affine", and the contrast test warp="auto", so they are set in
-    # the other configs.
+    # The fixed warp ranges need warp="auto" or "affine", so they are set in another config; contrast too.
     ranges = {"warp_rotation", "warp_scale", "warp_shift"}
     changed = {f.name for f in dataclasses.fields(FitConfig) if getattr(everything, f.name) != DEFAULTS[f.name]}
     assert changed == {f.name for f in dataclasses.fields(FitConfig)} - {"dataset", "overwrite", "warp_contrast"} - ranges
     assert parse(as_argv(everything)) == everything
-    contrast = FitConfig(dataset="digits-lt", warp_contrast="auto")
+    contrast = FitConfig(dataset="digits-lt", warp_contrast="keep")
     assert contrast.warp_contrast != DEFAULTS["warp_contrast"] and parse(as_argv(contrast)) == contrast
 
     other = FitConfig(dataset="digits-bg-lt", overwrite=True, warp="affine", warp_rotation=30.0, warp_scale=1.2, warp_shift=0.1)

@@ -60,7 +60,12 @@ def test_a_local_folder_of_the_same_name_wins_with_a_warning(tmp_path, monkeypat
 
 
 def test_other_names_are_not_resolved_to_a_pretrained_generator(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    # huggingface_hub reads HF_HUB_OFFLINE when it is imported, which an earlier test may have done: with the
+    # variable alone, this test once spent 70 s of a full run on Hub requests.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.chdir(tmp_path)
     for name in ("digits-rot", "gitaug/digits-rot-lt", "Digits-Rot-LT"):
         assert pretrained.resolve_pretrained(name) == name

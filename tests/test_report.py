@@ -60,7 +60,7 @@ def test_a_fitted_generator_whose_style_is_ignored_is_near_identity(digits):
     with torch.no_grad():
         next(m for m in aug.generator.mlp.modules() if isinstance(m, torch.nn.Linear)).weight.zero_()
     warp = aug.generator.warp
-    warp.rotation, warp.scale, warp.shift = 0.0, 1.0, 0.0
+    warp.rotation, warp.scale, warp.shift, warp.contrast = 0.0, 1.0, 0.0, 1.0
     report = generator_report(aug, images, seed=0)
     assert report.draw_spread < 1e-6
     assert report.problems == ["near-identity"], report.verdict

@@ -140,7 +140,7 @@ class FitConfig:
                                     "flat background for another training image's goes unseen, and if so draws "
                                     "swap it for one of the data's background values; keep: draws keep the "
                                     "input's background", choices=WARP_BACKGROUND_MODES)
-    warp_contrast: str = _setting("keep", "networks", "with --warp auto: auto also tests which contrast factors "
+    warp_contrast: str = _setting("auto", "networks", "with --warp auto: auto also tests which contrast factors "
                                   "(intensities scaled about the image's background value: faded or stronger ink) "
                                   "go unseen, and draws scale their inputs' contrast within that range; keep: draws "
                                   "keep the input's contrast", choices=WARP_CONTRAST_MODES)
@@ -410,8 +410,6 @@ def _problems(config: FitConfig) -> list[str]:
         bad("warp_background", f"must be one of {WARP_BACKGROUND_MODES}")
     if config.warp_contrast not in WARP_CONTRAST_MODES:
         bad("warp_contrast", f"must be one of {WARP_CONTRAST_MODES}")
-    elif config.warp_contrast == "auto" and config.warp != "auto":
-        bad("warp_contrast", "'auto' needs warp='auto' (the nuisance test runs only there)")
     for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
         value = getattr(config, name)
         if value is not None and (not _is_number(value) or not low <= value <= high):
