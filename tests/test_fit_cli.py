@@ -345,7 +345,7 @@ def test_sigkilled_run_resumes_to_the_end_without_duplicate_log_lines(digits_npz
     assert proc.returncode == -signal.SIGKILL
     resume_from = checkpoint_steps(out)[-1]
     assert max(logged_steps(out)) > resume_from
-    assert not (out / "model.safetensors").exists()
+    assert not (out / "generator" / "model.safetensors").exists()
 
     result = subprocess.run(command + ["--resume"], cwd=tmp_path, env=subprocess_env(), capture_output=True,
                             text=True, timeout=300)
@@ -353,7 +353,7 @@ def test_sigkilled_run_resumes_to_the_end_without_duplicate_log_lines(digits_npz
     assert result.returncode == 0, failure_report(result)
     assert f"from step {resume_from}" in result.stderr  # it resumed rather than starting over
     assert logged_steps(out) == list(range(1, steps + 1))  # each step once, ending at the last
-    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    assert (out / "generator" / "config.json").is_file() and (out / "generator" / "model.safetensors").is_file()
     assert GITAugment.from_pretrained(out).metadata["steps"] == steps
     assert checkpoint_steps(out)[-1] == steps
     assert sorted(p.name for p in out.rglob("*.tmp")) == []  # no half-written checkpoint (or log, or json)
