@@ -350,3 +350,23 @@ def test_the_contrast_family_takes_fits_whose_background_values_moved_by_a_fract
     far = [[v + 8 / 255] for (v,) in found]
     assert contrast_family.background_shift(far, found) > contrast_family.BACKGROUND_TOLERANCE
     assert contrast_family.background_shift(found[:10], found) is None  # another number of values: another fit
+
+
+def test_default_fit_reads_a_paired_benchmark_s_per_seed_figures_as_a_variant():
+    import default_fit
+
+    sets = {"fmnist-bg-lt": {
+        "seeds": [0, 1],
+        "per_seed": {"drs": {"balanced_accuracy": [0.70, 0.72], "ekld_tail": [0.10, 0.12]},
+                     "contrast": {"balanced_accuracy": [0.72, 0.73], "ekld_tail": [0.06, 0.10]},
+                     "oracle": {"balanced_accuracy": [0.74, 0.74], "ekld_tail": [0.05, 0.08]}},
+        "class_preservation_per_seed": {"0": {"true": 0.8, "default": 0.7, "contrast": 0.72}}},
+        "digits-lt": {"seeds": [0], "per_seed": {"drs": {"balanced_accuracy": [0.9], "ekld_tail": [0.1]}}}}
+    summary = default_fit.variant_of(sets, "contrast")
+    assert list(summary["table"]) == ["fmnist-bg-lt"]  # a set without an oracle has no share
+    result = default_fit.compare(summary, "fmnist-bg-lt", "git-auto")
+    assert result["seeds"] == [0, 1]
+    assert result["accuracy_share"] == pytest.approx((0.725 - 0.71) / (0.74 - 0.71))
+    assert result["ekld_share"] == pytest.approx((0.11 - 0.08) / (0.11 - 0.065))
+    assert result["accuracy_git_minus_drs_per_seed"] == pytest.approx([0.02, 0.01])
+    assert result["class_preservation_ratio"] == pytest.approx(0.72 / 0.8)
