@@ -628,11 +628,16 @@ class RangeWarp(nn.Module):
         if self.is_identity:
             return image
         p = self.parameters_from_style(style, extent)  # once for all parts: a draw is on the augmentation's hot path
-        x = reference.float() if "contrast" in p or self.backgrounds is not None else None
+        flat = None
+        if "contrast" in p or self.backgrounds is not None:
+            x = reference.float()
+            # the reference's border value and flat background, found once for both parts
+            border, flat = _flat_background(x) if self.backgrounds is not None else (_background(x), None)
         if "contrast" in p:
-            image = scale_contrast(image, _background(x), p["contrast"].to(image.device))
-        if self.backgrounds is not None:
-            image = (image.float() + recolor_background(x, p["background"].to(x.device)) - x).clamp(-1, 1).to(image.dtype)
+            image = scale_contrast(image, border, p["contrast"].to(image.device))
+        if flat is not None:
+            recolored = _recolored(x, p["background"].to(x.device), flat)
+            image = (image.float() + recolored - x).clamp(-1, 1).to(image.dtype)
         return image if self.is_geometric_identity else _similarity_resample(image, p)
 
     def extra_repr(self) -> str:
@@ -699,8 +704,13 @@ def recolor_background(image: torch.Tensor, level: torch.Tensor) -> torch.Tensor
     """
     if level.dim() != 2 or tuple(level.shape) != tuple(image.shape[:2]):
         raise ValueError(f"level must have shape {tuple(image.shape[:2])} (one value per image and channel), got {tuple(level.shape)}")
+    return _recolored(image, level, background_mask(image))
+
+
+def _recolored(image: torch.Tensor, level: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`recolor_background` with the flat-background ``mask`` already found."""
     target = level.to(image.device, image.dtype)[:, :, None, None].expand_as(image)
-    return torch.where(background_mask(image), target, image)
+    return torch.where(mask, target, image)
 
 
 def background_values(image: torch.Tensor) -> torch.Tensor:
