@@ -218,34 +218,19 @@ def rejudge(folder: Path, dataset: str, seed: int) -> None:
     marker.write_text(done.stdout)
 
 
-def preservation(work: Path, dataset: str, seed: int) -> dict[str, float]:
+def preservation(work: Path, dataset: str, seed: int, measure: bool = True) -> dict[str, float] | None:
     """Class preservation of the true nuisance and of the fit's recommended draw without (``"default"``) and with
     the family (``"contrast"``), as ``draw_rules.py`` measures it (the share of draws of training images on which the
-    reference classifier keeps its prediction). Stored in ``<work>/diagnostics/<set>-seed<S>-contrast.json``."""
-    out = work / "diagnostics" / f"{dataset}-seed{seed}-contrast.json"
-    stored = json.loads(out.read_text()) if out.exists() else {}
+    reference classifier keeps its prediction), each at extent 1 as the runs compared (a fit made while extent 2.5
+    was tried recommends 2.5). Stored in ``<work>/diagnostics/<set>-seed<S>-contrast.json``; with ``measure=False``
+    only read from there, ``None`` unless every figure is."""
+    from gitaug import GITAugment
+
     folders = {"default": shared.generator_dir(work, dataset, seed), "contrast": contrast_dir(work, dataset, seed)}
-    todo = [name for name in ("true", *folders) if name not in stored]
-    if todo:
-        from gitaug import GITAugment
-        from gitaug._files import write_json
-
-        keep = shared.preservation_meter(dataset, seed)
-        for name in todo:
-            # at extent 1, as the runs compared (a fit made while extent 2.5 was tried recommends 2.5)
-            stored[name] = keep(nuisance_of(dataset) if name == "true" else
-                                GITAugment.from_pretrained(folders[name], warp_extent=1.0))
-            print(f"  class preservation {dataset} seed {seed}: {name} {stored[name]:.3f}", flush=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(out, stored)
-    return stored
-
-
-def stored_preservation(work: Path, dataset: str, seed: int) -> dict[str, float] | None:
-    """What :func:`preservation` stored for a fit, if it measured every figure."""
-    out = work / "diagnostics" / f"{dataset}-seed{seed}-contrast.json"
-    stored = json.loads(out.read_text()) if out.exists() else {}
-    return stored if all(name in stored for name in ("true", "default", "contrast")) else None
+    draws = {name: (lambda folder=folder: GITAugment.from_pretrained(folder, warp_extent=1.0))
+             for name, folder in folders.items()} if measure else None
+    stored = shared.stored_preservation(work / "diagnostics" / f"{dataset}-seed{seed}-contrast.json", dataset, seed, draws)
+    return stored if all(name in stored for name in ("true", *folders)) else None
 
 
 def job(work: Path, dataset: str, seed: int, folder: Path):
@@ -341,10 +326,8 @@ def main() -> None:
             shares, more_cells = default_fit.paired_shares(acc, ekld, ("auto", "contrast"))
             result.update(shares)
             cells.update(more_cells)
-        kept = {seed: preservation(work_of[dataset], dataset, seed) for seed in seeds if seed in args.preservation_seeds
-                and nuisance_of(dataset) is not None}
-        kept.update({seed: figures for seed in seeds if seed not in kept
-                     and (figures := stored_preservation(work_of[dataset], dataset, seed)) is not None})
+        kept = {seed: figures for seed in seeds if (figures := preservation(
+            work_of[dataset], dataset, seed, measure=seed in args.preservation_seeds and nuisance_of(dataset) is not None))}
         preserved = ""
         if kept:
             result["class_preservation"] = {name: float(np.mean([k[name] / k["true"] for k in kept.values()]))

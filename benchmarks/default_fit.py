@@ -247,19 +247,17 @@ def main() -> None:
             elif variant not in OPTIONAL_VARIANTS:
                 missing.append(shared.shown(path))
 
-    extent_path = args.results / "warp_extent.json"
-    if extent_path.exists():  # the same fits' recommended draws over the estimated extent, as one more variant
-        loaded["extent", "extent"] = variant_of(json.loads(extent_path.read_text())["sets"], "wide", "extent")
-
-    contrast_path = args.results / "contrast_family.json"
-    if contrast_path.exists():  # the rule fits with the nuisance test's contrast family (benchmarks/contrast_family.py)
-        loaded["contrast", "contrast"] = variant_of(json.loads(contrast_path.read_text())["sets"], "contrast")
+    # The paired benchmarks' files hold both families: the same fits' recommended draws over the estimated
+    # extent, and with the nuisance test's contrast family, each as one more variant.
+    for variant, path, name, kept_name in (("extent", "warp_extent.json", "wide", "extent"),
+                                           ("contrast", "contrast_family.json", "contrast", None)):
+        if (args.results / path).exists():
+            loaded["all", variant] = variant_of(json.loads((args.results / path).read_text())["sets"], name, kept_name)
 
     comparison: dict = {}
     for variant, method in ROWS:
-        for family in SOURCES:
-            summary = loaded.get((family, variant)) if variant not in ("extent", "contrast") else (
-                loaded.get((variant, variant)) if family == "digits" else None)  # one file holds both families
+        for family in (*SOURCES, "all"):
+            summary = loaded.get((family, variant))
             for dataset in summary["table"] if summary else ():
                 result = compare(summary, dataset, method)
                 if result is not None:

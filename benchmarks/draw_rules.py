@@ -91,23 +91,12 @@ def draw_preservation(work: Path, dataset: str, seed: int, test: TransferTest, e
     prediction; each draw at the ``warp_extent`` the fit's runs drew with. Stored in
     ``<work>/diagnostics/<set>-seed<S>-draws.json``; only what that file lacks is measured.
     """
-    out = work / "diagnostics" / f"{dataset}-seed{seed}-draws.json"
-    stored = json.loads(out.read_text()) if out.exists() else {}
-    todo = [name for name in ("true", *test.names) if name not in stored]
-    if not todo:
-        return stored
     from gitaug import GITAugment
-    from gitaug._files import write_json
 
-    keep = shared.preservation_meter(dataset, seed)
     folder = shared.generator_dir(work, dataset, seed)
-    for name in todo:
-        stored[name] = keep(nuisance_of(dataset) if name == "true" else
-                            GITAugment.from_pretrained(folder, **{**test.settings[name], "warp_extent": extent}))
-        print(f"  class preservation {dataset} seed {seed}: {name} {stored[name]:.3f}", flush=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, stored)
-    return stored
+    draws = {name: (lambda name=name: GITAugment.from_pretrained(folder, **{**test.settings[name], "warp_extent": extent}))
+             for name in test.names}
+    return shared.stored_preservation(work / "diagnostics" / f"{dataset}-seed{seed}-draws.json", dataset, seed, draws)
 
 
 def preserved(result: dict) -> str:

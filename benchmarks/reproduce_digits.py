@@ -49,11 +49,10 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import torch
 
-from _report import command_line, update_section
+from _report import ROOT, command_line, portable, update_section
 from gitaug._files import write_json
 from gitaug.hub import is_generator_folder
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "train_longtail.py"
 DATASETS = ("digits-rot-lt", "digits-bg-lt", "digits-dil-lt")
 #: Nuisances the defaults were not developed on (zoom, faded ink): ``--datasets`` takes them to check
@@ -197,9 +196,9 @@ def run_all(jobs: list[tuple[list[str], Path, Path]], workers: int) -> int:
 
 
 def shown(path: Path) -> str:
-    """A path as printed and stored: relative to the repository when inside it (--results and --report may be elsewhere)."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    """A path as printed and stored: relative to the repository when inside it (--results and --report may be
+    elsewhere; :func:`_report.portable`)."""
+    return portable(str(path.resolve()))
 
 
 def generator_dir(work: Path, dataset: str, seed: int) -> Path:
@@ -524,6 +523,26 @@ def reference_classifier(dataset: str, seed: int, epochs: int = 15) -> torch.nn.
             optimizer.step()
         scheduler.step()
     return model.eval()
+
+
+def stored_preservation(out: Path, dataset: str, seed: int,
+                        draws: dict[str, Callable[[], Any]] | None = None) -> dict[str, float]:
+    """Class preservation (:func:`preservation_meter`) of the true nuisance (``"true"``) and of each of ``draws``
+    (name: a function that builds its transform), stored in the JSON file ``out``: only what the file lacks is
+    measured, and nothing without ``draws`` (then it returns what is stored)."""
+    stored = json.loads(out.read_text()) if out.exists() else {}
+    todo = [name for name in ("true", *(draws or {})) if name not in stored]
+    if not draws or not todo:
+        return stored
+    from gitaug.datasets import nuisance_of
+
+    keep = preservation_meter(dataset, seed)
+    for name in todo:
+        stored[name] = keep(nuisance_of(dataset) if name == "true" else draws[name]())
+        print(f"  class preservation {dataset} seed {seed}: {name} {stored[name]:.3f}", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, stored)
+    return stored
 
 
 def preservation_meter(dataset: str, seed: int) -> Callable[[Any], float]:
