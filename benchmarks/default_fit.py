@@ -26,6 +26,10 @@ Reads what the reproduction benchmarks wrote (nothing is trained here):
 * ``results/contrast_family.json`` (optional, ``benchmarks/contrast_family.py``): the ``rule`` fits given
   the nuisance test's contrast family (the default from this release; only draws change, so the fits are
   the same), their recommended draws judged again and trained with the same K, p and rule.
+* ``results/reproduce_*_contrast_seeds.json`` (optional): the current default fitted anew on more seeds
+  (``--datasets fmnist-bg-lt fmnist-dil-lt --seeds 2 3 --select --output-suffix _contrast_seeds``; K, p and
+  the rule chosen on the first seed's validation split), added seed by seed to ``contrast_family.json``'s rows
+  (:func:`add_seeds`; a seed both hold takes the fresh fit's figures).
 * ``results/reproduce_*_fresh.json`` (optional): fits made anew on nuisances no rule or setting was chosen
   on (``--datasets digits-shift-lt`` / ``fmnist-contrast-lt --output-suffix _fresh``), while a fit
   recommended extent 2.5: every GIT row of theirs drew at 2.5 (``results/warp_extent_x1.json`` has their
@@ -167,6 +171,37 @@ def overlay(base: dict, extra: dict) -> None:
             del base["diagnostics"][dataset]
 
 
+#: The per-seed figures :func:`compare` reads from a row, and the class-preservation figures from a diagnostic.
+SEED_KEYS = ("balanced_accuracy", "ekld_tail")
+KEEP_SEED_KEYS = ("generator_keep_recommended", "true_keep_recommended")
+
+
+def add_seeds(base: dict, extra: dict, methods: tuple[str, ...] = ("drs", "git-auto", "oracle")) -> None:
+    """Add the seeds of ``extra`` (the same fit and draw rule run on more seeds) to ``base``'s rows of ``methods``,
+    seed by seed: a seed both hold takes ``extra``'s figures. Unlike :func:`overlay`, a dataset keeps the seeds
+    ``extra`` lacks. Only the figures :func:`compare` reads are kept (``SEED_KEYS``, ``KEEP_SEED_KEYS``)."""
+
+    def merged(old: dict, new: dict, old_seeds: list[int], new_seeds: list[int], keys: tuple[str, ...]) -> dict:
+        by_seed = {seed: {k: old[k][i] for k in keys if k in old} for i, seed in enumerate(old_seeds)}
+        for i, seed in enumerate(new_seeds):
+            by_seed[seed] = {k: new[k][i] for k in keys if k in new}
+        seeds = sorted(s for s, figures in by_seed.items() if set(figures) == set(keys))
+        return {"seeds": seeds, **{k: [by_seed[s][k] for s in seeds] for k in keys}}
+
+    for dataset, rows in extra["table"].items():
+        target = base["table"].setdefault(dataset, {})
+        for method in methods:
+            if method in rows:
+                old = target.get(method, {})
+                target[method] = merged(old, rows[method], seeds_of({}, old) if old else [],
+                                        seeds_of(extra, rows[method]), SEED_KEYS)
+        diag = extra.get("diagnostics", {}).get(dataset)
+        if diag and all(k in diag for k in KEEP_SEED_KEYS):
+            old = base.setdefault("diagnostics", {}).get(dataset, {})
+            base["diagnostics"][dataset] = merged(old, diag, list(old.get("seeds", [])),
+                                                  list(diag.get("seeds") or seeds_of(extra, {})), KEEP_SEED_KEYS)
+
+
 def compare(summary: dict, dataset: str, git_method: str = "git") -> dict | None:
     """GIT (``git_method``'s runs) against CE+DRS and the oracle on the seeds all three finished, from one benchmark run."""
     rows = summary["table"].get(dataset, {})
@@ -253,6 +288,8 @@ def main() -> None:
                                            ("contrast", "contrast_family.json", "contrast", None)):
         if (args.results / path).exists():
             loaded["all", variant] = variant_of(json.loads((args.results / path).read_text())["sets"], name, kept_name)
+    for extra in sorted(args.results.glob("reproduce_*_contrast_seeds.json")) if ("all", "contrast") in loaded else ():
+        add_seeds(loaded["all", "contrast"], json.loads(extra.read_text()))
 
     comparison: dict = {}
     for variant, method in ROWS:

@@ -370,3 +370,36 @@ def test_default_fit_reads_a_paired_benchmark_s_per_seed_figures_as_a_variant():
     assert result["ekld_share"] == pytest.approx((0.11 - 0.08) / (0.11 - 0.065))
     assert result["accuracy_git_minus_drs_per_seed"] == pytest.approx([0.02, 0.01])
     assert result["class_preservation_ratio"] == pytest.approx(0.72 / 0.8)
+
+
+def test_default_fit_adds_fresh_seeds_of_the_current_default_to_the_paired_benchmark_s_rows():
+    import default_fit
+
+    sets = {"fmnist-bg-lt": {
+        "seeds": [0, 1],
+        "per_seed": {"drs": {"balanced_accuracy": [0.70, 0.72], "ekld_tail": [0.10, 0.12]},
+                     "contrast": {"balanced_accuracy": [0.72, 0.73], "ekld_tail": [0.06, 0.10]},
+                     "oracle": {"balanced_accuracy": [0.74, 0.74], "ekld_tail": [0.05, 0.08]}},
+        "class_preservation_per_seed": {"0": {"true": 0.8, "contrast": 0.72}}}}
+    summary = default_fit.variant_of(sets, "contrast")
+    # A re-run on seeds 1 and 2 (seed 1 fitted anew: its figures replace the paired benchmark's), with a method
+    # the variant has no row for, and a dataset it lacks.
+    row = {"seeds": [1, 2], "tail_accuracy": [0.5, 0.5]}
+    extra = {"table": {
+        "fmnist-bg-lt": {"drs": {**row, "balanced_accuracy": [0.72, 0.60], "ekld_tail": [0.12, 0.20]},
+                         "git-auto": {**row, "balanced_accuracy": [0.72, 0.64], "ekld_tail": [0.12, 0.10]},
+                         "oracle": {**row, "balanced_accuracy": [0.74, 0.64], "ekld_tail": [0.08, 0.10]},
+                         "git": {**row, "balanced_accuracy": [0.0, 0.0], "ekld_tail": [9.0, 9.0]}},
+        "fmnist-dil-lt": {m: {**row, "balanced_accuracy": [0.7, 0.7], "ekld_tail": [0.1, 0.1]}
+                          for m in ("drs", "git-auto", "oracle")}},
+        "diagnostics": {"fmnist-bg-lt": {"seeds": [1, 2], "generator_keep_recommended": [0.9, 0.5],
+                                         "true_keep_recommended": [1.0, 1.0]}}}
+    default_fit.add_seeds(summary, extra)
+    result = default_fit.compare(summary, "fmnist-bg-lt", "git-auto")
+    assert result["seeds"] == [0, 1, 2]
+    assert result["accuracy_git_minus_drs_per_seed"] == pytest.approx([0.02, 0.0, 0.04])
+    assert result["accuracy_share"] == pytest.approx((0.06 / 3) / (0.10 / 3))
+    assert result["ekld_share"] == pytest.approx((0.04 + 0.0 + 0.10) / (0.05 + 0.04 + 0.10))
+    assert result["class_preservation_ratio"] == pytest.approx((0.72 + 0.9 + 0.5) / (0.8 + 1.0 + 1.0))
+    assert "git" not in summary["table"]["fmnist-bg-lt"]  # only the rows the variant compares
+    assert default_fit.compare(summary, "fmnist-dil-lt", "git-auto")["seeds"] == [1, 2]
