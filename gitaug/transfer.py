@@ -164,6 +164,13 @@ class TransferTest:
         order = reversed(self.names) if prefer == "least" else iter(self.names)
         return next(n for n in order if self.mean(n) >= best - tolerance * error)
 
+    def harms(self, tolerance: float = TOLERANCE) -> bool:
+        """Whether even the best draw scores more than ``tolerance`` standard errors below training without one
+        (never with one repeat: no error estimate). GIT with such a generator would teach the tail less than
+        plain re-sampling."""
+        error = self.difference_error()
+        return not math.isnan(error) and self.mean(self.best()) < self.mean(NO_DRAW) - tolerance * error
+
     def summary(self, tolerance: float = TOLERANCE, prefer: str = PREFER) -> str:
         """One line: every draw's mean score, the error, and the recommendation with why."""
         repeats = len(self.balanced_accuracy[self.names[0]])
@@ -178,7 +185,7 @@ class TransferTest:
         if chosen != self.best():
             errors = "one standard error" if tolerance == 1 else f"{tolerance:g} standard errors"
             line += f" (the {prefer} varied draw within {errors} of the best, {self.best()})"
-        if not math.isnan(error) and self.mean(self.best()) < self.mean(NO_DRAW) - tolerance * error:
+        if self.harms(tolerance):
             line += "; warning: no draw beats training without one, this generator would harm GIT"
         return line
 

@@ -107,6 +107,26 @@ def test_a_fit_on_labelled_images_stores_the_draw_that_from_pretrained_uses(tmp_
     assert GITAugment.from_pretrained(out, residual=False, appearance_scale=1.0).residual is False  # the caller decides
 
 
+def test_a_fit_whose_every_draw_teaches_the_pseudo_tail_less_than_no_draw_warns(tmp_path, monkeypatch, caplog):
+    import gitaug.report
+    from gitaug.transfer import NO_DRAW, TransferTest
+
+    def harmful(generator, images, labels, **options):
+        names = [name for name, _ in DRAW_CANDIDATES]
+        scores = {NO_DRAW: [0.90, 0.92, 0.91], **{n: [0.60 + 0.01 * i, 0.62, 0.61] for i, n in enumerate(names)}}
+        return TransferTest(names=names, settings=dict(DRAW_CANDIDATES), balanced_accuracy=scores,
+                            tail_accuracy=scores, tail_probability=scores, head_classes=[0, 1, 2], tail_images=5, steps=1)
+
+    monkeypatch.setattr(gitaug.report, "draw_transfer_test", harmful)
+    images, labels = digits_16(counts=[40, 30, 25, 5])
+    np.savez(tmp_path / "digits.npz", images=images, labels=labels)
+    with caplog.at_level("WARNING", logger="gitaug"):
+        out = fit_run(tiny(tmp_path / "digits.npz", tmp_path / "run", steps=2, checkpoint_every=0, report=True))
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "no draw of this generator" in r.getMessage()]
+    assert len(warned) == 1 and "without a draw" in warned[0] and "91.0%" in warned[0]
+    assert "would harm GIT" in GITAugment.from_pretrained(out).metadata["draw"]["chosen"]  # and the stored summary says so
+
+
 def test_tiny_run_exports_a_folder_that_gitaugment_loads(digits_npz, tmp_path):
     out = fit_run(tiny(digits_npz, tmp_path / "run", steps=4, sample_every=2))
 

@@ -223,8 +223,9 @@ def test_the_recommended_draw_is_the_most_varied_one_the_test_cannot_tell_from_t
         TransferTest.from_dict({**far.to_dict(), "tail_probability": {**probability, "warp": [0.6]}})
     # Every draw well below no draw at all: the summary says the generator would harm GIT.
     harmful = _figures({NO_DRAW: [0.90, 0.91, 0.89], "decoded": [0.60, 0.62, 0.61], "warp": [0.70, 0.71, 0.69]})
-    assert "would harm GIT" in harmful.summary()
-    assert "would harm GIT" not in close.summary()
+    assert "would harm GIT" in harmful.summary() and harmful.harms()
+    assert "would harm GIT" not in close.summary() and not close.harms()
+    assert not _figures({NO_DRAW: [0.9], "decoded": [0.1]}).harms()  # one repeat: no error, no judgement
 
 
 class _ClassSwap(MUNITGenerator):

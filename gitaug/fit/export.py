@@ -70,11 +70,18 @@ def export_generator(
         test = _transfer_test(state, data, metadata["styles"], config.seed)
         if test is not None:
             from ..report import recommendation
+            from ..transfer import NO_DRAW
 
             metadata["draw"] = draw = recommendation(test)
             metadata["draw_test"] = test.to_dict()
             logger.info("draws, pseudo-tail transfer test:\n%s", test)
             logger.info("recommended draw: %s", {k: v for k, v in draw.items() if k != "chosen"})
+            if test.harms():
+                logger.warning("no draw of this generator taught the pseudo-tail classes as much as their own images "
+                               "alone (%s vs %.1f%% without a draw): GIT with it would likely lower accuracy on the "
+                               "tail; look at its sample grid, and compare with plain re-sampling on validation "
+                               "before training with it", f"{test.mean(test.best()):.1%} for {test.best()}",
+                               100 * test.mean(NO_DRAW))
             # How far the recommended draw moves an input: the tested ranges times its warp extent.
             drawn = drawn_ranges(state.generator.warp, draw.get("warp_extent", 1.0))
             if drawn is not None:
