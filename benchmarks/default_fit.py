@@ -26,9 +26,10 @@ Reads what the reproduction benchmarks wrote (nothing is trained here):
 * ``results/contrast_family.json`` (optional, ``benchmarks/contrast_family.py``): the ``rule`` fits given
   the nuisance test's contrast family (the default from this release; only draws change, so the fits are
   the same), their recommended draws judged again and trained with the same K, p and rule.
-* ``results/reproduce_*_contrast_seeds.json`` (optional): the current default fitted anew on more seeds
-  (``--datasets fmnist-bg-lt fmnist-dil-lt --seeds 2 3 --select --output-suffix _contrast_seeds``; K, p and
-  the rule chosen on the first seed's validation split), added seed by seed to ``contrast_family.json``'s rows
+* ``results/reproduce_*_contrast_seeds*.json`` (optional): the current default fitted anew on more seeds
+  (``--datasets fmnist-bg-lt fmnist-dil-lt --seeds 2 3 --select --output-suffix _contrast_seeds``, and
+  ``--datasets fmnist-bg-lt --seeds 4 5 ... --output-suffix _contrast_seeds_45``; K, p and the rule chosen
+  on the validation split of each run's first seed), added seed by seed to ``contrast_family.json``'s rows
   (:func:`add_seeds`; a seed both hold takes the fresh fit's figures).
 * ``results/reproduce_*_fresh.json`` (optional): fits made anew on nuisances no rule or setting was chosen
   on (``--datasets digits-shift-lt`` / ``fmnist-contrast-lt --output-suffix _fresh``), while a fit
@@ -288,7 +289,7 @@ def main() -> None:
                                            ("contrast", "contrast_family.json", "contrast", None)):
         if (args.results / path).exists():
             loaded["all", variant] = variant_of(json.loads((args.results / path).read_text())["sets"], name, kept_name)
-    for extra in sorted(args.results.glob("reproduce_*_contrast_seeds.json")) if ("all", "contrast") in loaded else ():
+    for extra in sorted(args.results.glob("reproduce_*_contrast_seeds*.json")) if ("all", "contrast") in loaded else ():
         add_seeds(loaded["all", "contrast"], json.loads(extra.read_text()))
 
     comparison: dict = {}
