@@ -17,6 +17,18 @@ def quick_transfer_test(monkeypatch):
     monkeypatch.setattr(gitaug.report, "RECOMMEND_STEPS", 20)
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """The command-line entry points set torch's thread count for their process (``--threads``); called
+    in-process by a test, that would leak into every later test, whose float results can then differ in the
+    last bits from a fresh interpreter's."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
 

@@ -163,7 +163,10 @@ def load_in_subprocess(repo: str, env: dict[str, str], **kwargs) -> dict:
 
 def loads_in_subprocess(calls: list[tuple[str, dict]], env: dict[str, str]) -> list[dict]:
     """Several ``from_pretrained`` calls, in order, in one fresh interpreter with ``env``."""
-    full_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}
+    # The same thread count as this process: the outputs are compared bit for bit with ones computed here,
+    # and a convolution's float sums depend on how many threads share them.
+    full_env = {**os.environ, **env, "OMP_NUM_THREADS": str(torch.get_num_threads()),
+                "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
         [sys.executable, "-c", HUB_SCRIPT, json.dumps(calls)],
         env=full_env,
