@@ -352,16 +352,21 @@ def test_the_contrast_family_takes_fits_whose_background_values_moved_by_a_fract
     assert contrast_family.background_shift(found[:10], found) is None  # another number of values: another fit
 
 
+def paired_contrast_set() -> dict:
+    """contrast_family.json's entry for one set: two seeds of CE+DRS, the contrast draw and the oracle, and
+    class preservation measured on seed 0."""
+    return {"seeds": [0, 1],
+            "per_seed": {"drs": {"balanced_accuracy": [0.70, 0.72], "ekld_tail": [0.10, 0.12]},
+                         "contrast": {"balanced_accuracy": [0.72, 0.73], "ekld_tail": [0.06, 0.10]},
+                         "oracle": {"balanced_accuracy": [0.74, 0.74], "ekld_tail": [0.05, 0.08]}},
+            "class_preservation_per_seed": {"0": {"true": 0.8, "default": 0.7, "contrast": 0.72}}}
+
+
 def test_default_fit_reads_a_paired_benchmark_s_per_seed_figures_as_a_variant():
     import default_fit
 
-    sets = {"fmnist-bg-lt": {
-        "seeds": [0, 1],
-        "per_seed": {"drs": {"balanced_accuracy": [0.70, 0.72], "ekld_tail": [0.10, 0.12]},
-                     "contrast": {"balanced_accuracy": [0.72, 0.73], "ekld_tail": [0.06, 0.10]},
-                     "oracle": {"balanced_accuracy": [0.74, 0.74], "ekld_tail": [0.05, 0.08]}},
-        "class_preservation_per_seed": {"0": {"true": 0.8, "default": 0.7, "contrast": 0.72}}},
-        "digits-lt": {"seeds": [0], "per_seed": {"drs": {"balanced_accuracy": [0.9], "ekld_tail": [0.1]}}}}
+    sets = {"fmnist-bg-lt": paired_contrast_set(),
+            "digits-lt": {"seeds": [0], "per_seed": {"drs": {"balanced_accuracy": [0.9], "ekld_tail": [0.1]}}}}
     summary = default_fit.variant_of(sets, "contrast")
     assert list(summary["table"]) == ["fmnist-bg-lt"]  # a set without an oracle has no share
     result = default_fit.compare(summary, "fmnist-bg-lt", "git-auto")
@@ -375,13 +380,7 @@ def test_default_fit_reads_a_paired_benchmark_s_per_seed_figures_as_a_variant():
 def test_default_fit_adds_fresh_seeds_of_the_current_default_to_the_paired_benchmark_s_rows():
     import default_fit
 
-    sets = {"fmnist-bg-lt": {
-        "seeds": [0, 1],
-        "per_seed": {"drs": {"balanced_accuracy": [0.70, 0.72], "ekld_tail": [0.10, 0.12]},
-                     "contrast": {"balanced_accuracy": [0.72, 0.73], "ekld_tail": [0.06, 0.10]},
-                     "oracle": {"balanced_accuracy": [0.74, 0.74], "ekld_tail": [0.05, 0.08]}},
-        "class_preservation_per_seed": {"0": {"true": 0.8, "contrast": 0.72}}}}
-    summary = default_fit.variant_of(sets, "contrast")
+    summary = default_fit.variant_of({"fmnist-bg-lt": paired_contrast_set()}, "contrast")
     # A re-run on seeds 1 and 2 (seed 1 fitted anew: its figures replace the paired benchmark's), with a method
     # the variant has no row for, and a dataset it lacks.
     row = {"seeds": [1, 2], "tail_accuracy": [0.5, 0.5]}
