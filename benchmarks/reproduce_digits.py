@@ -55,9 +55,9 @@ from gitaug.hub import is_generator_folder
 
 EXAMPLE = ROOT / "examples" / "train_longtail.py"
 DATASETS = ("digits-rot-lt", "digits-bg-lt", "digits-dil-lt")
-#: Nuisances the defaults were not developed on (zoom, faded ink): ``--datasets`` takes them to check
+#: Nuisances the defaults were not developed on (zoom, faded ink, shift, mirror image): ``--datasets`` takes them to check
 #: that a rule chosen on the three above carries over to what it was not chosen on.
-HELD_OUT = ("digits-scale-lt", "digits-contrast-lt", "digits-shift-lt")
+HELD_OUT = ("digits-scale-lt", "digits-contrast-lt", "digits-shift-lt", "digits-flip-lt")
 #: Per-dataset gitaug-fit recipes of earlier releases (``--fit-flags recipes``), kept to compare
 #: with: the rotation set got the style-driven warp and the term that rewards it, the others the
 #: mode-seeking term. The default (``--fit-flags default``) is gitaug-fit with no flag at all: it

@@ -111,6 +111,10 @@ class MUNITConfig:
             warp_contrast] (faded or stronger ink on the same background;
             1: draws keep the contrast). Like the background swap, only draws
             apply it.
+        warp_flip: with ``warp="affine"``, whether draws mirror the image
+            left to right, half of them (a data set that holds every image's
+            mirror image as likely as the image: most photographs, symmetric
+            objects). Like the background swap and contrast, only draws apply it.
 
     Example::
 
@@ -137,6 +141,7 @@ class MUNITConfig:
     warp_shift: float = 0.0
     warp_backgrounds: tuple[tuple[float, ...], ...] = ()
     warp_contrast: float = 1.0
+    warp_flip: bool = False
 
     def __post_init__(self) -> None:
         if self.in_channels not in (1, 3):
@@ -162,13 +167,16 @@ class MUNITConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+        if not isinstance(self.warp_flip, bool):
+            raise ValueError(f"warp_flip must be True or False, got {self.warp_flip!r}")
         # JSON gives lists; the config keeps tuples, so that it compares equal after a round trip
         object.__setattr__(self, "warp_backgrounds", _checked_backgrounds(self.warp_backgrounds, self.in_channels))
         given = (self.warp_rotation, self.warp_scale, self.warp_shift, self.warp_contrast)
-        if self.warp != "affine" and (given != (0.0, 1.0, 0.0, 1.0) or self.warp_backgrounds):
+        if self.warp != "affine" and (given != (0.0, 1.0, 0.0, 1.0) or self.warp_backgrounds or self.warp_flip):
             raise ValueError(
-                f"warp_rotation, warp_scale, warp_shift, warp_contrast and warp_backgrounds need warp='affine', got warp={self.warp!r} "
-                f"with ({', '.join(repr(v) for v in given)}) and {len(self.warp_backgrounds)} background(s)"
+                f"warp_rotation, warp_scale, warp_shift, warp_contrast, warp_backgrounds and warp_flip need "
+                f"warp='affine', got warp={self.warp!r} with ({', '.join(repr(v) for v in given)}), "
+                f"{len(self.warp_backgrounds)} background(s) and warp_flip={self.warp_flip}"
             )
         stride = 2**self.n_downsample
         if self.image_size % stride:
@@ -523,13 +531,14 @@ class RangeWarp(nn.Module):
     scale the ranges: angle = ``rotation`` * u0 (degrees), log-scale =
     ``log(scale)`` * u1, shift = ``shift`` * (u2, u3) (fractions of the side);
     u4 picks one of ``backgrounds`` (equally likely); the contrast factor is
-    ``contrast ** u5``. A style code from
+    ``contrast ** u5``; with ``flip``, u6 > 0 mirrors the image left to right
+    (half the draws). A style code from
     N(0, I) thus gives a transform uniform within the ranges, and the same
     code always gives the same transform. The ranges and values are plain
     numbers, not parameters: ``gitaug-fit`` sets them from a test of which
     transforms the data does not notice (:mod:`gitaug.fit.nuisance_probe`).
-    With every range at 0 (contrast 1) and no background values the image is
-    returned untouched.
+    With every range at 0 (contrast 1), no background values and no flip the
+    image is returned untouched.
 
     Calling the module applies the geometric part (a fit's fakes go through
     it); :meth:`draw` applies all, scaling the contrast about the background
@@ -554,27 +563,30 @@ class RangeWarp(nn.Module):
 
     def __init__(
         self, rotation: float = 0.0, scale: float = 1.0, shift: float = 0.0,
-        backgrounds: Sequence[Sequence[float]] = (), contrast: float = 1.0,
+        backgrounds: Sequence[Sequence[float]] = (), contrast: float = 1.0, flip: bool = False,
     ) -> None:
         super().__init__()
         self.rotation, self.scale, self.shift = float(rotation), float(scale), float(shift)
         self.contrast = float(contrast)
+        self.flip = bool(flip)
         #: (L, C) background values, or None: a plain tensor, not a buffer (the config holds them)
         self.backgrounds = torch.tensor(backgrounds, dtype=torch.float32) if len(backgrounds) else None
 
     @classmethod
     def from_config(cls, config: "MUNITConfig") -> "RangeWarp":
-        """The warp of a ``warp="affine"`` :class:`MUNITConfig`: its ranges, background values and contrast."""
+        """The warp of a ``warp="affine"`` :class:`MUNITConfig`: its ranges, background values, contrast and flip."""
         return cls(config.warp_rotation, config.warp_scale, config.warp_shift, config.warp_backgrounds,
-                   config.warp_contrast)
+                   config.warp_contrast, config.warp_flip)
 
     @property
     def is_geometric_identity(self) -> bool:
+        """Whether calling the module (the turn, scale and shift a fit's fakes get) leaves an image as it is."""
         return self.rotation == 0 and self.scale == 1 and self.shift == 0
 
     @property
     def is_identity(self) -> bool:
-        return self.is_geometric_identity and self.backgrounds is None and self.contrast == 1
+        """Whether a draw (:meth:`draw`) leaves an image as it is."""
+        return self.is_geometric_identity and self.backgrounds is None and self.contrast == 1 and not self.flip
 
     def contrast_range(self, extent: float = 1.0) -> float:
         """The log contrast factor a draw reaches, times ``extent``: up to :attr:`max_log_contrast` (or the fitted
@@ -593,10 +605,12 @@ class RangeWarp(nn.Module):
 
     def parameters_from_style(self, style: torch.Tensor, extent: float = 1.0) -> dict[str, torch.Tensor]:
         """The transform a style code stands for: ``angle`` (radians), ``scale``, ``shift`` (N, 2) in [-1, 1]
-        units, with background values ``background`` (N, C), the one picked, and with a contrast range
-        ``contrast`` (N,), the factor. ``extent`` multiplies the ranges (:meth:`ranges`, :meth:`contrast_range`)."""
+        units, with background values ``background`` (N, C), the one picked, with a contrast range
+        ``contrast`` (N,), the factor, and with ``flip`` ``flip`` (N,), True where the draw mirrors (never at
+        ``extent`` 0, which keeps the geometry). ``extent`` multiplies the ranges (:meth:`ranges`,
+        :meth:`contrast_range`)."""
         dims = style.shape[1]
-        u = torch.erf(style.float()[:, [k % dims for k in range(6)]] / math.sqrt(2))
+        u = torch.erf(style.float()[:, [k % dims for k in range(7)]] / math.sqrt(2))
         rotation, log_scale, shift_range = self.ranges(extent)
         angle = math.radians(rotation) * u[:, 0]
         scale = torch.exp(log_scale * u[:, 1])
@@ -609,10 +623,12 @@ class RangeWarp(nn.Module):
             result["background"] = self.backgrounds[index].to(style.device)
         if self.contrast != 1:
             result["contrast"] = torch.exp(self.contrast_range(extent) * u[:, 5])
+        if self.flip:
+            result["flip"] = (u[:, 6] > 0) & (extent > 0)
         return result
 
     def forward(self, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """The geometric part: ``image`` turned, scaled and shifted."""
+        """The geometric part: ``image`` turned, scaled and shifted (not mirrored: only draws are)."""
         if self.is_geometric_identity:
             return image
         return _similarity_resample(image, self.parameters_from_style(style))
@@ -620,7 +636,8 @@ class RangeWarp(nn.Module):
     def draw(self, image: torch.Tensor, style: torch.Tensor, reference: torch.Tensor, extent: float = 1.0) -> torch.Tensor:
         """The whole draw: ``image``'s contrast scaled about ``reference``'s background value (the input
         ``image`` was drawn from), the change that recolouring the reference's flat background makes added
-        to it; then the geometric part, within the ranges times ``extent``.
+        to it; then the geometric part, within the ranges times ``extent``, and (with ``flip``) the mirror
+        image of half the draws.
 
         Both are measured on the reference because a decoded or restyled
         image no longer has an exactly flat background to find.
@@ -638,11 +655,16 @@ class RangeWarp(nn.Module):
         if flat is not None:
             recolored = _recolored(x, p["background"].to(x.device), flat)
             image = (image.float() + recolored - x).clamp(-1, 1).to(image.dtype)
-        return image if self.is_geometric_identity else _similarity_resample(image, p)
+        if not self.is_geometric_identity:
+            image = _similarity_resample(image, p)
+        if "flip" in p:  # exact, so after the resampling: a mirror image of a uniform draw is another one
+            image = torch.where(p["flip"].to(image.device).view(-1, 1, 1, 1), image.flip(-1), image)
+        return image
 
     def extra_repr(self) -> str:
         count = 0 if self.backgrounds is None else self.backgrounds.shape[0]
-        return f"rotation={self.rotation:g}, scale={self.scale:g}, shift={self.shift:g}, backgrounds={count}, contrast={self.contrast:g}"
+        return (f"rotation={self.rotation:g}, scale={self.scale:g}, shift={self.shift:g}, backgrounds={count}, "
+                f"contrast={self.contrast:g}, flip={self.flip}")
 
 
 def scale_contrast(image: torch.Tensor, pivot: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from gitaug.datasets import (
     RandomRotation,
     RandomScale,
     RandomShift,
+    RandomFlip,
     exponential_profile,
     get_nuisance,
     grey_dilation,
@@ -329,6 +330,20 @@ def test_shift_moves_the_ink_within_its_range_and_keeps_it_whole():
             RandomShift(bad)
 
 
+def test_flip_mirrors_about_half_the_images_exactly():
+    x = torch.rand(2000, 1, 6, 6)
+    y = RandomFlip()(x, generator=torch.Generator().manual_seed(0))
+    mirrored = (y == x.flip(-1)).flatten(1).all(1)
+    kept = (y == x).flatten(1).all(1)
+    assert bool((mirrored ^ kept).all())  # each image is itself or its exact mirror image, never both (random pixels)
+    assert 0.45 < float(mirrored.float().mean()) < 0.55
+    assert torch.equal(RandomFlip(1.0)(x[:3]), x[:3].flip(-1)) and torch.equal(RandomFlip(0.0)(x[:3]), x[:3])
+    assert RandomFlip(1.0)(x[0]).shape == x[0].shape  # one (C, H, W) image
+    for bad in (-0.1, 1.5, "a", True):
+        with pytest.raises(ValueError, match="need 0 <= p <= 1"):
+            RandomFlip(bad)
+
+
 def test_registry():
     names = datasets.available()
     assert {"digits-lt", "digits-rot-lt", "digits-bg-lt", "digits-dil-lt", "digits-scale-lt", "digits-contrast-lt",
@@ -344,6 +359,12 @@ def test_registry():
     assert datasets.plain_version("digits-contrast-lt") == "digits-lt"
     assert isinstance(datasets.nuisance_of("digits-shift-lt"), RandomShift)
     assert isinstance(datasets.nuisance_of("fmnist-shift-lt"), RandomShift)
+    assert isinstance(datasets.nuisance_of("digits-flip-lt"), RandomFlip)
+    assert isinstance(datasets.nuisance_of("fmnist-flip-lt"), RandomFlip)
+    flipped, plain = load("digits-flip-lt", split="val", seed=0), load("digits-lt", split="val", seed=0, draws=2)
+    same = (flipped.images == plain.images).flatten(1).all(1)
+    mirror = (flipped.images == plain.images.flip(-1)).flatten(1).all(1)
+    assert bool((same | mirror).all()) and 0.3 < float((mirror & ~same).float().mean()) < 0.7
     assert datasets.nuisance_of("digits-lt") is None
 
 

@@ -93,7 +93,7 @@ def test_every_fitconfig_field_round_trips_through_its_flag(tmp_path):
         weight_diversity=0.5, weight_warp_diversity=3.0, diversity_cap=0.4, device="cpu",
         amp="bf16", checkpoint_every=7, keep_checkpoints=5, sample_every=9, log_every=2, grid_variants=3,
         tensorboard=True, push_to_hub="someone/generator", progress=False, probe_steps=50, report=False,
-        tracker="wandb", tracker_project="gitaug", tracker_run_name="first", warp_background="keep",
+        tracker="wandb", tracker_project="gitaug", tracker_run_name="first", warp_background="keep", warp_flip="keep",
     )
     # The fixed warp ranges need warp="auto" or "affine", so they are set in another config; contrast too.
     ranges = {"warp_rotation", "warp_scale", "warp_shift"}

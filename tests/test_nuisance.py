@@ -279,7 +279,8 @@ def test_default_fit_stores_and_reports_what_it_learned(tmp_path):
     nuisance = aug.metadata["nuisance"]
     assert nuisance["rotation_degrees"] == config.warp_rotation and nuisance["scale"] == config.warp_scale
     assert nuisance["spread"] > 0
-    assert set(nuisance["test"]) == {"rotation", "log_scale", "shift", "background", "contrast"}
+    assert set(nuisance["test"]) == {"rotation", "log_scale", "shift", "background", "contrast", "flip"}
+    assert nuisance["flip"] is config.warp_flip
     assert nuisance["backgrounds"] == [] == list(config.warp_backgrounds)  # turned glyphs on black: one value
     assert nuisance["contrast"] == config.warp_contrast >= 1.0
     # what each draw changes in appearance, beside the data's own variation
@@ -364,13 +365,65 @@ def test_the_test_finds_a_contrast_range_on_faded_glyphs_and_almost_none_on_glyp
     assert "contrast" in wide.summary() and "contrast" not in probe_nuisance(sharp, steps=5, families=("shift",)).summary()
 
 
-def test_testing_contrast_too_leaves_the_other_families_figures_as_they_were():
+def test_testing_contrast_and_the_mirror_image_too_leaves_the_other_families_figures_as_they_were():
     images = glyphs(200, 0, rotated=True)
-    before = probe_nuisance(images, steps=20, families=("rotation", "log_scale", "shift", "background"), seed=3)
-    after = probe_nuisance(images, steps=20, seed=3)  # the default tests contrast as well, last
-    assert after.ranges["contrast"] > 0 and "contrast" in after.power
+    four = ("rotation", "log_scale", "shift", "background")
+    before = probe_nuisance(images, steps=20, families=four, seed=3)
+    with_contrast = probe_nuisance(images, steps=20, families=(*four, "contrast"), seed=3)
+    after = probe_nuisance(images, steps=20, seed=3)  # the default tests contrast, then the mirror image, last
+    assert after.ranges["contrast"] > 0 and "contrast" in after.power and "flip" in after.power
     assert {**after.ranges, "contrast": 0.0} == before.ranges
-    assert {k: v for k, v in after.power.items() if k != "contrast"} == before.power
+    assert {k: v for k, v in after.power.items() if k not in ("contrast", "flip")} == before.power
+    assert {k: v for k, v in after.power.items() if k != "flip"} == with_contrast.power
+    assert with_contrast.flip is False  # not tested: never mirrored
+
+
+def test_the_mirror_test_lets_through_what_the_data_holds_mirrored_and_only_that():
+    from gitaug.datasets import RandomFlip
+
+    upright = glyphs(600, 0, rotated=False)  # an L and an F: their mirror images are not in the data
+    mirrored = RandomFlip()((upright + 1) / 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    seen = probe_nuisance(upright, steps=150, families=("flip",), seed=0)
+    unseen = probe_nuisance(mirrored, steps=150, families=("flip",), seed=0)
+    assert seen.flip is False and seen.power["flip"][0] > 0.5, seen.power
+    assert unseen.flip is True and unseen.power["flip"][0] < DETECTION_THRESHOLD, unseen.power
+    assert "mirrored" in unseen.summary() and "mirrored" not in seen.summary()
+    assert unseen.ranges == seen.ranges == {name: 0.0 for name in FAMILY_MAX}  # nothing else tested
+
+
+def test_range_warp_mirrors_half_its_draws_exactly_in_draws_only():
+    images = (torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1).repeat(4000, 1, 1, 1)
+    styles = torch.randn(4000, 8, generator=torch.Generator().manual_seed(0))
+    warp = RangeWarp(flip=True)
+    assert not warp.is_identity and warp.is_geometric_identity and "flip=True" in repr(warp)
+    out = warp.draw(images, styles, images)
+    mirrored = (out == images.flip(-1)).flatten(1).all(1)
+    assert bool((mirrored ^ (out == images).flatten(1).all(1)).all())  # exact: no resampling
+    assert 0.46 < float(mirrored.float().mean()) < 0.54
+    assert torch.equal(mirrored, warp.parameters_from_style(styles)["flip"])  # one style code, one draw
+    # the fit's fakes (calling the module) are not mirrored, so a fit trains the same weights with it
+    assert torch.equal(warp(images, styles), images)
+    assert torch.equal(warp.draw(images, styles, images, extent=0.0), images)
+    assert "flip" not in RangeWarp(rotation=10.0).parameters_from_style(styles)
+    # with a turn as well: the turned draw, mirrored
+    both = RangeWarp(rotation=30.0, flip=True)
+    params = both.parameters_from_style(styles[:8])
+    turned = RangeWarp(rotation=30.0)(images[:8], styles[:8])
+    expected = torch.where(params["flip"].view(-1, 1, 1, 1), turned.flip(-1), turned)
+    assert torch.allclose(both.draw(images[:8], styles[:8], images[:8]), expected)
+    assert torch.equal(both(images[:8], styles[:8]), turned)
+
+
+def test_config_warp_flip_is_checked_and_older_configs_load_without_it():
+    config = MUNITConfig(in_channels=1, image_size=16, warp="affine", warp_flip=True)
+    assert MUNITConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert RangeWarp.from_config(config).flip is True
+    older = {k: v for k, v in config.to_dict().items() if k != "warp_flip"}
+    assert MUNITConfig.from_dict(older).warp_flip is False
+    with pytest.raises(ValueError, match="warp_flip must be True or False, got 1"):
+        MUNITConfig(in_channels=1, image_size=16, warp="affine", warp_flip=1)
+    with pytest.raises(ValueError, match="need warp='affine'.*warp_flip=True"):
+        MUNITConfig(in_channels=1, image_size=16, warp="none", warp_flip=True)
 
 
 def test_range_warp_scales_the_contrast_about_the_background_in_draws_only():

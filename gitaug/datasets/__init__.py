@@ -4,11 +4,11 @@
 ``available()`` lists the names:
 
 * ``digits-lt``, ``digits-rot-lt``, ``digits-bg-lt``, ``digits-dil-lt``,
-  ``digits-scale-lt``, ``digits-contrast-lt``, ``digits-shift-lt`` --
+  ``digits-scale-lt``, ``digits-contrast-lt``, ``digits-shift-lt``, ``digits-flip-lt`` --
   built from scikit-learn's digits (``pip install gitaug[digits]``); see
   :mod:`gitaug.datasets.digits` for the exact counts.
 * ``fmnist-lt``, ``fmnist-rot-lt``, ``fmnist-bg-lt``, ``fmnist-dil-lt``,
-  ``fmnist-scale-lt``, ``fmnist-contrast-lt``, ``fmnist-shift-lt`` --
+  ``fmnist-scale-lt``, ``fmnist-contrast-lt``, ``fmnist-shift-lt``, ``fmnist-flip-lt`` --
   Fashion-MNIST-LT, built from the standard idx files found on this machine
   (keyword ``root=``, or see :mod:`gitaug.datasets.fashion_mnist`).
 * ``cifar10-lt``, ``cifar100-lt`` -- need ``root=`` (the extracted python
@@ -48,6 +48,7 @@ from .nuisances import (
     RandomDilationErosion,
     RandomScale,
     RandomShift,
+    RandomFlip,
     RandomContrast,
     RandomRotation,
     get_nuisance,
@@ -72,6 +73,7 @@ __all__ = [
     "RandomDilationErosion",
     "RandomScale",
     "RandomShift",
+    "RandomFlip",
     "RandomContrast",
     "grey_dilation",
     "grey_erosion",

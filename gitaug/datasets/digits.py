@@ -25,10 +25,11 @@ analogues of the paper's K49-LT sets:
 
 Names: ``digits-lt`` (no nuisance), ``digits-rot-lt`` (rotation),
 ``digits-bg-lt`` (background intensity), ``digits-dil-lt`` (dilation or
-erosion), and three nuisances beyond the paper's, for checks on what a method
+erosion), and four nuisances beyond the paper's, for checks on what a method
 was not tuned on: ``digits-scale-lt`` (zoom x0.7 to x1.3),
 ``digits-contrast-lt`` (ink faded by a factor 0.3 to 1) and
-``digits-shift-lt`` (moved by up to 15 % of the side along each axis). A split is a
+``digits-shift-lt`` (moved by up to 15 % of the side along each axis) and
+``digits-flip-lt`` (mirrored left to right half the time). A split is a
 deterministic function of (name, split, seed) and builds in well under a
 second on a CPU.
 
@@ -63,6 +64,7 @@ DIGITS_DATASETS: dict[str, str | None] = {
     "digits-scale-lt": "scale",
     "digits-contrast-lt": "contrast",
     "digits-shift-lt": "shift",
+    "digits-flip-lt": "flip",
 }
 """Built-in digits dataset names and the nuisance each applies."""
 
@@ -133,7 +135,7 @@ def load_digits_lt(
     """One split of a long-tailed digits dataset (see the module docstring for the counts).
 
     Args:
-        nuisance: ``None`` or a name of :data:`~gitaug.datasets.NUISANCES` (``"rot"``, ``"bg"``, ``"dil"``, ``"scale"``, ``"contrast"``, ``"shift"``).
+        nuisance: ``None`` or a name of :data:`~gitaug.datasets.NUISANCES` (``"rot"``, ``"bg"``, ``"dil"``, ``"scale"``, ``"contrast"``, ``"shift"``, ``"flip"``).
         split: ``"train"`` (long-tailed), ``"val"`` or ``"test"`` (balanced).
         seed: seeds the base split, the class order, the training choice and
             the nuisance draws; the same seed gives matching, disjoint splits.

@@ -35,7 +35,8 @@ digits (:mod:`gitaug.datasets.digits`):
 Names: ``fmnist-lt`` (no nuisance), ``fmnist-rot-lt`` (rotation),
 ``fmnist-bg-lt`` (background intensity), ``fmnist-dil-lt`` (dilation or
 erosion), ``fmnist-scale-lt`` (zoom x0.7 to x1.3), ``fmnist-contrast-lt``
-(ink faded by a factor 0.3 to 1), ``fmnist-shift-lt`` (moved by up to 15 % of the side); the same base images (``dataset.base_indices``: the index in the
+(ink faded by a factor 0.3 to 1), ``fmnist-shift-lt`` (moved by up to 15 % of the side),
+``fmnist-flip-lt`` (mirrored left to right half the time); the same base images (``dataset.base_indices``: the index in the
 official split) for every name at one seed, so ``fmnist-lt`` is the plain
 version of the others. Rotation clips the corners of items that fill the
 canvas, as it did for K49.
@@ -82,6 +83,7 @@ FASHION_MNIST_DATASETS: dict[str, str | None] = {
     "fmnist-scale-lt": "scale",
     "fmnist-contrast-lt": "contrast",
     "fmnist-shift-lt": "shift",
+    "fmnist-flip-lt": "flip",
 }
 """Built-in Fashion-MNIST-LT dataset names and the nuisance each applies."""
 
@@ -326,7 +328,7 @@ def load_fashion_mnist_lt(
     """One split of a Fashion-MNIST-LT set (see the module docstring for the counts).
 
     Args:
-        nuisance: ``None`` or a name of :data:`~gitaug.datasets.NUISANCES` (``"rot"``, ``"bg"``, ``"dil"``, ``"scale"``, ``"contrast"``, ``"shift"``).
+        nuisance: ``None`` or a name of :data:`~gitaug.datasets.NUISANCES` (``"rot"``, ``"bg"``, ``"dil"``, ``"scale"``, ``"contrast"``, ``"shift"``, ``"flip"``).
         split: ``"train"`` (long-tailed), ``"val"`` or ``"test"`` (balanced).
         seed: seeds the validation hold-out, the class order, the training
             choice and the nuisance draws.

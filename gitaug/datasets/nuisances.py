@@ -25,6 +25,8 @@ tuned on:
   factor uniform in [0.3, 1] (faded to full ink; black stays black).
 * ``"shift"`` -- :class:`RandomShift`: a translation by up to 15 % of the side
   along each axis (each uniform), bilinear, zero fill.
+* ``"flip"`` -- :class:`RandomFlip`: a mirror image, left to right, half the
+  time (the commonest nuisance of photographs, whose objects face either way).
 
 Example::
 
@@ -51,6 +53,7 @@ __all__ = [
     "RandomScale",
     "RandomContrast",
     "RandomShift",
+    "RandomFlip",
     "NUISANCES",
     "get_nuisance",
     "grey_dilation",
@@ -369,6 +372,34 @@ class RandomShift:
         return out[0] if single else out
 
 
+@dataclass(frozen=True)
+class RandomFlip:
+    """Mirrors each image left to right with probability ``p`` (exact: no resampling).
+
+    Args:
+        p: the chance that an image is mirrored (default 0.5: each image and its mirror image equally likely).
+
+    Example::
+
+        >>> x = torch.zeros(1, 1, 4, 4); x[0, 0, :, 0] = 1.0
+        >>> RandomFlip(1.0)(x)[0, 0, 0].tolist()
+        [0.0, 0.0, 0.0, 1.0]
+    """
+
+    p: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.p, (int, float)) and not isinstance(self.p, bool) and 0 <= self.p <= 1):
+            raise ValueError(f"need 0 <= p <= 1 (the chance of a mirror image), got p={self.p!r}")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        batch, single = _as_batch(images)
+        n = batch.shape[0]
+        mirror = (_uniform(n, 0.0, 1.0, generator) < self.p).to(batch.device).view(n, 1, 1, 1)
+        out = torch.where(mirror, batch.flip(-1), batch)
+        return out[0] if single else out
+
+
 NUISANCES: dict[str, Transform] = {
     "rot": RandomRotation(),
     "bg": RandomBackground(),
@@ -376,12 +407,14 @@ NUISANCES: dict[str, Transform] = {
     "scale": RandomScale(),
     "contrast": RandomContrast(),
     "shift": RandomShift(),
+    "flip": RandomFlip(),
 }
-"""The nuisances by short name: the K49-LT ones with the paper's settings, then three held-out ones."""
+"""The nuisances by short name: the K49-LT ones with the paper's settings, then four held-out ones."""
 
 
 def get_nuisance(name: str) -> Transform:
-    """The nuisance registered under ``name`` (``"rot"``, ``"bg"``, ``"dil"``, ``"scale"``, ``"contrast"`` or ``"shift"``).
+    """The nuisance registered under ``name`` (``"rot"``, ``"bg"``, ``"dil"``, ``"scale"``, ``"contrast"``, ``"shift"``
+    or ``"flip"``).
 
     Example::
 

@@ -41,6 +41,8 @@ WARP_MODES = ("auto", *WARPS)
 WARP_BACKGROUND_MODES = ("auto", "keep")
 #: ``--warp-contrast``: test the contrast family (auto) or draw with the input's contrast (keep).
 WARP_CONTRAST_MODES = ("auto", "keep")
+#: ``--warp-flip``: test whether a mirror image goes unseen (auto), or never mirror (keep).
+WARP_FLIP_MODES = ("auto", "keep")
 #: Experiment trackers besides TensorBoard (gitaug.fit.trackers), each through its official client.
 TRACKERS = ("wandb", "mlflow")
 
@@ -144,6 +146,9 @@ class FitConfig:
                                   "(intensities scaled about the image's background value: faded or stronger ink) "
                                   "go unseen, and draws scale their inputs' contrast within that range; keep: draws "
                                   "keep the input's contrast", choices=WARP_CONTRAST_MODES)
+    warp_flip: str = _setting("auto", "networks", "with --warp auto: auto also tests whether an image mirrored left "
+                              "to right goes unseen (data that holds every image's mirror image), and if so draws "
+                              "mirror half their inputs; keep: draws are never mirrored", choices=WARP_FLIP_MODES)
     probe_steps: int = _setting(200, "networks", "detector training steps per transform family in the --warp auto test")
     disc_dim: int | None = _setting(None, "networks", "discriminator base width (default: 64 for paper, 32 for small)")
     disc_layers: int = _setting(4, "networks", "stride-2 convolutions per discriminator scale, at most (fewer at a "
@@ -410,6 +415,8 @@ def _problems(config: FitConfig) -> list[str]:
         bad("warp_background", f"must be one of {WARP_BACKGROUND_MODES}")
     if config.warp_contrast not in WARP_CONTRAST_MODES:
         bad("warp_contrast", f"must be one of {WARP_CONTRAST_MODES}")
+    if config.warp_flip not in WARP_FLIP_MODES:
+        bad("warp_flip", f"must be one of {WARP_FLIP_MODES}")
     for name, low, high in (("warp_rotation", 0.0, 180.0), ("warp_scale", 1.0, 4.0), ("warp_shift", 0.0, 0.5)):
         value = getattr(config, name)
         if value is not None and (not _is_number(value) or not low <= value <= high):

@@ -322,9 +322,9 @@ def _same_on_every_process(ranges: dict[str, Any], device: torch.device) -> dict
     names = ("warp_rotation", "warp_scale", "warp_shift", "warp_contrast")
     shared = torch.tensor([ranges[name] for name in names], dtype=torch.float64, device=device)
     dist.broadcast(shared, src=0)
-    backgrounds = [ranges.get("warp_backgrounds", [])]
-    dist.broadcast_object_list(backgrounds, src=0)
-    return {**ranges, **dict(zip(names, shared.tolist())), "warp_backgrounds": backgrounds[0]}
+    swaps = [ranges.get("warp_backgrounds", []), ranges.get("warp_flip", False)]
+    dist.broadcast_object_list(swaps, src=0)
+    return {**ranges, **dict(zip(names, shared.tolist())), "warp_backgrounds": swaps[0], "warp_flip": swaps[1]}
 
 
 # --------------------------------------------------------------------------- resuming
