@@ -26,6 +26,9 @@ Reads what the reproduction benchmarks wrote (nothing is trained here):
 * ``results/contrast_family.json`` (optional, ``benchmarks/contrast_family.py``): the ``rule`` fits given
   the nuisance test's contrast family (the default from this release; only draws change, so the fits are
   the same), their recommended draws judged again and trained with the same K, p and rule.
+* ``results/reproduce_*_heldout_flip.json`` (optional): the current default, mirror test included, on the
+  mirror-image nuisance (``--datasets fmnist-flip-lt --select --output-suffix _heldout_flip``), added to its
+  rows like the file below, and counted apart from the six.
 * ``results/reproduce_*_contrast_seeds*.json`` (optional): the current default fitted anew on more seeds
   (``--datasets fmnist-bg-lt fmnist-dil-lt --seeds 2 3 --select --output-suffix _contrast_seeds``, and
   ``--datasets fmnist-bg-lt --seeds 4 5 ... --output-suffix _contrast_seeds_45``; K, p and the rule chosen
@@ -263,6 +266,17 @@ def variant_of(sets: dict, name: str, kept_name: str | None = None) -> dict:
                         for dataset, entry in sets.items() if (kept := entry.get("class_preservation_per_seed"))}}
 
 
+#: Reproduction results made with the current default (the contrast and mirror tests included), added seed by
+#: seed to its rows (:func:`add_seeds`): more seeds of the developed-on sets, and a held-out nuisance first run
+#: with it (the mirror image), which the ``heldout`` variant, fits of an earlier default, must not take.
+CURRENT_DEFAULT_FILES = ("reproduce_*_contrast_seeds*.json", "reproduce_*_heldout_flip.json")
+
+
+def current_default_file(path: Path) -> bool:
+    """Whether the results file ``path`` holds fits of the current default (:data:`CURRENT_DEFAULT_FILES`)."""
+    return any(path.match(pattern) for pattern in CURRENT_DEFAULT_FILES)
+
+
 def share(value: float | None, error: float | None = None) -> str:
     if value is None:
         return "n/a"
@@ -279,7 +293,8 @@ def main() -> None:
             if path.exists():
                 loaded[family, variant] = json.loads(path.read_text())
                 for extra in sorted(args.results.glob(f"{stem}{suffix}_*.json")) if suffix else ():
-                    overlay(loaded[family, variant], json.loads(extra.read_text()))
+                    if not current_default_file(extra):
+                        overlay(loaded[family, variant], json.loads(extra.read_text()))
             elif variant not in OPTIONAL_VARIANTS:
                 missing.append(shared.shown(path))
 
@@ -289,7 +304,8 @@ def main() -> None:
                                            ("contrast", "contrast_family.json", "contrast", None)):
         if (args.results / path).exists():
             loaded["all", variant] = variant_of(json.loads((args.results / path).read_text())["sets"], name, kept_name)
-    for extra in sorted(args.results.glob("reproduce_*_contrast_seeds*.json")) if ("all", "contrast") in loaded else ():
+    for extra in sorted(p for p in args.results.glob("reproduce_*.json") if current_default_file(p)) \
+            if ("all", "contrast") in loaded else ():
         add_seeds(loaded["all", "contrast"], json.loads(extra.read_text()))
 
     comparison: dict = {}

@@ -425,3 +425,14 @@ def test_the_preservation_control_moves_every_image_by_exactly_one_pixel():
     markdown = preservation_control.markdown(
         {"fmnist-bg-lt": {"2": {"one-pixel shift": 0.863, "true nuisance": 1.0, "recommended draw": 0.807}}}, "cmd")
     assert "| `fmnist-bg-lt` | 2 | 86.3 % | 100.0 % | 80.7 % | 81 % | 94 % |" in markdown
+
+
+def test_fits_of_the_current_default_go_to_its_rows_and_not_to_an_earlier_defaults():
+    import default_fit
+
+    results = Path("benchmarks/results")
+    for name in ("reproduce_fmnist_contrast_seeds.json", "reproduce_fmnist_contrast_seeds_45.json",
+                 "reproduce_fmnist_heldout_flip.json"):
+        assert default_fit.current_default_file(results / name), name
+    for name in ("reproduce_fmnist_heldout.json", "reproduce_fmnist_heldout_shift.json", "reproduce_digits_fresh.json"):
+        assert not default_fit.current_default_file(results / name), name
