@@ -323,13 +323,19 @@ def _test_background_swap(
     if not values or not bool(flat_held_out.any()):
         return [], []
     train, held_out = train[background_mask(train).flatten(1).any(1)], held_out[flat_held_out]
-    detector = _train_detector(train, lambda batch: _swap_pair(batch, pool, generator), steps=steps,
-                               batch_size=batch_size, seed=seed, generator=generator)
+    power = _swap_power(train, held_out, lambda batch: _swap_pair(batch, pool, generator), steps=steps,
+                        batch_size=batch_size, seed=seed, generator=generator)
+    return (values if power < DETECTION_THRESHOLD else []), [power]
+
+
+def _swap_power(train: torch.Tensor, held_out: torch.Tensor, make_pair: Any, *, steps: int, batch_size: int,
+                seed: int, generator: torch.Generator) -> float:
+    """The power of a detector trained on ``make_pair`` (one swap, no magnitudes), on the held-out pair."""
+    detector = _train_detector(train, make_pair, steps=steps, batch_size=batch_size, seed=seed, generator=generator)
     detector.eval()
     with torch.no_grad():
-        untouched, swapped = _swap_pair(held_out, pool, generator)
-        power = max(0.0, 2 * _auc(detector(swapped), detector(untouched)) - 1)
-    return (values if power < DETECTION_THRESHOLD else []), [power]
+        untouched, swapped = make_pair(held_out)
+        return max(0.0, 2 * _auc(detector(swapped), detector(untouched)) - 1)
 
 
 def _flip_pair(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -340,11 +346,7 @@ def _flip_pair(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _test_flip(train: torch.Tensor, held_out: torch.Tensor, *, steps: int, batch_size: int, seed: int,
                generator: torch.Generator) -> tuple[bool, list[float]]:
     """Whether a mirror image goes unseen, and the detector's power on held-out images."""
-    detector = _train_detector(train, _flip_pair, steps=steps, batch_size=batch_size, seed=seed, generator=generator)
-    detector.eval()
-    with torch.no_grad():
-        untouched, mirrored = _flip_pair(held_out)
-        power = max(0.0, 2 * _auc(detector(mirrored), detector(untouched)) - 1)
+    power = _swap_power(train, held_out, _flip_pair, steps=steps, batch_size=batch_size, seed=seed, generator=generator)
     return power < DETECTION_THRESHOLD, [power]
 
 
