@@ -432,7 +432,8 @@ def test_fits_of_the_current_default_go_to_its_rows_and_not_to_an_earlier_defaul
 
     results = Path("benchmarks/results")
     for name in ("reproduce_fmnist_contrast_seeds.json", "reproduce_fmnist_contrast_seeds_45.json",
-                 "reproduce_fmnist_heldout_flip.json"):
+                 "reproduce_fmnist_heldout_flip.json", "reproduce_fmnist_flip_family.json",
+                 "reproduce_fmnist_flip_family_34.json"):
         assert default_fit.current_default_file(results / name), name
     for name in ("reproduce_fmnist_heldout.json", "reproduce_fmnist_heldout_shift.json", "reproduce_digits_fresh.json"):
         assert not default_fit.current_default_file(results / name), name
