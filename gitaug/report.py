@@ -164,6 +164,14 @@ class GeneratorReport:
         }
     )
 
+    def least_kept_classes(self, n: int = 3) -> list[tuple[int, float]]:
+        """The ``n`` measured classes whose draws the reference keeps least often, as ``(class, keep rate)``,
+        least first (ties by class index); empty without per-class figures or with fewer than two classes measured,
+        where there is nothing to single out."""
+        measured = [(c, v) for c, v in enumerate(self.class_preservation_per_class or ())
+                    if v is not None and not math.isnan(v)]
+        return sorted(measured, key=lambda item: (item[1], item[0]))[:n] if len(measured) > 1 else []
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict (floats rounded to 4 digits)."""
 
@@ -201,6 +209,10 @@ class GeneratorReport:
             )
         if self.warp_class_preservation is not None:
             lines.append(f"  with the warp alone   {self.warp_class_preservation:.1%}  (inputs moved by the warp, appearance kept)")
+        least = self.least_kept_classes()
+        if least:
+            lines.append("  least kept classes    " + ", ".join(f"class {c} {v:.0%}" for c, v in least)
+                         + "  (look at their grids: a class whose draws lose it most is where GIT can cost accuracy)")
         lines += ["", self.verdict]
         return "\n".join(lines)
 

@@ -11,7 +11,7 @@ import torch
 
 from gitaug import GITAugment, MUNITConfig, MUNITGenerator, generator_report
 from gitaug.diagnostics import APPEARANCE_STATISTICS
-from gitaug.report import DRAW_CANDIDATES, describe_appearance, draw_appearance, recommend_draw
+from gitaug.report import DRAW_CANDIDATES, GeneratorReport, describe_appearance, draw_appearance, recommend_draw
 from gitaug.transfer import NO_DRAW, TransferTest, transfer_test
 from gitaug.datasets import load
 from gitaug.report import NEAR_IDENTITY
@@ -113,6 +113,24 @@ def test_class_preservation_catches_a_generator_that_changes_classes():
     assert report.class_preservation < 0.5
     assert "changes-classes" in report.problems
     assert len(report.class_preservation_per_class) == 10
+    least = report.least_kept_classes()
+    assert len(least) == 3 and [v for _, v in least] == sorted(v for _, v in least)
+    assert least[0][1] == min(x for x in report.class_preservation_per_class if x is not None)
+    assert "least kept classes    " + ", ".join(f"class {c} {v:.0%}" for c, v in least) in str(report)
+
+
+def test_the_report_names_the_classes_whose_draws_are_kept_least():
+    figures = dict(status="ok", verdict="", warnings=[], problems=[], draw_spread=0.1, data_spread=0.2,
+                   relative_spread=0.5, reconstruction_error=0.01, relative_reconstruction_error=0.05,
+                   input_distinctness=0.6, class_preservation=0.8, reference_accuracy=0.9, head_classes=[1, 2, 3, 4, 6])
+    report = GeneratorReport(**figures, class_preservation_per_class=[None, 0.9, 0.55, 0.97, 0.55, float("nan"), 0.6])
+    assert report.least_kept_classes() == [(2, 0.55), (4, 0.55), (6, 0.6)]  # unmeasured classes skipped, ties by index
+    assert report.least_kept_classes(1) == [(2, 0.55)]
+    assert "least kept classes    class 2 55%, class 4 55%, class 6 60%" in str(report)
+    # One class measured, or none: nothing to single out, and no line.
+    for per_class in ([None, 0.7], None):
+        lone = GeneratorReport(**figures, class_preservation_per_class=per_class)
+        assert lone.least_kept_classes() == [] and "least kept" not in str(lone)
 
 
 def test_draws_that_lose_the_class_far_more_than_the_warp_alone_are_flagged_even_by_a_weak_reference():
