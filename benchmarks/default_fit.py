@@ -34,6 +34,10 @@ Reads what the reproduction benchmarks wrote (nothing is trained here):
   ``--datasets fmnist-bg-lt --seeds 4 5 ... --output-suffix _contrast_seeds_45``; K, p and the rule chosen
   on the validation split of each run's first seed), added seed by seed to ``contrast_family.json``'s rows
   (:func:`add_seeds`; a seed both hold takes the fresh fit's figures).
+* ``results/reproduce_*_flip_family*.json`` (optional): the seeds of a developed-on set whose draws the mirror
+  test changed, fitted anew (``--datasets fmnist-rot-lt --seeds 0`` / ``3 4`` / ``5 --select --output-suffix
+  _flip_family`` / ``_flip_family_34`` / ``_flip_family_5``), added the same way: each replaces that seed's
+  pre-mirror run. The file patterns of the current default are :data:`CURRENT_DEFAULT_FILES`.
 * ``results/reproduce_*_fresh.json`` (optional): fits made anew on nuisances no rule or setting was chosen
   on (``--datasets digits-shift-lt`` / ``fmnist-contrast-lt --output-suffix _fresh``), while a fit
   recommended extent 2.5: every GIT row of theirs drew at 2.5 (``results/warp_extent_x1.json`` has their

@@ -78,7 +78,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -328,7 +328,8 @@ def _test_background_swap(
     return (values if power < DETECTION_THRESHOLD else []), [power]
 
 
-def _swap_power(train: torch.Tensor, held_out: torch.Tensor, make_pair: Any, *, steps: int, batch_size: int,
+def _swap_power(train: torch.Tensor, held_out: torch.Tensor,
+                make_pair: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], *, steps: int, batch_size: int,
                 seed: int, generator: torch.Generator) -> float:
     """The power of a detector trained on ``make_pair`` (one swap, no magnitudes), on the held-out pair."""
     detector = _train_detector(train, make_pair, steps=steps, batch_size=batch_size, seed=seed, generator=generator)
