@@ -23,7 +23,11 @@ Methods (``--method``):
 long-tail losses and fixed heads of :mod:`gitaug.losses` and
 :mod:`gitaug.heads`; ``--resampling none`` keeps instance sampling, as
 LDAM+DRW does (GIT still starts at ``--drs-epoch``). LDAM gets a cosine head unless
-``--head`` names another, as its reference does.
+``--head`` names another, as its reference does. ``--keep-class FILE`` undoes
+every GIT draw that a saved classifier (``--save-classifier`` of a run without
+GIT) predicts as another class than the draw's input; on dilated clothing it won
+back the confusable classes but cost the tail its invariance
+(``benchmarks/keep_class.py``).
 
 Examples::
 
@@ -63,7 +67,7 @@ from gitaug import ClassThresholdSampler, GITAugment
 from gitaug import datasets as gdata
 from gitaug.bank import TailBank
 from gitaug.evaluation.invariance import ekld, summarize_ekld
-from gitaug.longtail.classifiers import ScaledLogits, SmallResNet, save_classifier
+from gitaug.longtail.classifiers import ScaledLogits, SmallResNet, load_classifier, save_classifier
 from gitaug.longtail.resampling import DeferredResampler
 
 METHODS = ("erm", "drs", "git", "oracle")
@@ -104,6 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "a generator pass per replaced sample, so no draw repeats)")
     method.add_argument("--live-draws", action="store_true",
                         help="run the generator on every replaced sample (the default; overrides --bank-draws)")
+    method.add_argument("--keep-class", type=Path, default=None, metavar="FILE",
+                        help="a classifier saved by --save-classifier (e.g. one trained without GIT): a GIT draw it "
+                             "predicts as another class than the draw's input is replaced by that input")
     method.add_argument("--resampling", choices=("auto", "none", "deferred"), default="auto",
                         help="auto: instance sampling for erm, deferred re-sampling otherwise; "
                         "none suits losses that re-weight instead (LDAM+DRW, Bal-BCE)")
@@ -139,6 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.head = "cosine" if args.loss == "ldam" else "linear"
     if args.bank_draws < 0:
         parser.error(f"--bank-draws must be a positive number of draws, or 0 for live draws, got {args.bank_draws}")
+    if args.keep_class is not None and (args.method != "git" or args.bank_draws):
+        parser.error("--keep-class applies to live GIT draws (--method git without --bank-draws)")
     if args.live_draws:
         args.bank_draws = 0
     if args.drs_epoch is None:
@@ -175,6 +184,46 @@ class OracleAugment:
             return images, labels
         out = images.clone()
         out[mask] = self.nuisance(self.base_images[indices[mask]], generator=generator)
+        return out, labels
+
+
+class KeepClass:
+    """GIT whose draws keep their class: a draw that ``reference`` predicts as another class than its input is undone.
+
+    A generator that changes what an image shows, not only its nuisance,
+    hands the classifier a picture of another class under this one's label.
+    A reference classifier trained on the same data catches the draws that
+    cross a class boundary it knows; each such sample keeps its input.
+    Counts of drawn and undone samples per class are kept (``drawn``, ``undone``).
+    """
+
+    def __init__(self, augment, reference: nn.Module, num_classes: int) -> None:
+        self.augment, self.reference = augment, reference.eval()
+        self.drawn = torch.zeros(num_classes, dtype=torch.long)
+        self.undone = torch.zeros(num_classes, dtype=torch.long)
+
+    @property
+    def enabled(self) -> bool:
+        return self.augment.enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self.augment.enabled = value
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None):
+        out, labels = self.augment(images, labels, generator=generator)
+        drawn = (out != images).flatten(1).any(1).nonzero().flatten()
+        if drawn.numel() == 0:
+            return out, labels
+        device = next(self.reference.parameters()).device
+        before = self.reference(images[drawn].to(device)).argmax(1).cpu()
+        after = self.reference(out[drawn].to(device)).argmax(1).cpu()
+        undone = drawn[before != after]
+        out = out.clone()
+        out[undone] = images[undone]
+        self.drawn += torch.bincount(labels[drawn].cpu(), minlength=len(self.drawn))
+        self.undone += torch.bincount(labels[undone].cpu(), minlength=len(self.undone))
         return out, labels
 
 
@@ -280,6 +329,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"--draw recommended: the generator {args.generator} stores no recommended draw")
         drawn_with = {"residual": augment.residual, "styles": augment.styles, "appearance_scale": augment.appearance_scale,
                       "warp_extent": augment.warp_extent}
+        if args.keep_class is not None:
+            reference, _ = load_classifier(args.keep_class)
+            augment = KeepClass(augment, reference.to(device), num_classes)
         if args.bank_draws:  # V precomputed draws per tail image, drawn on the bank's first call (when GIT starts)
             augment = TailBank(augment, train.float_images(), train.targets, draws=args.bank_draws, enabled=False)
     elif args.method == "oracle":
@@ -357,6 +409,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["bank_draws"] = args.bank_draws or None
         results["bank_megabytes"] = augment.nbytes / 1e6 if args.bank_draws else None
         results["draw"] = drawn_with  # what GIT drew with ('recommended' resolved)
+        if args.keep_class is not None:
+            results["keep_class"] = {"drawn_per_class": augment.drawn.tolist(), "undone_per_class": augment.undone.tolist()}
     if args.cifar is not None and num_classes == 100:
         # Mistake severity on CIFAR-100's superclass tree (what HAFrame is meant to lower).
         from gitaug.longtail.hierarchy import average_hierarchical_distance_topk, average_mistake_severity, cifar100_distance_matrix

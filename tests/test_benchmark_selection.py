@@ -437,3 +437,37 @@ def test_fits_of_the_current_default_go_to_its_rows_and_not_to_an_earlier_defaul
         assert default_fit.current_default_file(results / name), name
     for name in ("reproduce_fmnist_heldout.json", "reproduce_fmnist_heldout_shift.json", "reproduce_digits_fresh.json"):
         assert not default_fit.current_default_file(results / name), name
+
+
+def test_keep_class_summary_pairs_each_seed_and_counts_undone_draws_on_the_tail(tmp_path, monkeypatch):
+    import keep_class
+
+    monkeypatch.setattr(keep_class, "BENCH", tmp_path)
+    runs = tmp_path / "_work" / "runs"
+    runs.mkdir(parents=True)
+    counts = [500, 100, 10]  # the tail third: class 2
+
+    def write(seed, tag, val, test, tail, per_class, keep=None):
+        run = {"class_counts": counts, "val_balanced_accuracy": val, "test_balanced_accuracy": test,
+               "ekld_summary": {"tail_mean": tail}, "test_per_class_accuracy": per_class, "draw": {"residual": True}}
+        if keep is not None:
+            run["keep_class"] = keep
+        (runs / f"set-seed{seed}-{tag}.json").write_text(json.dumps(run))
+
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        write(seed, "drs", 0.70, 0.70, 0.30, [0.9, 0.8, 0.4])
+        write(seed, "git-auto", 0.72 + shift, 0.73, 0.20, [0.9, 0.6, 0.7])  # GIT costs class 1 most
+        write(seed, "git-auto-keep", 0.71, 0.74 + shift, 0.25, [0.9, 0.7, 0.6],
+              keep={"drawn_per_class": [0, 100, 50], "undone_per_class": [0, 10, 25]})
+        write(seed, "oracle", 0.74, 0.75, 0.15, [0.9, 0.8, 0.6])
+    summary = keep_class.summarize([("_work", "set", 0), ("_work", "set", 1)])["set"]
+    assert summary["seeds"] == [0, 1]
+    # paired differences, keeping minus GIT: val -0.01 and -0.03, test +0.01 and +0.03, tail eKLD +0.05 on both
+    assert summary["keep_minus_git"]["val"][0] == pytest.approx(-0.02)
+    assert summary["keep_minus_git"]["test"][0] == pytest.approx(0.02)
+    assert summary["keep_minus_git"]["tail_ekld"] == pytest.approx((0.05, 0.0))
+    row = summary["per_seed"][0]
+    assert row["undone_share"] == pytest.approx(35 / 150)
+    assert row["undone_share_tail"] == pytest.approx(0.5) and row["undone_share_rest"] == pytest.approx(0.1)
+    section = keep_class.report_section({"set": summary}, "python benchmarks/keep_class.py")
+    assert "seed 0 class 1: 80 / 60 / 70 / 80" in section

@@ -122,3 +122,40 @@ def test_ldam_gets_a_cosine_head_unless_another_is_named():
     assert example.parse_args(["--loss", "ldam"]).head == "cosine"
     assert example.parse_args(["--loss", "ce"]).head == "linear"
     assert example.parse_args(["--loss", "ldam", "--head", "etf"]).head == "etf"
+
+
+def test_keep_class_undoes_the_draws_the_reference_sees_change_class():
+    example = load_example()
+
+    class Brighten:  # a stand-in for GIT: every selected image a little brighter
+        enabled = True
+
+        def __call__(self, images, labels, generator=None):
+            return images + 0.1, labels
+
+    class Threshold(torch.nn.Module):  # class 1 when the mean pixel is above 0.5
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            m = x.flatten(1).mean(1)
+            return torch.stack([0.5 - m, m - 0.5], 1) * self.scale
+
+    images = torch.tensor([0.1, 0.45, 0.3, 0.48]).view(4, 1, 1, 1).expand(4, 1, 2, 2).contiguous()
+    labels = torch.tensor([0, 0, 1, 1])
+    keep = example.KeepClass(Brighten(), Threshold(), num_classes=3)
+    out, out_labels = keep(images, labels)
+    assert out_labels is labels
+    # 0.1 -> 0.2 and 0.3 -> 0.4 stay on their side of 0.5 and are kept; 0.45 and 0.48 cross it and keep their input.
+    assert torch.allclose(out.flatten(1).mean(1), torch.tensor([0.2, 0.45, 0.4, 0.48]))
+    assert keep.drawn.tolist() == [2, 2, 0] and keep.undone.tolist() == [1, 1, 0]
+    keep.enabled = False
+    assert keep.augment.enabled is False
+
+
+def test_keep_class_needs_live_git_draws():
+    with pytest.raises(SystemExit):
+        load_example().parse_args(["--method", "drs", "--keep-class", "ref.safetensors"])
+    with pytest.raises(SystemExit):
+        load_example().parse_args(["--method", "git", "--generator", "g", "--bank-draws", "8", "--keep-class", "r.safetensors"])
