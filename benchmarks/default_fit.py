@@ -27,11 +27,13 @@ Reads what the reproduction benchmarks wrote (nothing is trained here):
   the nuisance test's contrast family (the default from this release; only draws change, so the fits are
   the same), their recommended draws judged again and trained with the same K, p and rule.
 * ``results/reproduce_*_heldout_flip.json`` (optional): the current default, mirror test included, on the
-  mirror-image nuisance (``--datasets fmnist-flip-lt --select --output-suffix _heldout_flip``), added to its
+  mirror-image nuisance (``--datasets fmnist-flip-lt --select --output-suffix _heldout_flip``, and the digits
+  benchmark with ``--datasets digits-flip-lt``), added to its
   rows like the file below, and counted apart from the six.
 * ``results/reproduce_*_contrast_seeds*.json`` (optional): the current default fitted anew on more seeds
   (``--datasets fmnist-bg-lt fmnist-dil-lt --seeds 2 3 --select --output-suffix _contrast_seeds``, and
-  ``--datasets fmnist-bg-lt --seeds 4 5 ... --output-suffix _contrast_seeds_45``; K, p and the rule chosen
+  ``--datasets fmnist-bg-lt --seeds 4 5 ... --output-suffix _contrast_seeds_45``, ``--datasets fmnist-dil-lt
+  --seeds 6 7`` / ``8 9 ... --output-suffix _contrast_seeds_67`` / ``_contrast_seeds_89``; K, p and the rule chosen
   on the validation split of each run's first seed), added seed by seed to ``contrast_family.json``'s rows
   (:func:`add_seeds`; a seed both hold takes the fresh fit's figures).
 * ``results/reproduce_*_flip_family*.json`` (optional): the seeds of a developed-on set whose draws the mirror
