@@ -62,52 +62,43 @@ def run_path(work: Path, dataset: str, seed: int, tag: str) -> Path:
     return work / "runs" / f"{dataset}-seed{seed}-{tag}.json"
 
 
-def pair_jobs(work: Path, dataset: str, seed: int) -> bool:
+def pair_jobs(work: Path, dataset: str, seed: int) -> None:
     """Repeat CE+DRS saving its classifier, then GIT with that classifier undoing class-changing draws."""
-    drs = json.loads(run_path(work, dataset, seed, "drs").read_text())
-    git = json.loads(run_path(work, dataset, seed, "git-auto").read_text())
     reference = work / "references" / f"{dataset}-seed{seed}-drs.safetensors"
     reference.parent.mkdir(parents=True, exist_ok=True)
-    ran = False
-    ref_out = run_path(work, dataset, seed, "drs-reference")
-    ref_command = shared.repeat_command(drs) + ["--save-classifier", str(reference.relative_to(ROOT)),
-                                                "--out", str(ref_out.relative_to(ROOT))]
-    ran |= shared.run_job(ref_command, work / "logs" / f"{dataset}-seed{seed}-drs-reference.log", ref_out)
-    keep_out = run_path(work, dataset, seed, "git-auto-keep")
-    keep_command = shared.repeat_command(git) + ["--keep-class", str(reference.relative_to(ROOT)),
-                                                 "--out", str(keep_out.relative_to(ROOT))]
-    ran |= shared.run_job(keep_command, work / "logs" / f"{dataset}-seed{seed}-git-auto-keep.log", keep_out)
-    return ran
+    for tag, repeated, flags in (("drs-reference", "drs", ["--save-classifier"]), ("git-auto-keep", "git-auto", ["--keep-class"])):
+        out = run_path(work, dataset, seed, tag)
+        command = shared.repeat_command(shared.load_run(work, dataset, seed, repeated))
+        command += [*flags, str(reference.relative_to(ROOT)), "--out", str(out.relative_to(ROOT))]
+        shared.run_job(command, work / "logs" / f"{dataset}-seed{seed}-{tag}.log", out)
 
 
-def tail_ekld(run: dict) -> float:
-    return run["ekld_summary"]["tail_mean"]
+def mean_error(values: list[float]) -> tuple[float, float]:
+    """The mean and its standard error over seeds (0 for one seed)."""
+    mean, std = shared.mean_std(values)
+    return mean, std / np.sqrt(len(values))
 
 
 def summarize(selected: list[tuple[str, str, int]]) -> dict:
     rows: dict[str, list[dict]] = {}
     for folder, dataset, seed in selected:
         work = BENCH / folder
-        runs = {}
-        for tag in ("drs", "drs-reference", "git-auto", "git-auto-keep", "oracle"):
-            path = run_path(work, dataset, seed, tag)
-            if path.exists():
-                runs[tag] = json.loads(path.read_text())
+        runs = {tag: run for tag in ("drs", "drs-reference", "git-auto", "git-auto-keep", "oracle")
+                if (run := shared.load_run(work, dataset, seed, tag)) is not None}
         if "git-auto-keep" not in runs:
             continue
         keep = runs["git-auto-keep"]["keep_class"]
         drawn, undone = np.array(keep["drawn_per_class"]), np.array(keep["undone_per_class"])
         # The tail third of the classes by training count, as the eKLD summaries count it.
-        counts = np.array(runs["git-auto"]["class_counts"])
-        tail = np.argsort(counts, kind="stable")[: max(1, round(len(counts) / 3))]
-        rest = np.setdiff1d(np.arange(len(counts)), tail)
+        tail = shared.tail_classes(runs["git-auto"]["class_counts"])
+        rest = np.setdiff1d(np.arange(len(drawn)), tail)
         rows.setdefault(dataset, []).append({
             "seed": seed,
             "class_counts": runs["git-auto"]["class_counts"],
             "draw": runs["git-auto"]["draw"],
             "val": {tag: run["val_balanced_accuracy"] for tag, run in runs.items()},
             "test": {tag: run["test_balanced_accuracy"] for tag, run in runs.items()},
-            "tail_ekld": {tag: tail_ekld(run) for tag, run in runs.items()},
+            "tail_ekld": {tag: run["ekld_summary"]["tail_mean"] for tag, run in runs.items()},
             "test_per_class": {tag: run["test_per_class_accuracy"] for tag, run in runs.items()},
             "undone_share": float(undone.sum() / max(drawn.sum(), 1)),
             "undone_share_tail": float(undone[tail].sum() / max(drawn[tail].sum(), 1)),
@@ -116,20 +107,14 @@ def summarize(selected: list[tuple[str, str, int]]) -> dict:
         })
     summary = {}
     for dataset, seeds in rows.items():
-        def mean(key: str, tag: str) -> tuple[float, float]:
-            values = [row[key][tag] for row in seeds if tag in row[key]]
-            return float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-
-        def paired(key: str) -> tuple[float, float]:
-            values = [row[key]["git-auto-keep"] - row[key]["git-auto"] for row in seeds]
-            return float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
-
+        keys, tags = ("val", "test", "tail_ekld"), ("drs", "git-auto", "git-auto-keep", "oracle")
         summary[dataset] = {
             "seeds": [row["seed"] for row in seeds],
             "per_seed": seeds,
-            "mean": {key: {tag: mean(key, tag) for tag in ("drs", "git-auto", "git-auto-keep", "oracle")}
-                     for key in ("val", "test", "tail_ekld")},
-            "keep_minus_git": {key: paired(key) for key in ("val", "test", "tail_ekld")},
+            "mean": {key: {tag: mean_error([row[key][tag] for row in seeds if tag in row[key]]) for tag in tags}
+                     for key in keys},
+            "keep_minus_git": {key: mean_error([row[key]["git-auto-keep"] - row[key]["git-auto"] for row in seeds])
+                               for key in keys},
         }
     return summary
 

@@ -729,11 +729,16 @@ def fmt(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def tail_head_means(counts: list[int], ekld_values: list[float], fraction: float = 1 / 3) -> tuple[float, float]:
+def tail_classes(counts: list[int], fraction: float = 1 / 3, head: bool = False) -> np.ndarray:
+    """The indices of the smallest ``fraction`` of the classes by training count (the largest with ``head``)."""
     order = np.argsort(counts, kind="stable")
     k = max(1, int(round(fraction * len(counts))))
+    return order[-k:] if head else order[:k]
+
+
+def tail_head_means(counts: list[int], ekld_values: list[float], fraction: float = 1 / 3) -> tuple[float, float]:
     values = np.asarray(ekld_values)
-    return float(values[order[:k]].mean()), float(values[order[-k:]].mean())
+    return float(values[tail_classes(counts, fraction)].mean()), float(values[tail_classes(counts, fraction, head=True)].mean())
 
 
 def describe_draw(draw: dict) -> str:
