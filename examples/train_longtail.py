@@ -147,7 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.bank_draws < 0:
         parser.error(f"--bank-draws must be a positive number of draws, or 0 for live draws, got {args.bank_draws}")
     if args.keep_class is not None and (args.method != "git" or args.bank_draws):
-        parser.error("--keep-class applies to live GIT draws (--method git without --bank-draws)")
+        parser.error(f"--keep-class applies to live GIT draws (--method git without --bank-draws), got --method "
+                     f"{args.method}" + (f" --bank-draws {args.bank_draws}" if args.bank_draws else ""))
     if args.live_draws:
         args.bank_draws = 0
     if args.drs_epoch is None:
