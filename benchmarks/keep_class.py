@@ -42,6 +42,7 @@ BENCH = Path(__file__).resolve().parent
 RUNS = [
     *[("_work_fmnist_contrast", "fmnist-dil-lt", s) for s in (2, 3)],
     *[("_work_fmnist_contrast_67", "fmnist-dil-lt", s) for s in (6, 7)],
+    *[("_work_fmnist_contrast_89", "fmnist-dil-lt", s) for s in (8, 9)],
     *[("_work_fmnist_contrast", "fmnist-bg-lt", s) for s in (2, 3)],
     *[("_work_fmnist_contrast_45", "fmnist-bg-lt", s) for s in (4, 5)],
     *[("_work_fmnist_rot_flip", "fmnist-rot-lt", s) for s in (0, 3, 4)],

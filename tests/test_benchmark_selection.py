@@ -265,7 +265,7 @@ def test_draw_rules_measures_only_the_class_preservation_a_work_folder_lacks(tmp
         measured.append(transform)
         return Kept()
 
-    monkeypatch.setattr(bench, "reference_classifier", lambda dataset, seed: "reference")
+    monkeypatch.setattr(bench, "reference_classifier", lambda dataset, seed, shift=0: "reference")
     monkeypatch.setattr(diagnostics, "class_preservation", fake_preservation)
     monkeypatch.setattr("gitaug.GITAugment.from_pretrained", classmethod(lambda cls, folder, **kw: ("draw", kw)))
     kept = draw_rules.draw_preservation(tmp_path, "digits-rot-lt", 0, test, extent=2.5)
@@ -424,7 +424,39 @@ def test_the_preservation_control_moves_every_image_by_exactly_one_pixel():
     assert torch.equal(moved[up][:, :, -1], images[up][:, :, -1])
     markdown = preservation_control.markdown(
         {"fmnist-bg-lt": {"2": {"one-pixel shift": 0.863, "true nuisance": 1.0, "recommended draw": 0.807}}}, "cmd")
-    assert "| `fmnist-bg-lt` | 2 | 86.3 % | 100.0 % | 80.7 % | 81 % | 94 % |" in markdown
+    assert "| `fmnist-bg-lt` | 2 | 86.3 % | 100.0 % | 80.7 % | 81 % | 94 % |  |  |" in markdown
+
+
+def test_random_pixel_shift_moves_each_image_by_whole_pixels_within_the_bound():
+    import torch
+
+    import reproduce_digits
+
+    images = torch.rand(300, 1, 12, 12)
+    moved = reproduce_digits.random_pixel_shift(images, 2, torch.Generator().manual_seed(0))
+    inner = images[:, :, 2:-2, 2:-2]
+    offsets = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+    # content at (y, x) is found at (y + dy, x + dx): exactly one offset per image (random pixels)
+    found = torch.stack([(moved[:, :, 2 + dy:10 + dy, 2 + dx:10 + dx] == inner).flatten(1).all(1)
+                         for dy, dx in offsets], 1)
+    assert bool((found.sum(1) == 1).all())
+    assert int(found.any(0).sum()) == 25  # every offset within +-2 drawn, none beyond
+    assert torch.equal(reproduce_digits.random_pixel_shift(images, 0), images)  # 0: untouched
+
+
+def test_the_preservation_control_tabulates_a_shift_trained_reference_apart():
+    import preservation_control
+
+    plain = {"fmnist-bg-lt": {"2": {"one-pixel shift": 0.863, "true nuisance": 1.0, "recommended draw": 0.807}}}
+    shifted = {"2": {"fmnist-bg-lt": {"2": {"one-pixel shift": 0.98, "true nuisance": 1.0, "recommended draw": 0.95,
+                                            "warp alone": 0.99, "geometry kept": 0.9}}}}
+    markdown = preservation_control.markdown(plain, "cmd", shifted)
+    first, second = markdown.split("--reference-shift 2")
+    assert "| `fmnist-bg-lt` | 2 | 86.3 % | 100.0 % | 80.7 % | 81 % | 94 % |" in first
+    assert "| `fmnist-bg-lt` | 2 | 98.0 % | 100.0 % | 95.0 % | 95 % | 97 % | 99 % | 90 % |" in second
+    assert "95.0 %" not in first
+    stored = preservation_control._stored({"results": plain}, 2, shifted["2"], shifted)
+    assert stored["results"] == plain and stored["shifted"] == shifted  # the plain reference's figures are kept
 
 
 def test_fits_of_the_current_default_go_to_its_rows_and_not_to_an_earlier_defaults():
@@ -471,3 +503,67 @@ def test_keep_class_summary_pairs_each_seed_and_counts_undone_draws_on_the_tail(
     assert row["undone_share_tail"] == pytest.approx(0.5) and row["undone_share_rest"] == pytest.approx(0.1)
     section = keep_class.report_section({"set": summary}, "python benchmarks/keep_class.py")
     assert "seed 0 class 1: 80 / 60 / 70 / 80" in section
+
+
+def test_stroke_test_moves_thicken_or_thin_and_its_table_averages_the_seeds():
+    import torch
+
+    import stroke_test
+
+    image = torch.full((1, 1, 8, 8), -1.0)
+    image[..., 3:5, 3:5] = 1.0  # a 2x2 white square on black
+    batch = image.expand(4, 1, 8, 8).contiguous()
+    whole = stroke_test.whole_kernel(batch, torch.tensor([0, 3, -2, 2]))
+    assert torch.equal(whole[0], image[0])  # kernel 0 leaves the image
+    assert int((whole[1] > 0).sum()) == 16 and int((whole[2] > 0).sum()) == 1  # 3-square dilation / 2-square erosion
+    sub = stroke_test.sub_pixel(batch, torch.tensor([0, 2, -2, 8]))
+    ink = sub.add(1).sum((1, 2, 3))
+    assert ink[3] > ink[1] > ink[0] > ink[2]  # more ink the further the dilation, less under erosion
+    entry = {"whole kernels": {"-3": 0.5, "-2": 0.4, "2": 0.3, "3": 0.2},
+             "sub-pixel": {str(r): r / 10 for r in stroke_test.RADII}, "sub-pixel range": 0.5}
+    other = {**entry, "whole kernels": {"-3": 0.7, "-2": 0.6, "2": 0.5, "3": 0.4}, "sub-pixel range": 0.3}
+    table = stroke_test.markdown({"fmnist-dil-lt": {"0": entry, "1": other}}, "cmd")
+    assert ("| `fmnist-dil-lt` | 0, 1 | 0.60 (0.50, 0.70) | 0.50 (0.40, 0.60) | 0.40 (0.30, 0.50) | 0.30 (0.20, 0.40) "
+            "| 0.10 / 0.20 / 0.40 / 0.80 | 0.40 (0.50, 0.30) |") in table
+
+
+def test_appearance_strength_repeats_only_residual_data_style_runs_and_pairs_them(tmp_path, monkeypatch):
+    import appearance_strength
+
+    monkeypatch.setattr(appearance_strength, "BENCH", tmp_path)
+    runs = tmp_path / "_work" / "runs"
+    runs.mkdir(parents=True)
+    residual = dict(appearance_strength.REPEATED_DRAW)
+
+    def write(seed, tag, val, test, tail, draw=residual):
+        run = {"val_balanced_accuracy": val, "test_balanced_accuracy": test, "ekld_summary": {"tail_mean": tail},
+               "draw": draw, "args": {"dataset": "set", "method": "git", "draw": "recommended", "styles": "prior",
+                                       "appearance_scale": 1.0, "seed": seed, "p": 0.5, "out": "x.json"}}
+        (runs / f"set-seed{seed}-{tag}.json").write_text(json.dumps(run))
+
+    for seed, gain in ((0, 0.01), (1, 0.03)):
+        write(seed, "drs", 0.70, 0.70, 0.30)
+        write(seed, "git-auto", 0.72, 0.72, 0.20)
+        write(seed, "git-auto-appearance2", 0.72 + gain, 0.72 - gain, 0.15)
+        write(seed, "oracle", 0.74, 0.75, 0.10)
+    write(2, "git-auto", 0.72, 0.72, 0.20, draw={**residual, "appearance_scale": 0.0})  # the warp alone: not repeated
+    listed = [("_work", "set", 0), ("_work", "set", 1), ("_work", "set", 2)]
+    assert appearance_strength.repeated(listed) == listed[:2]
+
+    summary = appearance_strength.summarize(listed[:2], 2.0)["set"]
+    assert summary["seeds"] == [0, 1]
+    assert summary["stronger_minus_git"]["val"][0] == pytest.approx(0.02)
+    assert summary["stronger_minus_git"]["test"][0] == pytest.approx(-0.02)
+    assert summary["stronger_minus_git"]["tail_ekld"] == pytest.approx((-0.05, 0.0))
+    section = appearance_strength.report_section({"set": summary}, "cmd")
+    assert "| set | 2 | 0 1 | val. bal. acc. (%) |" in section and "(+1.0, +3.0) |" in section
+
+    commands = []
+    monkeypatch.setattr(appearance_strength.shared, "run_job", lambda command, log, out: commands.append(command))
+    monkeypatch.setattr(appearance_strength, "ROOT", tmp_path)
+    appearance_strength.repeat_job(tmp_path / "_work", "set", 0, 2.0)
+    command = commands[0]
+    assert command[command.index("--draw") + 1] == "residual" and command.count("--draw") == 1
+    assert command[command.index("--appearance-scale") + 1] == "2" and command.count("--appearance-scale") == 1
+    assert command[command.index("--styles") + 1] == "data" and command.count("--styles") == 1
+    assert command[command.index("--out") + 1] == "_work/runs/set-seed0-git-auto-appearance2.json"
