@@ -121,8 +121,8 @@ def markdown(results: dict[str, dict[str, dict[str, float]]], command: str,
     ]
     for shift, table in sorted((shifted or {}).items(), key=lambda item: int(item[0])):
         lines += ["", f"The same under a reference trained the same way but on training batches moved by up to {shift} "
-                      "whole pixels each way (`--reference-shift " + shift + "`): one-pixel moves no longer change its "
-                      "prediction, so what is left of a draw's shortfall is the draw's.", "", *TABLE_HEAD, *_rows(table)]
+                      "whole pixels each way (`--reference-shift " + shift + "`): one-pixel moves change its prediction "
+                      "far less often, so more of what is left of a draw's shortfall is the draw's.", "", *TABLE_HEAD, *_rows(table)]
     return "\n".join(lines)
 
 
