@@ -271,8 +271,10 @@ def test_the_transfer_test_scores_a_draw_by_what_a_classifier_learns_from_it():
     assert sum(test.tail_accuracy["swapped classes"]) < sum(test.tail_accuracy[NO_DRAW]) - 0.1
     assert test.recommended() == "rotation"
     torch.manual_seed(123)  # torch's global generator plays no part
-    again = transfer_test(swapping, train.images, train.targets, candidates, seed=0, **options)
-    assert again.balanced_accuracy == test.balanced_accuracy
+    # Repeats run in turn from one seeded stream, so a one-repeat test must give the first repeat's figures.
+    again = transfer_test(swapping, train.images, train.targets, candidates, seed=0, **{**options, "repeats": 1})
+    assert again.balanced_accuracy == {name: scores[:1] for name, scores in test.balanced_accuracy.items()}
+    assert again.tail_classes == test.tail_classes[:1]
     json.dumps(test.to_dict())  # stored in the generator's config
     # Fewer than two classes with enough images: nothing to tell apart.
     assert transfer_test(swapping, train.images, train.targets, candidates, head_min_count=10**6) is None
