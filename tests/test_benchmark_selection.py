@@ -567,3 +567,18 @@ def test_appearance_strength_repeats_only_residual_data_style_runs_and_pairs_the
     assert command[command.index("--appearance-scale") + 1] == "2" and command.count("--appearance-scale") == 1
     assert command[command.index("--styles") + 1] == "data" and command.count("--styles") == 1
     assert command[command.index("--out") + 1] == "_work/runs/set-seed0-git-auto-appearance2.json"
+
+
+def test_probe_strength_tabulates_each_steps_setting_with_the_true_nuisance():
+    import probe_strength
+
+    entry = {"rotation_deg": 7.9, "scale": 1.08, "shift": 0.037, "contrast": 1.12, "background_values": 64,
+             "flip": False, "seconds": 74.0}
+    stronger = {**entry, "rotation_deg": 3.6, "scale": 1.05, "shift": 0.025, "seconds": 261.0}
+    table = probe_strength.markdown({"fmnist-bg-lt": {"2": {"800": stronger, "200": entry}},
+                                     "fmnist-lt": {"0": {"200": {**entry, "background_values": 0, "flip": True}}}}, "cmd")
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert rows[0].startswith("| `fmnist-lt` | none | 0 | 200 |") and rows[0].endswith("| mirror | 74 |")
+    assert rows[1] == ("| `fmnist-bg-lt` | RandomBackground(low=0, high=100) | 2 | 200 | +-7.9 | x1.080 | +-3.7 % "
+                       "| x1.120 | 64 backgrounds | 74 |")
+    assert rows[2].startswith("| `fmnist-bg-lt` | RandomBackground(low=0, high=100) | 2 | 800 | +-3.6 | x1.050 |")
