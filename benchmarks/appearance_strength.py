@@ -87,15 +87,12 @@ def summarize(selected: list[tuple[str, str, int]], scale: float) -> dict:
             "test": {tag: run["test_balanced_accuracy"] for tag, run in runs.items()},
             "tail_ekld": {tag: run["ekld_summary"]["tail_mean"] for tag, run in runs.items()},
         })
-    keys = ("val", "test", "tail_ekld")
-    return {dataset: {
-        "scale": scale,
-        "seeds": [row["seed"] for row in seeds],
-        "per_seed": seeds,
-        "mean": {key: {tag: keep_class.mean_error([row[key][tag] for row in seeds]) for tag in TAGS} for key in keys},
-        "stronger_minus_git": {key: keep_class.mean_error([row[key]["stronger"] - row[key]["git-auto"] for row in seeds])
-                               for key in keys},
-    } for dataset, seeds in rows.items()}
+    summary = {}
+    for dataset, seeds in rows.items():
+        means, differences = keep_class.paired_means(seeds, TAGS, "stronger", "git-auto")
+        summary[dataset] = {"scale": scale, "seeds": [row["seed"] for row in seeds], "per_seed": seeds, "mean": means,
+                            "stronger_minus_git": differences}
+    return summary
 
 
 def report_section(summary: dict, command: str) -> str:
@@ -111,16 +108,11 @@ def report_section(summary: dict, command: str) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for dataset, entry in summary.items():
-        for key, label, factor, digits in (("val", "val. bal. acc. (%)", 100, 1), ("test", "test bal. acc. (%)", 100, 1),
-                                           ("tail_ekld", "tail eKLD", 1, 3)):
-            cells = [f"{entry['mean'][key][tag][0] * factor:.{digits}f} +- {entry['mean'][key][tag][1] * factor:.{digits}f}"
-                     for tag in TAGS]
-            diff = entry["stronger_minus_git"][key]
+        for key, label, factor, digits, cells, diff in keep_class.metric_rows(entry, TAGS, "stronger_minus_git"):
             per_seed = ", ".join(f"{(row[key]['stronger'] - row[key]['git-auto']) * factor:+.{digits}f}"
                                  for row in entry["per_seed"])
             lines.append(f"| {dataset} | {entry['scale']:g} | {' '.join(map(str, entry['seeds']))} | {label} | "
-                         f"{' | '.join(cells)} | {diff[0] * factor:+.{digits}f} +- {diff[1] * factor:.{digits}f} "
-                         f"({per_seed}) |")
+                         f"{' | '.join(cells)} | {diff} ({per_seed}) |")
     lines += ["", "Command: `" + command + "`", ""]
     return "\n".join(lines)
 

@@ -50,6 +50,10 @@ RUNS = [
 ]
 
 
+#: The runs a summary sets side by side: CE+DRS, GIT, GIT with the filter, the oracle.
+TAGS = ("drs", "git-auto", "git-auto-keep", "oracle")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=None, help="only these datasets (default: all in RUNS)")
@@ -80,6 +84,29 @@ def mean_error(values: list[float]) -> tuple[float, float]:
     return mean, std / np.sqrt(len(values))
 
 
+#: The figures a paired repeat is judged by: (key in a seed's row, label, display factor, decimals).
+METRICS = (("val", "val. bal. acc. (%)", 100, 1), ("test", "test bal. acc. (%)", 100, 1), ("tail_ekld", "tail eKLD", 1, 3))
+
+
+def paired_means(seeds: list[dict], tags: tuple[str, ...], new: str, old: str) -> tuple[dict, dict]:
+    """Per metric of :data:`METRICS`: each tag's mean and standard error over ``seeds`` (rows holding
+    ``row[key][tag]``; a row without the tag is left out), and the same for the paired difference ``new - old``."""
+    keys = [key for key, *_ in METRICS]
+    means = {key: {tag: mean_error([row[key][tag] for row in seeds if tag in row[key]]) for tag in tags} for key in keys}
+    differences = {key: mean_error([row[key][new] - row[key][old] for row in seeds]) for key in keys}
+    return means, differences
+
+
+def metric_rows(entry: dict, tags: tuple[str, ...], difference: str):
+    """Per metric of :data:`METRICS`: its key, label, factor, decimals, the cells ``mean +- error`` of ``tags``
+    (from ``entry["mean"]``) and the cell of ``entry[difference]``, for a report's table."""
+    for key, label, factor, digits in METRICS:
+        cells = [f"{entry['mean'][key][tag][0] * factor:.{digits}f} +- {entry['mean'][key][tag][1] * factor:.{digits}f}"
+                 for tag in tags]
+        diff = entry[difference][key]
+        yield key, label, factor, digits, cells, f"{diff[0] * factor:+.{digits}f} +- {diff[1] * factor:.{digits}f}"
+
+
 def summarize(selected: list[tuple[str, str, int]]) -> dict:
     rows: dict[str, list[dict]] = {}
     for folder, dataset, seed in selected:
@@ -108,15 +135,9 @@ def summarize(selected: list[tuple[str, str, int]]) -> dict:
         })
     summary = {}
     for dataset, seeds in rows.items():
-        keys, tags = ("val", "test", "tail_ekld"), ("drs", "git-auto", "git-auto-keep", "oracle")
-        summary[dataset] = {
-            "seeds": [row["seed"] for row in seeds],
-            "per_seed": seeds,
-            "mean": {key: {tag: mean_error([row[key][tag] for row in seeds if tag in row[key]]) for tag in tags}
-                     for key in keys},
-            "keep_minus_git": {key: mean_error([row[key]["git-auto-keep"] - row[key]["git-auto"] for row in seeds])
-                               for key in keys},
-        }
+        means, differences = paired_means(seeds, TAGS, "git-auto-keep", "git-auto")
+        summary[dataset] = {"seeds": [row["seed"] for row in seeds], "per_seed": seeds, "mean": means,
+                            "keep_minus_git": differences}
     return summary
 
 
@@ -133,13 +154,8 @@ def report_section(summary: dict, command: str) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for dataset, entry in summary.items():
-        for key, label, scale, digits in (("val", "val. bal. acc. (%)", 100, 1), ("test", "test bal. acc. (%)", 100, 1),
-                                          ("tail_ekld", "tail eKLD", 1, 3)):
-            cells = [f"{entry['mean'][key][tag][0] * scale:.{digits}f} +- {entry['mean'][key][tag][1] * scale:.{digits}f}"
-                     for tag in ("drs", "git-auto", "git-auto-keep", "oracle")]
-            diff = entry["keep_minus_git"][key]
-            lines.append(f"| {dataset} | {' '.join(map(str, entry['seeds']))} | {label} | {' | '.join(cells)} | "
-                         f"{diff[0] * scale:+.{digits}f} +- {diff[1] * scale:.{digits}f} |")
+        for _, label, _, _, cells, diff in metric_rows(entry, TAGS, "keep_minus_git"):
+            lines.append(f"| {dataset} | {' '.join(map(str, entry['seeds']))} | {label} | {' | '.join(cells)} | {diff} |")
         shares = "; ".join(f"seed {row['seed']} {row['undone_share']:.0%} ({row['undone_share_tail']:.0%} / "
                            f"{row['undone_share_rest']:.0%})" for row in entry["per_seed"])
         lines.append(f"| {dataset} | | draws undone (tail third / other classes) | {shares} | | | | |")
@@ -148,7 +164,7 @@ def report_section(summary: dict, command: str) -> str:
             per_class = {tag: np.array(values) * 100 for tag, values in row["test_per_class"].items()}
             c = int(np.argmin(per_class["git-auto"] - per_class["drs"]))
             worst.append(f"seed {row['seed']} class {c}: " + " / ".join(
-                f"{per_class[tag][c]:.0f}" for tag in ("drs", "git-auto", "git-auto-keep", "oracle")))
+                f"{per_class[tag][c]:.0f}" for tag in TAGS))
         lines.append(f"| {dataset} | | test acc. (%) of the class GIT lowers most | {'; '.join(worst)} | | | | |")
     lines += ["", "Command: `" + command + "`", ""]
     return "\n".join(lines)

@@ -44,7 +44,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import reproduce_digits as shared
 from _report import command_line, update_section
@@ -63,15 +62,8 @@ GEOMETRY_KEPT = "geometry kept"
 def one_pixel_shift(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """``images`` (N, C, H, W) each moved by one whole pixel up, down, left or right (equally likely), the edge
     pixels repeated into the uncovered row or column: an exact move, nothing resampled."""
-    n, height, width = images.shape[0], images.shape[-2], images.shape[-1]
-    padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
-    direction = torch.randint(0, 4, (n,), generator=generator)
-    out = images.clone()
-    for index, (dy, dx) in enumerate(((1, 0), (-1, 0), (0, 1), (0, -1))):
-        chosen = direction == index
-        # content moving by (dy, dx) is read from (-dy, -dx): the window of the padded image offset the other way
-        out[chosen] = padded[chosen][:, :, 1 - dy:1 - dy + height, 1 - dx:1 - dx + width]
-    return out
+    direction = torch.randint(0, 4, (images.shape[0],), generator=generator)
+    return shared.shift_pixels(images, torch.tensor([[1, 0], [-1, 0], [0, 1], [0, -1]])[direction])
 
 
 def measure(dataset: str, seed: int, generators: Path | None, shift: int = 0, components: bool = False) -> dict[str, float]:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -58,21 +57,20 @@ def measure(dataset: str, seed: int, steps: int) -> dict:
 
     from gitaug.fit import FitConfig
     from gitaug.fit.data import read_training_data
-    from gitaug.fit.nuisance_probe import run_probe
+    from gitaug.fit.nuisance_probe import run_probe, warp_ranges
 
     torch.set_num_threads(1)  # as the benchmark fits ran; the test's figures can differ with the thread count
     config = FitConfig(dataset=dataset, seed=seed, probe_steps=steps)
     data = read_training_data(dataset=dataset, seed=seed)
     started = time.time()
-    probe = run_probe(config, data)
-    ranges = probe.ranges
+    warp = warp_ranges(config, run_probe(config, data))  # the generator config's fields a fit would store
     return {
-        "rotation_deg": round(math.degrees(ranges.get("rotation", 0.0)), 2),
-        "scale": round(math.exp(ranges.get("log_scale", 0.0)), 4),
-        "shift": round(ranges.get("shift", 0.0), 4),
-        "contrast": round(math.exp(ranges.get("contrast", 0.0)), 4),
-        "background_values": len(probe.backgrounds),
-        "flip": bool(probe.flip),
+        "rotation_deg": warp["warp_rotation"],
+        "scale": warp["warp_scale"],
+        "shift": warp["warp_shift"],
+        "contrast": warp["warp_contrast"],
+        "background_values": len(warp["warp_backgrounds"]),
+        "flip": warp["warp_flip"],
         "seconds": round(time.time() - started, 1),
     }
 

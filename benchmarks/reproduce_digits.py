@@ -497,21 +497,27 @@ def finished_methods(args: argparse.Namespace, dataset: str) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- the diagnostic
 
 
-def random_pixel_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``images`` (N, C, H, W) each moved by a whole number of pixels, up to ``max_shift`` along each axis
-    (uniform; the edge pixels repeated into what is uncovered): an exact move, nothing resampled or blurred."""
-    if max_shift <= 0:
-        return images
-    n, height, width = images.shape[0], images.shape[-2], images.shape[-1]
-    padded = torch.nn.functional.pad(images, (max_shift,) * 4, mode="replicate")
-    offsets = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator)
+def shift_pixels(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``images`` (N, C, H, W) each moved by its whole-pixel ``offsets`` (N, 2) as (down, right), the edge pixels
+    repeated into what is uncovered: an exact move, nothing resampled or blurred."""
+    height, width = images.shape[-2], images.shape[-1]
+    pad = int(offsets.abs().max()) if offsets.numel() else 0
+    padded = torch.nn.functional.pad(images, (pad,) * 4, mode="replicate")
     out = torch.empty_like(images)
     for dy, dx in offsets.unique(dim=0).tolist():
         chosen = (offsets[:, 0] == dy) & (offsets[:, 1] == dx)
         # content moved by (dy, dx) is read from the window offset by (-dy, -dx)
-        top, left = max_shift - dy, max_shift - dx
+        top, left = pad - dy, pad - dx
         out[chosen] = padded[chosen][:, :, top:top + height, left:left + width]
     return out
+
+
+def random_pixel_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``images`` (N, C, H, W) each moved by a whole number of pixels, up to ``max_shift`` along each axis
+    (uniform), by :func:`shift_pixels`."""
+    if max_shift <= 0:
+        return images
+    return shift_pixels(images, torch.randint(-max_shift, max_shift + 1, (images.shape[0], 2), generator=generator))
 
 
 def reference_classifier(dataset: str, seed: int, epochs: int = 15, shift: int = 0) -> torch.nn.Module:

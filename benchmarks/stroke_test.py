@@ -45,7 +45,7 @@ import torch.nn.functional as F
 import reproduce_digits as shared
 from _report import command_line, update_section
 from gitaug._files import write_json
-from gitaug.datasets.nuisances import grey_dilation, grey_erosion
+from gitaug.datasets.nuisances import dilate_or_erode
 
 ROOT = shared.ROOT
 DATASETS = ("digits-lt", "digits-dil-lt", "digits-rot-lt", "digits-bg-lt",
@@ -55,16 +55,6 @@ KERNELS = (-3, -2, 2, 3)
 #: Sub-pixel moves: the upsampling factor and the radii (in upsampled pixels) measured and trained on.
 UP = 4
 RADII = tuple(range(1, 9))
-
-
-def whole_kernel(images: torch.Tensor, signed: torch.Tensor) -> torch.Tensor:
-    """Each image dilated (signed kernel > 0) or eroded (< 0) with a square of that side; 0 leaves it."""
-    out = images.clone()
-    for value in signed.unique().tolist():
-        if value:
-            chosen = signed == value
-            out[chosen] = (grey_dilation if value > 0 else grey_erosion)(images[chosen], abs(int(value)))
-    return out
 
 
 def sub_pixel(images: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
@@ -106,7 +96,7 @@ def measure(dataset: str, seed: int) -> dict:
 
         def transformed(batch: torch.Tensor, signed: torch.Tensor, version: str = version) -> tuple[torch.Tensor, torch.Tensor]:
             if version == "whole kernels":
-                return _jitter(batch, generator), _jitter(whole_kernel(batch, signed), generator)
+                return _jitter(batch, generator), _jitter(dilate_or_erode(batch, signed), generator)
             return sub_pixel(batch, torch.zeros_like(signed)), sub_pixel(batch, signed)
 
         def make_pair(batch: torch.Tensor, moves: tuple[int, ...] = moves) -> tuple[torch.Tensor, torch.Tensor]:

@@ -509,11 +509,12 @@ def test_stroke_test_moves_thicken_or_thin_and_its_table_averages_the_seeds():
     import torch
 
     import stroke_test
+    from gitaug.datasets.nuisances import dilate_or_erode
 
     image = torch.full((1, 1, 8, 8), -1.0)
     image[..., 3:5, 3:5] = 1.0  # a 2x2 white square on black
     batch = image.expand(4, 1, 8, 8).contiguous()
-    whole = stroke_test.whole_kernel(batch, torch.tensor([0, 3, -2, 2]))
+    whole = dilate_or_erode(batch, torch.tensor([0, 3, -2, 2]))
     assert torch.equal(whole[0], image[0])  # kernel 0 leaves the image
     assert int((whole[1] > 0).sum()) == 16 and int((whole[2] > 0).sum()) == 1  # 3-square dilation / 2-square erosion
     sub = stroke_test.sub_pixel(batch, torch.tensor([0, 2, -2, 8]))

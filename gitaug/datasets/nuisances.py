@@ -58,6 +58,7 @@ __all__ = [
     "get_nuisance",
     "grey_dilation",
     "grey_erosion",
+    "dilate_or_erode",
 ]
 
 
@@ -133,6 +134,18 @@ def grey_erosion(images: torch.Tensor, kernel_size: int) -> torch.Tensor:
         1
     """
     return -grey_dilation(-images, kernel_size)
+
+
+def dilate_or_erode(images: torch.Tensor, signed: torch.Tensor) -> torch.Tensor:
+    """Each image of ``images`` (N, C, H, W) dilated with a ``k`` square where ``signed`` (N,) holds ``+k``, eroded
+    where it holds ``-k``, left as it is where it holds 0; each distinct size runs as one sub-batch."""
+    signed = signed.cpu()
+    out = images.clone()
+    for size in signed.unique().tolist():
+        if size:
+            rows = torch.nonzero(signed == size).flatten().to(images.device)
+            out[rows] = (grey_dilation if size > 0 else grey_erosion)(images[rows], abs(size))
+    return out
 
 
 @dataclass(frozen=True)
@@ -254,12 +267,7 @@ class RandomDilationErosion:
         ero_size = torch.randint(self.erosion_sizes[0], self.erosion_sizes[1] + 1, (n,), generator=generator, device=device)
         # Encode the choice as a signed kernel size (+k dilate, -k erode) and
         # process each distinct choice as one sub-batch.
-        choice = torch.where(dilate, dil_size, -ero_size).cpu()
-        out = batch.clone()
-        for signed in choice.unique().tolist():
-            rows = torch.nonzero(choice == signed).flatten().to(batch.device)
-            op = grey_dilation if signed > 0 else grey_erosion
-            out[rows] = op(batch[rows], abs(signed))
+        out = dilate_or_erode(batch, torch.where(dilate, dil_size, -ero_size))
         return out[0] if single else out
 
 
