@@ -539,13 +539,15 @@ def test_appearance_strength_repeats_only_residual_data_style_runs_and_pairs_the
     def write(seed, tag, val, test, tail, draw=residual):
         run = {"val_balanced_accuracy": val, "test_balanced_accuracy": test, "ekld_summary": {"tail_mean": tail},
                "draw": draw, "args": {"dataset": "set", "method": "git", "draw": "recommended", "styles": "prior",
-                                       "appearance_scale": 1.0, "seed": seed, "p": 0.5, "out": "x.json"}}
+                                       "appearance_scale": 1.0, "warp_extent": 1.0, "seed": seed, "p": 0.5,
+                                       "out": "x.json"}}
         (runs / f"set-seed{seed}-{tag}.json").write_text(json.dumps(run))
 
     for seed, gain in ((0, 0.01), (1, 0.03)):
         write(seed, "drs", 0.70, 0.70, 0.30)
         write(seed, "git-auto", 0.72, 0.72, 0.20)
         write(seed, "git-auto-appearance2", 0.72 + gain, 0.72 - gain, 0.15)
+        write(seed, "git-auto-appearance1-extent0", 0.72 - gain, 0.72, 0.25)
         write(seed, "oracle", 0.74, 0.75, 0.10)
     write(2, "git-auto", 0.72, 0.72, 0.20, draw={**residual, "appearance_scale": 0.0})  # the warp alone: not repeated
     listed = [("_work", "set", 0), ("_work", "set", 1), ("_work", "set", 2)]
@@ -553,21 +555,38 @@ def test_appearance_strength_repeats_only_residual_data_style_runs_and_pairs_the
 
     summary = appearance_strength.summarize(listed[:2], 2.0)["set"]
     assert summary["seeds"] == [0, 1]
-    assert summary["stronger_minus_git"]["val"][0] == pytest.approx(0.02)
-    assert summary["stronger_minus_git"]["test"][0] == pytest.approx(-0.02)
-    assert summary["stronger_minus_git"]["tail_ekld"] == pytest.approx((-0.05, 0.0))
-    section = appearance_strength.report_section({"set": summary}, "cmd")
-    assert "| set | 2 | 0 1 | val. bal. acc. (%) |" in section and "(+1.0, +3.0) |" in section
+    assert summary["variant_minus_git"]["val"][0] == pytest.approx(0.02)
+    assert summary["variant_minus_git"]["test"][0] == pytest.approx(-0.02)
+    assert summary["variant_minus_git"]["tail_ekld"] == pytest.approx((-0.05, 0.0))
+    flat = appearance_strength.summarize(listed[:2], 1.0, 0.0)["set"]  # the geometry dropped: its own runs
+    assert flat["warp_extent"] == 0.0 and flat["variant_minus_git"]["tail_ekld"] == pytest.approx((0.05, 0.0))
+    section = appearance_strength.report_section({"a": {"set": summary}, "b": {"set": flat}}, ["cmd"])
+    assert "| set | 2 | 1 | 0 1 | val. bal. acc. (%) |" in section and "(+1.0, +3.0) |" in section
+    assert "| set | 1 | 0 | 0 1 | val. bal. acc. (%) |" in section and "(-1.0, -3.0) |" in section
 
     commands = []
     monkeypatch.setattr(appearance_strength.shared, "run_job", lambda command, log, out: commands.append(command))
     monkeypatch.setattr(appearance_strength, "ROOT", tmp_path)
     appearance_strength.repeat_job(tmp_path / "_work", "set", 0, 2.0)
-    command = commands[0]
-    assert command[command.index("--draw") + 1] == "residual" and command.count("--draw") == 1
-    assert command[command.index("--appearance-scale") + 1] == "2" and command.count("--appearance-scale") == 1
-    assert command[command.index("--styles") + 1] == "data" and command.count("--styles") == 1
-    assert command[command.index("--out") + 1] == "_work/runs/set-seed0-git-auto-appearance2.json"
+    appearance_strength.repeat_job(tmp_path / "_work", "set", 0, 1.0, 0.0)
+    stronger, flat_command = commands
+    assert stronger[stronger.index("--draw") + 1] == "residual" and stronger.count("--draw") == 1
+    assert stronger[stronger.index("--appearance-scale") + 1] == "2" and stronger.count("--appearance-scale") == 1
+    assert stronger[stronger.index("--styles") + 1] == "data" and stronger.count("--styles") == 1
+    assert "--warp-extent" not in stronger  # the finished run's extent 1 is dropped, not passed on
+    assert stronger[stronger.index("--out") + 1] == "_work/runs/set-seed0-git-auto-appearance2.json"
+    assert flat_command[flat_command.index("--warp-extent") + 1] == "0" and flat_command.count("--warp-extent") == 1
+    assert flat_command[flat_command.index("--out") + 1] == "_work/runs/set-seed0-git-auto-appearance1-extent0.json"
+
+
+def test_appearance_strength_reads_a_results_file_from_before_variants(tmp_path):
+    import appearance_strength
+
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"set": {"scale": 2.0, "seeds": [0]}, "other": {"scale": 2.0, "seeds": [1]}}))
+    assert appearance_strength.stored_variants(old) == (
+        {"git-auto-appearance2": (2.0, 1.0)}, ["python benchmarks/appearance_strength.py --scale 2"])
+    assert appearance_strength.stored_variants(tmp_path / "missing.json") == ({}, [])
 
 
 def test_probe_strength_tabulates_each_steps_setting_with_the_true_nuisance():
@@ -583,3 +602,29 @@ def test_probe_strength_tabulates_each_steps_setting_with_the_true_nuisance():
     assert rows[1] == ("| `fmnist-bg-lt` | RandomBackground(low=0, high=100) | 2 | 200 | +-7.9 | x1.080 | +-3.7 % "
                        "| x1.120 | 64 backgrounds | 74 |")
     assert rows[2].startswith("| `fmnist-bg-lt` | RandomBackground(low=0, high=100) | 2 | 800 | +-3.6 | x1.050 |")
+
+
+def test_appearance_change_tabulates_power_ranges_and_keep_rates_with_shirts_on_the_clothing_only():
+    import appearance_change
+
+    power = {f"{v:g}": round(v / 4, 3) for v in appearance_change.LEVELS}
+    keep = {"true nuisance": [1.0] * 10, "data styles": [0.8] * 6 + [0.4] + [0.8] * 3,
+            "class styles": [0.9] * 6 + [0.5] + [0.9] * 3}
+    entry = {"detector": {"power": power, "range": 0.8}, "style variance between classes": 0.13, "keep": keep}
+    table = appearance_change.markdown({"fmnist-bg-lt": {"2": entry}, "digits-dil-lt": {"0": entry}}, "cmd")
+    assert "power at s = 0.125 / 0.375 / 0.625 / 0.875 / 1.125 / 1.375 / 1.625 / 1.875 |" in table
+    cells = "0.03 / 0.09 / 0.16 / 0.22 / 0.28 / 0.34 / 0.41 / 0.47 | 0.80 | 13 % | 100.0 % / 76.0 % / 86.0 %"
+    assert f"| `fmnist-bg-lt` | 2 | {cells} | 100 % / 40 % / 50 % |" in table
+    assert f"| `digits-dil-lt` | 0 | {cells} |  |" in table
+
+
+def test_class_draws_reports_keep_rates_and_where_the_lost_draws_go():
+    import class_draws
+
+    entry = {"dataset": "fmnist-dil-lt", "seed": 2, "class": "shirt", "picture": "p.png",
+             "recommended draw": {"kept": 0.57, "changed to": {"pullover": 30, "T-shirt": 90}},
+             "true nuisance": {"kept": 0.78, "changed to": {"coat": 12}}}
+    section = class_draws.markdown({"fmnist-dil-lt 2 6": entry}, "cmd")
+    assert "| `fmnist-dil-lt` | 2 | shirt | 57 %, T-shirt 90, pullover 30 | 78 %, coat 12 |" in section
+    assert "![shirt draws, fmnist-dil-lt seed 2](results/p.png)" in section
+    assert class_draws.class_name("fmnist-bg-lt", 6) == "shirt" and class_draws.class_name("digits-lt", 6) == "6"
