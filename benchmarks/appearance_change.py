@@ -49,6 +49,7 @@ import torch
 import reproduce_digits as shared
 from _report import command_line, update_section
 from gitaug._files import write_json
+from gitaug.datasets.fashion_mnist import FASHION_MNIST_CLASSES
 
 ROOT = shared.ROOT
 #: The largest strength the detector is trained and read at (twice the recommended draw's).
@@ -67,37 +68,23 @@ def _find(generators: list[Path], dataset: str, seed: int) -> Path | None:
     return None
 
 
-def appearance_change(generator: torch.nn.Module, x: torch.Tensor, styles: tuple[torch.Tensor, torch.Tensor],
-                      rng: torch.Generator) -> torch.Tensor:
-    """The decoder's change ``decode(c, drawn) - decode(c, own)`` for images ``x`` in [-1, 1], the drawn style from a
-    normal with the per-component ``styles`` (mean, std): the appearance part of a residual draw, no warp."""
-    mean, std = styles
-    drawn = mean + std * torch.randn(x.shape[0], mean.numel(), generator=rng)
-    with torch.no_grad():
-        content = generator.encode_content(x)
-        both = generator.decoder(torch.cat([content, content]),
-                                 generator.mlp(torch.cat([drawn, generator.style_encoder(x)])))
-    changed, rebuilt = both.chunk(2)
-    return changed - rebuilt
-
-
 def detector_power(generator: torch.nn.Module, images: torch.Tensor, styles: tuple[torch.Tensor, torch.Tensor],
                    seed: int) -> dict:
-    """The nuisance test's detector trained on (untouched, changed at strength U(0, 2)) pairs; power per level."""
+    """The nuisance test's detector trained on (untouched, changed at strength U(0, 2)) pairs; power per level. The
+    change is the appearance part of a residual draw (:meth:`gitaug.MUNITGenerator.appearance_change`, no warp),
+    its style drawn from a normal with the per-component ``styles`` (mean, std)."""
     from gitaug._seeding import derive_seed
-    from gitaug.fit.nuisance_probe import DETECTION_THRESHOLD, _auc, _range_from_power, _train_detector
+    from gitaug.fit.nuisance_probe import (DETECTION_THRESHOLD, _auc, _held_out_split, _jitter, _range_from_power,
+                                           _train_detector)
 
     rng = torch.Generator().manual_seed(derive_seed(seed, "probe"))  # the nuisance test's split
-    order = torch.randperm(images.shape[0], generator=rng)
-    n_eval = max(1, min(256, images.shape[0] // 4))
-    held_out, train = images[order[:n_eval]], images[order[n_eval:]]
-
-    def jitter(x: torch.Tensor) -> torch.Tensor:
-        return (x + (torch.rand(x.shape, generator=rng) * 2 - 1) / 255).clamp(-1, 1)
+    held_out, train = _held_out_split(images, 256, rng)
 
     def pair(batch: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        change = appearance_change(generator, batch, styles, rng)
-        return jitter(batch), jitter((batch + strength[:, None, None, None] * change).clamp(-1, 1))
+        code = generator.data_style(batch.shape[0], generator=rng, statistics=styles)
+        with torch.no_grad():
+            change = generator.appearance_change(batch, code)
+        return _jitter(batch, rng), _jitter((batch + strength[:, None, None, None] * change).clamp(-1, 1), rng)
 
     detector = _train_detector(train, lambda b: pair(b, torch.rand(b.shape[0], generator=rng) * MAX_STRENGTH),
                                steps=200, batch_size=64, seed=seed, generator=rng)
@@ -116,14 +103,14 @@ def measure(dataset: str, seed: int, folder: str) -> dict:
     from gitaug import GITAugment
     from gitaug.datasets import load, nuisance_of
     from gitaug.evaluation.diagnostics import class_preservation
+    from gitaug.fit.data import to_model_range
 
     torch.set_num_threads(1)
     started = time.time()
     aug = GITAugment.from_pretrained(folder, residual=True, styles="data", appearance_scale=1.0, warp_extent=1.0)
     generator = aug.generator.eval()
     train = load(dataset, split="train", seed=seed)
-    images = train.images.float() / 255 if train.images.dtype == torch.uint8 else train.images.float()
-    images = images * 2 - 1
+    images = to_model_range(train.images)
     labels, classes = train.targets, train.num_classes
     with torch.no_grad():
         codes = torch.cat([generator.style_encoder(images[i:i + 512]) for i in range(0, len(images), 512)]).float()
@@ -156,9 +143,6 @@ def measure(dataset: str, seed: int, folder: str) -> dict:
     return result
 
 
-CLOTHES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
-
-
 def markdown(results: dict[str, dict[str, dict]], command: str) -> str:
     lines = [
         "## What in the decoder's appearance change is unlike the data",
@@ -183,7 +167,7 @@ def markdown(results: dict[str, dict[str, dict]], command: str) -> str:
         for seed, entry in sorted(seeds.items(), key=lambda item: int(item[0])):
             power = entry["detector"]["power"]
             keep = {name: sum(v) / len(v) for name, v in entry["keep"].items()}
-            shirt = CLOTHES.index("shirt")
+            shirt = FASHION_MNIST_CLASSES.index("Shirt")
             lines.append(
                 f"| `{dataset}` | {seed} | " + " / ".join(f"{power[f'{s:g}']:.2f}" for s in LEVELS)
                 + f" | {entry['detector']['range']:.2f} | {100 * entry['style variance between classes']:.0f} % | "

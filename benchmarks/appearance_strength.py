@@ -169,8 +169,7 @@ def main() -> None:
     output = args.results / "appearance_strength.json"
     variants, commands = stored_variants(output)
     variants[tag_of(args.scale, args.warp_extent)] = (args.scale, args.warp_extent)
-    everything = [r for r in keep_class.RUNS if (shared.load_run(BENCH / r[0], r[1], r[2], "git-auto") or {}).get("draw")
-                  == REPEATED_DRAW]
+    everything = repeated(keep_class.RUNS)  # every set's runs, not only this call's --datasets
     summaries = {tag: summarize(everything, scale, extent) for tag, (scale, extent) in variants.items()}
     stored = {tag: {"scale": variants[tag][0], "warp_extent": variants[tag][1], "sets": summary}
               for tag, summary in summaries.items()}

@@ -72,16 +72,12 @@ def sub_pixel(images: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(out, UP)
 
 
-def _jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    # half a grey level on both images, as the nuisance test does for contrast: 8-bit levels give nothing away
-    return (images + (torch.rand(images.shape, generator=generator) * 2 - 1) / 255).clamp(-1, 1)
-
-
 def measure(dataset: str, seed: int) -> dict:
     """Detection power per move of both versions on ``dataset``'s training images, and the sub-pixel range."""
     from gitaug._seeding import derive_seed
     from gitaug.fit.data import read_training_data, to_model_range
-    from gitaug.fit.nuisance_probe import DETECTION_THRESHOLD, _auc, _range_from_power, _train_detector
+    from gitaug.fit.nuisance_probe import (DETECTION_THRESHOLD, _auc, _held_out_split, _jitter, _range_from_power,
+                                           _train_detector)
 
     torch.set_num_threads(1)
     images = to_model_range(read_training_data(dataset=dataset, seed=seed).images).float()
@@ -89,9 +85,7 @@ def measure(dataset: str, seed: int) -> dict:
     for version in ("whole kernels", "sub-pixel"):
         # the nuisance test's split, detector, steps and batch (``probe_nuisance``'s defaults)
         generator = torch.Generator().manual_seed(derive_seed(seed, "probe"))
-        order = torch.randperm(images.shape[0], generator=generator)
-        n_eval = max(1, min(256, images.shape[0] // 4))
-        held_out, train = images[order[:n_eval]], images[order[n_eval:]]
+        held_out, train = _held_out_split(images, 256, generator)
         moves = KERNELS if version == "whole kernels" else RADII
 
         def transformed(batch: torch.Tensor, signed: torch.Tensor, version: str = version) -> tuple[torch.Tensor, torch.Tensor]:

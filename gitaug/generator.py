@@ -1014,13 +1014,17 @@ class MUNITGenerator(nn.Module, GeneratorHubMixin):
         if scale == 0:
             image = x
         else:
-            content = self.encode_content(x)
-            own = self.style_encoder(x).to(style.dtype)
             drawn_code = style if appearance is None else appearance.to(style.dtype)
-            both = self.decoder(torch.cat([content, content]), self.mlp(torch.cat([drawn_code, own])))
-            drawn, rebuilt = both.chunk(2)
-            image = (x + scale * (drawn - rebuilt)).clamp(-1, 1)
+            image = (x + scale * self.appearance_change(x, drawn_code)).clamp(-1, 1)
         return self._warp_draw(image, style, x, extent)
+
+    def appearance_change(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """The change a residual draw adds to ``x`` (images in [-1, 1]) for style ``code``, before any scale, clamp
+        or warp: ``decode(c, code) - decode(c, own style)``, ``c`` the content of ``x`` (both decoded as one batch)."""
+        content = self.encode_content(x)
+        own = self.style_encoder(x).to(code.dtype)
+        drawn, rebuilt = self.decoder(torch.cat([content, content]), self.mlp(torch.cat([code, own]))).chunk(2)
+        return drawn - rebuilt
 
     def _warp_draw(self, image: torch.Tensor, style: torch.Tensor, x: torch.Tensor, extent: float = 1.0) -> torch.Tensor:
         """The warp's part of a draw of ``x`` (a range warp also recolours ``x``'s background)."""

@@ -35,6 +35,17 @@ def test_the_change_scales_linearly_between_the_input_and_the_whole_residual_dra
     assert torch.equal(none, x)
 
 
+def test_the_appearance_change_is_what_a_residual_draw_adds_before_its_clamp():
+    g = tiny_generator()
+    x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(1)) - 0.5
+    style = torch.randn(6, g.config.style_dim, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        change = g.appearance_change(x, style)
+        assert change.abs().max() > 0  # the style changes the picture
+        assert torch.equal(g.redraw(x, style, residual=True, appearance_scale=0.5), (x + 0.5 * change).clamp(-1, 1))
+        assert torch.equal(g.appearance_change(x, g.style_encoder(x)), torch.zeros_like(x))  # its own style: none
+
+
 def test_scale_zero_draws_only_the_warp_without_running_the_decoder():
     g = _warped_generator()
     x = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1

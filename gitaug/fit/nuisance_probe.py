@@ -213,11 +213,20 @@ def _contrast_pair(images: torch.Tensor, magnitude: torch.Tensor, generator: tor
     n = images.shape[0]
     tested = (torch.randint(0, 2, (n,), generator=generator) * 2 - 1) * magnitude
     transformed = scale_contrast(images, _background(images), torch.exp(tested))
+    return _jitter(images, generator), _jitter(transformed, generator)
 
-    def jitter(x: torch.Tensor) -> torch.Tensor:
-        return (x + (torch.rand(x.shape, generator=generator) * 2 - 1) / 255).clamp(-1, 1)
 
-    return jitter(images), jitter(transformed)
+def _jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``images`` (in [-1, 1]) plus uniform noise of up to half a grey level each way, so that grey levels between
+    the data's 8-bit ones cannot give a change away (put on both images of a pair)."""
+    return (images + (torch.rand(images.shape, generator=generator) * 2 - 1) / 255).clamp(-1, 1)
+
+
+def _held_out_split(images: torch.Tensor, eval_images: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(held_out, train)``: :func:`probe_nuisance`'s random split, ``eval_images`` held out (at most a quarter)."""
+    order = torch.randperm(images.shape[0], generator=generator)
+    n_eval = max(1, min(eval_images, images.shape[0] // 4))
+    return images[order[:n_eval]], images[order[n_eval:]]
 
 
 def _pair(images: torch.Tensor, family: str, magnitude: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -442,9 +451,7 @@ def probe_nuisance(
     if images.shape[-1] > max_side:
         images = F.interpolate(images, size=(max_side, max_side), mode="area")
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(images.shape[0], generator=generator)
-    n_eval = max(1, min(eval_images, images.shape[0] // 4))
-    held_out, train = images[order[:n_eval]], images[order[n_eval:]]
+    held_out, train = _held_out_split(images, eval_images, generator)
 
     ranges: dict[str, float] = {name: 0.0 for name in FAMILY_MAX}
     magnitudes: dict[str, list[float]] = {}
